@@ -1,0 +1,121 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration schema. Every default lives here; `trailwatch config` prints the
+ * effective result and the README documents each key. Unknown keys are rejected everywhere.
+ */
+
+const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+const DAY_MS = 24 * HOUR_MS;
+
+const saslSchema = z.strictObject({
+  mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+  username: z.string().min(1),
+  /** Secret: from TRAILWATCH_KAFKA__SASL__PASSWORD or passwordFile, printed as ****. */
+  password: z.string().optional(),
+  passwordFile: z.string().optional(),
+});
+
+const tlsSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  caFile: z.string().optional(),
+  certFile: z.string().optional(),
+  keyFile: z.string().optional(),
+  rejectUnauthorized: z.boolean().default(true),
+});
+
+export const kafkaSchema = z.strictObject({
+  /** Bootstrap brokers. Empty means: the local stack (`trailwatch stack up`). */
+  brokers: z.array(z.string().min(1)).default([]),
+  clientId: z.string().default('trailwatch'),
+  connectionTimeoutMs: z.number().int().positive().default(10_000), // ten seconds
+  requestTimeoutMs: z.number().int().positive().default(30_000), // thirty seconds
+  sasl: saslSchema.nullable().default(null),
+  tls: tlsSchema.default({ enabled: false, rejectUnauthorized: true }),
+});
+
+export const registrySchema = z.strictObject({
+  /** Confluent-compatible API root, e.g. http://127.0.0.1:18080/apis/ccompat/v7. Empty: the local stack. */
+  url: z.string().default(''),
+  username: z.string().optional(),
+  /** Secret: from TRAILWATCH_REGISTRY__PASSWORD or passwordFile, printed as ****. */
+  password: z.string().optional(),
+  passwordFile: z.string().optional(),
+});
+
+export const topicsSchema = z.strictObject({
+  events: z.string().min(1).default('trailwatch.events'),
+  alerts: z.string().min(1).default('trailwatch.insights'),
+  deadLetter: z.string().min(1).default('trailwatch.dlq'),
+  /** Partitions for topics trailwatch creates itself. */
+  partitions: z.number().int().positive().default(3),
+  replicationFactor: z.number().int().positive().default(1),
+});
+
+export const detectorSchema = z.strictObject({
+  groupId: z.string().min(1).default('trailwatch-detector'),
+  /** Width of an event-time bucket: rates are counts per bucket. */
+  bucketMs: z.number().int().positive().default(MINUTE_MS),
+  /** Watermark = max event time seen − allowedLatenessMs; later events are counted as late, not folded in. */
+  allowedLatenessMs: z.number().int().nonnegative().default(5 * MINUTE_MS), // CloudTrail delivers within ~5 min
+  /** With no new events for this long, event time advances with the wall clock so an End is not held back. */
+  idleAdvanceMs: z.number().int().positive().default(30_000),
+  /** Events stamped further ahead of the wall clock are dead-lettered (clock skew), not bucketed. */
+  maxFutureSkewMs: z.number().int().nonnegative().default(15 * MINUTE_MS),
+  /** Events older than this (by the wall clock) are dead-lettered by the live detector; backtests take any age. */
+  maxEventAgeMs: z.number().int().positive().default(35 * DAY_MS),
+  /** Length of history the baseline averages over. */
+  baselineWindowMs: z.number().int().positive().default(7 * DAY_MS),
+  /** No Insight for a key before it has this much history. */
+  minHistoryMs: z.number().int().nonnegative().default(HOUR_MS),
+  /** Score in [0, 1] above which a bucket is anomalous. score = −log10(tail probability) / 10, capped at 1. */
+  scoreThreshold: z.number().gt(0).lte(1).default(0.6),
+  /** Consecutive anomalous buckets before a Start. */
+  startAfterBuckets: z.number().int().positive().default(1),
+  /** Consecutive normal buckets before an End. */
+  endAfterBuckets: z.number().int().positive().default(3),
+  /** An Insight open this long is closed with an End. */
+  maxDurationMs: z.number().int().positive().default(6 * HOUR_MS),
+  /** Floor: a bucket with fewer events never fires. */
+  minEventsPerBucket: z.number().int().nonnegative().default(5),
+  /** Floor: the bucket's count must be at least this many times the baseline. */
+  minRatio: z.number().nonnegative().default(3),
+  /** Attributions kept per attribute (CloudTrail Insights keeps 5). */
+  topN: z.number().int().positive().max(100).default(5),
+  scopes: z
+    .strictObject({
+      /** Per (account, region, eventSource, eventName): CloudTrail Insights parity. */
+      action: z.boolean().default(true),
+      /** Per (account, principal, eventSource, eventName). */
+      principalAction: z.boolean().default(true),
+    })
+    .default({ action: true, principalAction: true }),
+  insightTypes: z
+    .strictObject({
+      apiCallRate: z.boolean().default(true),
+      apiErrorRate: z.boolean().default(true),
+    })
+    .default({ apiCallRate: true, apiErrorRate: true }),
+  /** Count read-only calls in call-rate Insights too (CloudTrail counts writes only). */
+  includeReadOnly: z.boolean().default(false),
+  /** Most keys kept in memory; the least recently active is evicted beyond it. */
+  maxKeys: z.number().int().positive().default(1_000_000),
+  /** A key with no events for this long is dropped. */
+  keyIdleTtlMs: z.number().int().positive().default(7 * DAY_MS),
+});
+
+export const configSchema = z.strictObject({
+  kafka: kafkaSchema.default(kafkaSchema.parse({})),
+  registry: registrySchema.default(registrySchema.parse({})),
+  topics: topicsSchema.default(topicsSchema.parse({})),
+  detector: detectorSchema.default(detectorSchema.parse({})),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).default({ level: 'info' }),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type DetectorConfig = z.infer<typeof detectorSchema>;
+export type KafkaConfig = z.infer<typeof kafkaSchema>;
+export type RegistryConfig = z.infer<typeof registrySchema>;
+export type TopicsConfig = z.infer<typeof topicsSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,513 @@
+import type { DetectorConfig } from '../config/schema.ts';
+import type { AttributionAttribute, AuditEvent, Insight, InsightScope, InsightType } from '../contracts/types.ts';
+import { type AnomalyFacts, buildInsight, type ContributorAverages } from '../emit/insight.ts';
+import { type HeavyHitters, hhAdd, hhMerge, hhScale, hhTop, newHeavyHitters } from './sketch.ts';
+import { spikeScore } from './stats.ts';
+
+/**
+ * The detection engine: pure, synchronous, no Kafka inside. The live consumer, `trailwatch
+ * backtest` and the benchmarks all drive this one class, so they agree by construction.
+ *
+ * Lifecycle: `process(batch)` folds events into event-time buckets; `advanceWatermark(ms)`
+ * closes buckets (the runtime calls it when the source goes idle); `snapshot()`/`restore()`
+ * checkpoint the whole state as JSON-safe data.
+ */
+
+const MINUTE_MS = 60_000;
+/** Baseline floor in events per minute: a key that never calls still needs a few calls to look unusual. */
+const MEAN_FLOOR_PER_MINUTE = 0.05;
+const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
+const SNAPSHOT_VERSION = 1;
+
+type Contributors = Record<AttributionAttribute, HeavyHitters>;
+
+interface BucketAcc {
+  count: number;
+  contributors: Contributors;
+}
+
+interface Streak {
+  startMs: number;
+  /** End (exclusive) of the last anomalous bucket. */
+  lastEndMs: number;
+  buckets: number;
+  count: number;
+  peakScore: number;
+  startScore: number;
+  contributors: Contributors;
+  /** Baseline as it stood when the streak began: the anomaly must not report itself as normal. */
+  baselineMean: number;
+  baselineMinutes: number;
+  belowStreak: number;
+  started: boolean;
+}
+
+/** Everything kept per key. Plain data, so a snapshot is JSON. */
+export interface KeyState {
+  id: string;
+  scope: InsightScope;
+  insightType: InsightType;
+  accountId: string;
+  region: string;
+  service: string;
+  action: string;
+  principal: string | null;
+  errorCode: string | null;
+  /** Start of the last bucket folded into the baseline; firstBucket − bucketMs before any. */
+  lastFoldedMs: number;
+  /** Buckets of history in the baseline (capped at the window). */
+  observed: number;
+  mean: number;
+  variance: number;
+  /** Per-bucket EWMA of each contributor's count. */
+  baselineContributors: Contributors;
+  /** Buckets not yet closed by the watermark, by bucket start. */
+  pending: Record<string, BucketAcc>;
+  /** An anomalous streak: a candidate before Start, the open Insight after it. */
+  streak: Streak | null;
+  lastEventMs: number;
+}
+
+/** What names a key: the scope, the signal and where it is measured. */
+type KeyIdentity = Pick<KeyState, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>;
+
+export interface EngineMetrics {
+  eventsProcessed: number;
+  duplicates: number;
+  lateEvents: number;
+  keysCreated: number;
+  keysEvicted: number;
+  keysExpired: number;
+  insightsStarted: number;
+  insightsEnded: number;
+}
+
+export interface EngineSnapshot {
+  version: number;
+  maxEventTimeMs: number;
+  watermarkMs: number;
+  closedThroughMs: number;
+  keys: KeyState[];
+  seen: Array<[string, number]>;
+  streamStartMs: Array<[string, number]>;
+  metrics: EngineMetrics;
+}
+
+export interface KeyView {
+  id: string;
+  learning: boolean;
+  historyMinutes: number;
+  baselinePerMinute: number;
+  inInsight: boolean;
+}
+
+function newContributors(capacity: number): Contributors {
+  return {
+    userIdentityArn: newHeavyHitters(capacity),
+    userAgent: newHeavyHitters(capacity),
+    errorCode: newHeavyHitters(capacity),
+  };
+}
+
+export class DetectionEngine {
+  readonly config: DetectorConfig;
+  private readonly keys = new Map<string, KeyState>();
+  /** eventId → event time, for the dedupe horizon (the lateness window). */
+  private readonly seen = new Map<string, number>();
+  /** Bucket start → keys with pending counts in it. */
+  private readonly pendingIndex = new Map<number, Set<string>>();
+  /** Keys with a streak: evaluated every bucket, even at zero count, so Ends are not held back. */
+  private readonly streaking = new Set<string>();
+  /** First bucket seen per account: a key born later has watched zeros since then, not nothing. */
+  private readonly streamStartMs = new Map<string, number>();
+  private maxEventTimeMs = Number.NEGATIVE_INFINITY;
+  private watermark = Number.NEGATIVE_INFINITY;
+  /** All buckets ending at or before this are closed. */
+  private closedThroughMs = Number.NEGATIVE_INFINITY;
+  private readonly windowBuckets: number;
+  private readonly capacity: number;
+  private readonly bucketMinutes: number;
+  private readonly meanFloor: number;
+  readonly metrics: EngineMetrics = {
+    eventsProcessed: 0,
+    duplicates: 0,
+    lateEvents: 0,
+    keysCreated: 0,
+    keysEvicted: 0,
+    keysExpired: 0,
+    insightsStarted: 0,
+    insightsEnded: 0,
+  };
+
+  constructor(config: DetectorConfig) {
+    this.config = config;
+    this.windowBuckets = Math.max(2, Math.floor(config.baselineWindowMs / config.bucketMs));
+    this.capacity = config.topN * 2;
+    this.bucketMinutes = config.bucketMs / MINUTE_MS;
+    this.meanFloor = MEAN_FLOOR_PER_MINUTE * this.bucketMinutes;
+  }
+
+  get watermarkMs(): number {
+    return this.watermark;
+  }
+
+  get latestEventTimeMs(): number {
+    return this.maxEventTimeMs;
+  }
+
+  get activeKeys(): number {
+    return this.keys.size;
+  }
+
+  /** Folds a batch of events in, then closes whatever buckets the new watermark passed. */
+  process(events: Iterable<AuditEvent>): Insight[] {
+    const { bucketMs } = this.config;
+    for (const e of events) {
+      if (this.seen.has(e.eventId)) {
+        this.metrics.duplicates++;
+        continue;
+      }
+      const bucket = Math.floor(e.eventTimeMs / bucketMs) * bucketMs;
+      if (bucket + bucketMs <= this.closedThroughMs) {
+        this.metrics.lateEvents++;
+        continue;
+      }
+      this.seen.set(e.eventId, e.eventTimeMs);
+      this.metrics.eventsProcessed++;
+      if (e.eventTimeMs > this.maxEventTimeMs) this.maxEventTimeMs = e.eventTimeMs;
+      const streamStart = this.streamStartMs.get(e.accountId);
+      if (streamStart === undefined || bucket < streamStart) this.streamStartMs.set(e.accountId, bucket);
+      for (const key of this.signalKeys(e)) this.count(key, e, bucket);
+    }
+    return this.advanceWatermark(this.maxEventTimeMs - this.config.allowedLatenessMs);
+  }
+
+  /**
+   * Moves event time forward (never back) and closes every bucket that ends at or before it.
+   * The runtime calls this when the source is idle; `process` calls it after every batch.
+   */
+  advanceWatermark(watermarkMs: number): Insight[] {
+    if (!(watermarkMs > this.watermark)) return [];
+    this.watermark = watermarkMs;
+    const { bucketMs } = this.config;
+    const target = Math.floor(watermarkMs / bucketMs) * bucketMs;
+    const out: Insight[] = [];
+    let b = Number.isFinite(this.closedThroughMs) ? this.closedThroughMs : this.firstPendingBucket();
+    while (b !== undefined && b + bucketMs <= target) {
+      if (this.streaking.size === 0 && !this.pendingIndex.has(b)) {
+        // Nothing happens between here and the next bucket with data: jump.
+        b = this.firstPendingBucket();
+        if (b === undefined || b + bucketMs > target) break;
+      }
+      this.closeBucket(b, out);
+      b += bucketMs;
+    }
+    this.closedThroughMs = Math.max(this.closedThroughMs, target);
+    this.expire();
+    return out;
+  }
+
+  /** Per-key learning state, for `trailwatch` status output and tests. */
+  keyView(id: string): KeyView | undefined {
+    const k = this.keys.get(id);
+    if (!k) return undefined;
+    return {
+      id,
+      learning: k.observed * this.config.bucketMs < this.config.minHistoryMs,
+      historyMinutes: k.observed * this.bucketMinutes,
+      baselinePerMinute: k.mean / this.bucketMinutes,
+      inInsight: k.streak?.started ?? false,
+    };
+  }
+
+  keyIds(): string[] {
+    return [...this.keys.keys()];
+  }
+
+  snapshot(): EngineSnapshot {
+    return structuredClone({
+      version: SNAPSHOT_VERSION,
+      maxEventTimeMs: this.maxEventTimeMs,
+      watermarkMs: this.watermark,
+      closedThroughMs: this.closedThroughMs,
+      keys: [...this.keys.values()],
+      seen: [...this.seen.entries()],
+      streamStartMs: [...this.streamStartMs.entries()],
+      metrics: { ...this.metrics },
+    });
+  }
+
+  static restore(config: DetectorConfig, snapshot: EngineSnapshot): DetectionEngine {
+    if (snapshot.version !== SNAPSHOT_VERSION) throw new Error(`unsupported engine snapshot version ${snapshot.version}`);
+    const engine = new DetectionEngine(config);
+    const s = structuredClone(snapshot);
+    engine.maxEventTimeMs = s.maxEventTimeMs ?? Number.NEGATIVE_INFINITY;
+    engine.watermark = s.watermarkMs ?? Number.NEGATIVE_INFINITY;
+    engine.closedThroughMs = s.closedThroughMs ?? Number.NEGATIVE_INFINITY;
+    Object.assign(engine.metrics, s.metrics);
+    for (const [id, t] of s.seen) engine.seen.set(id, t);
+    for (const [account, t] of s.streamStartMs) engine.streamStartMs.set(account, t);
+    for (const k of s.keys) {
+      engine.keys.set(k.id, k);
+      for (const b of Object.keys(k.pending)) engine.indexPending(Number(b), k.id);
+      if (k.streak) engine.streaking.add(k.id);
+    }
+    return engine;
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────
+
+  private *signalKeys(e: AuditEvent): Generator<KeyIdentity> {
+    const c = this.config;
+    const countsAsCall = c.includeReadOnly || e.readOnly === false;
+    const scopes: InsightScope[] = [];
+    if (c.scopes.action) scopes.push('action');
+    if (c.scopes.principalAction) scopes.push('principalAction');
+    for (const scope of scopes) {
+      const principal = scope === 'principalAction' ? e.principal : null;
+      const where = scope === 'action' ? e.region : e.principal;
+      const base = { scope, accountId: e.accountId, region: e.region, service: e.service, action: e.action, principal };
+      if (c.insightTypes.apiCallRate && countsAsCall) {
+        yield { ...base, id: `${scope}|call|${e.accountId}|${where}|${e.service}|${e.action}`, insightType: 'ApiCallRateInsight', errorCode: null };
+      }
+      if (c.insightTypes.apiErrorRate && e.errorCode) {
+        yield {
+          ...base,
+          id: `${scope}|error|${e.accountId}|${where}|${e.service}|${e.action}|${e.errorCode}`,
+          insightType: 'ApiErrorRateInsight',
+          errorCode: e.errorCode,
+        };
+      }
+    }
+  }
+
+  private count(proto: KeyIdentity, e: AuditEvent, bucket: number): void {
+    let k = this.keys.get(proto.id);
+    if (k) {
+      // Least recently active first: re-insert to move to the end.
+      this.keys.delete(proto.id);
+    } else {
+      // The account's stream has been watched since streamStart with this key at zero: that is
+      // history too, so a principal calling an API it never used is judged, not learned.
+      const watched = Math.floor((bucket - (this.streamStartMs.get(e.accountId) ?? bucket)) / this.config.bucketMs);
+      k = {
+        ...proto,
+        lastFoldedMs: bucket - this.config.bucketMs,
+        observed: Math.min(Math.max(0, watched), this.windowBuckets),
+        mean: 0,
+        variance: 0,
+        baselineContributors: newContributors(this.capacity),
+        pending: {},
+        streak: null,
+        lastEventMs: e.eventTimeMs,
+      };
+      this.metrics.keysCreated++;
+      this.evictIfFull();
+    }
+    this.keys.set(proto.id, k);
+    if (k.scope === 'principalAction') k.region = e.region;
+    k.lastEventMs = Math.max(k.lastEventMs, e.eventTimeMs);
+    const slot = String(bucket);
+    let acc = k.pending[slot];
+    if (!acc) {
+      acc = { count: 0, contributors: newContributors(this.capacity) };
+      k.pending[slot] = acc;
+      this.indexPending(bucket, k.id);
+    }
+    acc.count++;
+    hhAdd(acc.contributors.userIdentityArn, e.principal);
+    hhAdd(acc.contributors.userAgent, e.userAgent ?? 'null');
+    hhAdd(acc.contributors.errorCode, e.errorCode ?? 'null');
+  }
+
+  private indexPending(bucket: number, id: string): void {
+    let set = this.pendingIndex.get(bucket);
+    if (!set) {
+      set = new Set();
+      this.pendingIndex.set(bucket, set);
+    }
+    set.add(id);
+  }
+
+  private firstPendingBucket(): number | undefined {
+    let min: number | undefined;
+    for (const b of this.pendingIndex.keys()) if (min === undefined || b < min) min = b;
+    return min;
+  }
+
+  private closeBucket(b: number, out: Insight[]): void {
+    const ids = new Set<string>(this.streaking);
+    const withData = this.pendingIndex.get(b);
+    if (withData) for (const id of withData) ids.add(id);
+    this.pendingIndex.delete(b);
+    // Sorted so that Insights of one bucket come out in the same order in every run.
+    for (const id of [...ids].sort()) {
+      const k = this.keys.get(id);
+      if (!k) continue;
+      const slot = String(b);
+      const acc = k.pending[slot];
+      delete k.pending[slot];
+      this.evaluate(k, b, acc, out);
+    }
+  }
+
+  private alpha(k: KeyState): number {
+    return Math.max(1 / (k.observed + 1), 2 / (this.windowBuckets + 1));
+  }
+
+  /** Folds one bucket's count into the EWMA mean/variance and the contributor baselines. */
+  private fold(k: KeyState, bucket: number, count: number, contributors: Contributors | undefined): void {
+    const a = this.alpha(k);
+    const diff = count - k.mean;
+    const incr = a * diff;
+    k.mean += incr;
+    k.variance = (1 - a) * (k.variance + diff * incr);
+    for (const attr of ATTRIBUTES) {
+      const base = k.baselineContributors[attr];
+      hhScale(base, 1 - a);
+      if (contributors) hhMerge(base, contributors[attr], a);
+    }
+    if (k.observed < this.windowBuckets) k.observed++;
+    k.lastFoldedMs = bucket;
+  }
+
+  private foldZerosUntil(k: KeyState, bucket: number): void {
+    const { bucketMs } = this.config;
+    // Past a full window of zeros the baseline is as good as empty: cap the work.
+    let gap = Math.min(Math.round((bucket - k.lastFoldedMs) / bucketMs) - 1, this.windowBuckets);
+    for (let t = bucket - gap * bucketMs; gap > 0; gap--, t += bucketMs) this.fold(k, t, 0, undefined);
+    k.lastFoldedMs = bucket - bucketMs;
+  }
+
+  private evaluate(k: KeyState, b: number, acc: BucketAcc | undefined, out: Insight[]): void {
+    const c = this.config;
+    this.foldZerosUntil(k, b);
+    const count = acc?.count ?? 0;
+    const lambda = Math.max(k.mean, this.meanFloor);
+    const learning = k.observed * c.bucketMs < c.minHistoryMs;
+    const score = learning ? 0 : spikeScore(count, k.mean, k.variance, this.meanFloor);
+    const anomalous = !learning && score >= c.scoreThreshold && count >= c.minEventsPerBucket && count >= c.minRatio * lambda;
+    const end = b + c.bucketMs;
+
+    let s = k.streak;
+    if (anomalous && acc) {
+      if (!s) {
+        s = {
+          startMs: b,
+          lastEndMs: end,
+          buckets: 0,
+          count: 0,
+          peakScore: 0,
+          startScore: score,
+          contributors: newContributors(this.capacity),
+          baselineMean: k.mean,
+          baselineMinutes: k.observed * this.bucketMinutes,
+          belowStreak: 0,
+          started: false,
+        };
+        k.streak = s;
+        this.streaking.add(k.id);
+      }
+      s.buckets++;
+      s.count += count;
+      s.lastEndMs = end;
+      s.belowStreak = 0;
+      s.peakScore = Math.max(s.peakScore, score);
+      for (const attr of ATTRIBUTES) hhMerge(s.contributors[attr], acc.contributors[attr]);
+      if (!s.started && s.buckets >= c.startAfterBuckets) {
+        s.started = true;
+        s.startScore = score;
+        this.metrics.insightsStarted++;
+        out.push(buildInsight(this.facts(k, s, 'Start')));
+      }
+      // Winsorized: the anomaly teaches the baseline only as much as a borderline bucket would.
+      const cap = lambda + 3 * Math.sqrt(lambda * Math.max(1, k.variance / lambda)) + 1;
+      this.fold(k, b, Math.min(count, cap), undefined);
+    } else {
+      if (s) {
+        if (!s.started) {
+          // A candidate that did not last k buckets: forget it.
+          k.streak = null;
+          this.streaking.delete(k.id);
+          s = null;
+        } else {
+          s.belowStreak++;
+        }
+      }
+      this.fold(k, b, count, acc?.contributors);
+    }
+    if (s?.started && (s.belowStreak >= c.endAfterBuckets || end - s.startMs >= c.maxDurationMs)) {
+      if (s.belowStreak === 0) s.lastEndMs = end;
+      this.metrics.insightsEnded++;
+      out.push(buildInsight(this.facts(k, s, 'End')));
+      k.streak = null;
+      this.streaking.delete(k.id);
+    }
+  }
+
+  private facts(k: KeyState, s: Streak, state: 'Start' | 'End'): AnomalyFacts {
+    const anomalyMinutes = s.buckets * this.bucketMinutes;
+    const contributors: ContributorAverages[] = ATTRIBUTES.filter((a) => !(a === 'errorCode' && k.insightType === 'ApiErrorRateInsight')).map(
+      (attribute) => ({
+        attribute,
+        insight: hhTop(s.contributors[attribute], this.config.topN).map((v) => ({ value: v.value, average: v.count / anomalyMinutes })),
+        baseline: hhTop(k.baselineContributors[attribute], this.config.topN)
+          .filter((v) => v.count > 1e-9)
+          .map((v) => ({ value: v.value, average: v.count / this.bucketMinutes })),
+      }),
+    );
+    return {
+      state,
+      keyId: k.id,
+      scope: k.scope,
+      insightType: k.insightType,
+      accountId: k.accountId,
+      region: k.region,
+      service: k.service,
+      action: k.action,
+      principal: k.principal,
+      errorCode: k.errorCode,
+      startTimeMs: s.startMs,
+      endTimeMs: state === 'End' ? s.lastEndMs : null,
+      bucketMs: this.config.bucketMs,
+      baselinePerMinute: s.baselineMean / this.bucketMinutes,
+      insightPerMinute: s.count / anomalyMinutes,
+      baselineMinutes: s.baselineMinutes,
+      score: state === 'Start' ? s.startScore : s.peakScore,
+      threshold: this.config.scoreThreshold,
+      contributors,
+    };
+  }
+
+  private evictIfFull(): void {
+    while (this.keys.size >= this.config.maxKeys) {
+      const oldest = this.keys.keys().next();
+      if (oldest.done) return;
+      this.dropKey(oldest.value);
+      this.metrics.keysEvicted++;
+    }
+  }
+
+  private dropKey(id: string): void {
+    const k = this.keys.get(id);
+    if (!k) return;
+    for (const b of Object.keys(k.pending)) this.pendingIndex.get(Number(b))?.delete(id);
+    this.streaking.delete(id);
+    this.keys.delete(id);
+  }
+
+  /** Drops idle keys and dedupe entries the watermark has passed. Both maps are in arrival order, so scans stop early. */
+  private expire(): void {
+    const idleBefore = this.watermark - this.config.keyIdleTtlMs;
+    for (const [id, k] of this.keys) {
+      if (k.lastEventMs >= idleBefore) break;
+      if (k.streak || Object.keys(k.pending).length > 0) continue;
+      this.dropKey(id);
+      this.metrics.keysExpired++;
+    }
+    for (const [id, t] of this.seen) {
+      if (t + this.config.bucketMs > this.closedThroughMs) break;
+      this.seen.delete(id);
+    }
+  }
+}

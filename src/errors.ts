@@ -1,0 +1,84 @@
+/**
+ * One error family for trailwatch. Every error carries a stable string code (checked by code,
+ * not by class, so it survives process and Kafka-header boundaries), whose fault it is, and
+ * whether retrying the same operation can succeed.
+ */
+
+export type Fault = 'user' | 'external' | 'internal';
+
+export const ErrorCodes = {
+  CONFIG_INVALID: 'TW_CONFIG_INVALID',
+  DESERIALIZE: 'TW_DESERIALIZE',
+  SCHEMA_UNKNOWN: 'TW_SCHEMA_UNKNOWN',
+  NORMALIZE: 'TW_NORMALIZE',
+  INPUT_FILE: 'TW_INPUT_FILE',
+  TIMESTAMP_OUT_OF_BOUNDS: 'TW_TIMESTAMP_OUT_OF_BOUNDS',
+  RECORD_TOO_LARGE: 'TW_RECORD_TOO_LARGE',
+  STACK: 'TW_STACK',
+  STACK_PREREQUISITE: 'TW_STACK_PREREQUISITE',
+  KAFKA: 'TW_KAFKA',
+  REGISTRY: 'TW_REGISTRY',
+  USAGE: 'TW_USAGE',
+  INTERNAL: 'TW_INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface TrailwatchErrorOptions {
+  fault?: Fault;
+  canRetry?: boolean;
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+export class TrailwatchError extends Error {
+  readonly code: ErrorCode;
+  readonly fault: Fault;
+  readonly canRetry: boolean;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: TrailwatchErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TrailwatchError';
+    this.code = code;
+    this.fault = options.fault ?? 'internal';
+    this.canRetry = options.canRetry ?? false;
+    this.details = options.details ?? {};
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, fault: this.fault, canRetry: this.canRetry, message: this.message, ...this.details };
+  }
+}
+
+/** A configuration that cannot be used; lists every problem at once. */
+export class ConfigError extends TrailwatchError {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(ErrorCodes.CONFIG_INVALID, `invalid configuration:\n  - ${problems.join('\n  - ')}`, { fault: 'user' });
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** A record that cannot become an AuditEvent: never retried, dead-lettered with its reason. */
+export class BadRecordError extends TrailwatchError {
+  constructor(code: ErrorCode, message: string, options: Omit<TrailwatchErrorOptions, 'canRetry' | 'fault'> = {}) {
+    super(code, message, { ...options, fault: 'user', canRetry: false });
+    this.name = 'BadRecordError';
+  }
+}
+
+export function isTrailwatchError(err: unknown): err is TrailwatchError {
+  return (
+    err instanceof TrailwatchError ||
+    (typeof err === 'object' &&
+      err !== null &&
+      typeof (err as { code?: unknown }).code === 'string' &&
+      String((err as { code: string }).code).startsWith('TW_'))
+  );
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
