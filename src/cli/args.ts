@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
 
 /** Options every command takes. */

@@ -27,9 +27,15 @@ export async function openSession(
   let localStack = false;
   if (config.kafka.brokers.length === 0 || !config.registry.url) {
     const status = await stackStatus();
-    const stack = status.running ? { brokers: status.brokers, registryUrl: status.registryUrl } : options.autoStart ? await stackUp() : null;
+    const stack = status.running
+      ? { brokers: status.brokers, registryUrl: status.registryUrl }
+      : options.autoStart
+        ? await stackUp()
+        : null;
     if (!stack) {
-      throw new Error('no Kafka configured and the local stack is not running: set KAFKA_BROKERS and SCHEMA_REGISTRY_URL, or run `trailwatch stack up`');
+      throw new Error(
+        'no Kafka configured and the local stack is not running: set KAFKA_BROKERS and SCHEMA_REGISTRY_URL, or run `trailwatch stack up`',
+      );
     }
     if (config.kafka.brokers.length === 0) config.kafka.brokers = stack.brokers;
     if (!config.registry.url) config.registry.url = stack.registryUrl;

@@ -108,10 +108,12 @@ export function validateConfig(input: unknown): Config {
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
     // Report the cross-key rules too, judged on what did validate, so one run lists every error.
-    const rest = configSchema.safeParse(withoutPaths(
+    const rest = configSchema.safeParse(
+      withoutPaths(
         input,
         result.error.issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => [...i.path, k]) : [i.path])),
-      ));
+      ),
+    );
     if (rest.success) problems.push(...semanticProblems(rest.data));
     throw new ConfigError(problems);
   }
@@ -144,7 +146,8 @@ function semanticProblems(c: Config): string[] {
   if (d.baselineWindowMs < d.bucketMs * 2) problems.push('detector.baselineWindowMs must hold at least two buckets');
   if (d.minHistoryMs > d.baselineWindowMs) problems.push('detector.minHistoryMs must not exceed detector.baselineWindowMs');
   if (!d.scopes.action && !d.scopes.principalAction) problems.push('detector.scopes: enable at least one of action, principalAction');
-  if (!d.insightTypes.apiCallRate && !d.insightTypes.apiErrorRate) problems.push('detector.insightTypes: enable at least one of apiCallRate, apiErrorRate');
+  if (!d.insightTypes.apiCallRate && !d.insightTypes.apiErrorRate)
+    problems.push('detector.insightTypes: enable at least one of apiCallRate, apiErrorRate');
   if (c.kafka.sasl && !c.kafka.sasl.password && !c.kafka.sasl.passwordFile) {
     problems.push('kafka.sasl: set password (TRAILWATCH_KAFKA__SASL__PASSWORD) or passwordFile');
   }

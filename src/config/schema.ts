@@ -58,15 +58,31 @@ export const detectorSchema = z.strictObject({
   /** Width of an event-time bucket: rates are counts per bucket. */
   bucketMs: z.number().int().positive().default(MINUTE_MS),
   /** Watermark = max event time seen − allowedLatenessMs; later events are counted as late, not folded in. */
-  allowedLatenessMs: z.number().int().nonnegative().default(5 * MINUTE_MS), // CloudTrail delivers within ~5 min
+  allowedLatenessMs: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(5 * MINUTE_MS), // CloudTrail delivers within ~5 min
   /** With no new events for this long, event time advances with the wall clock so an End is not held back. */
   idleAdvanceMs: z.number().int().positive().default(30_000),
   /** Events stamped further ahead of the wall clock are dead-lettered (clock skew), not bucketed. */
-  maxFutureSkewMs: z.number().int().nonnegative().default(15 * MINUTE_MS),
+  maxFutureSkewMs: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(15 * MINUTE_MS),
   /** Events older than this (by the wall clock) are dead-lettered by the live detector; backtests take any age. */
-  maxEventAgeMs: z.number().int().positive().default(35 * DAY_MS),
+  maxEventAgeMs: z
+    .number()
+    .int()
+    .positive()
+    .default(35 * DAY_MS),
   /** Length of history the baseline averages over. */
-  baselineWindowMs: z.number().int().positive().default(7 * DAY_MS),
+  baselineWindowMs: z
+    .number()
+    .int()
+    .positive()
+    .default(7 * DAY_MS),
   /** No Insight for a key before it has this much history. */
   minHistoryMs: z.number().int().nonnegative().default(HOUR_MS),
   /** Score in [0, 1] above which a bucket is anomalous. score = −log10(tail probability) / 10, capped at 1. */
@@ -76,7 +92,11 @@ export const detectorSchema = z.strictObject({
   /** Consecutive normal buckets before an End. */
   endAfterBuckets: z.number().int().positive().default(3),
   /** An Insight open this long is closed with an End. */
-  maxDurationMs: z.number().int().positive().default(6 * HOUR_MS),
+  maxDurationMs: z
+    .number()
+    .int()
+    .positive()
+    .default(6 * HOUR_MS),
   /** Floor: a bucket with fewer events never fires. */
   minEventsPerBucket: z.number().int().nonnegative().default(5),
   /** Floor: the bucket's count must be at least this many times the baseline. */
@@ -102,7 +122,11 @@ export const detectorSchema = z.strictObject({
   /** Most keys kept in memory; the least recently active is evicted beyond it. */
   maxKeys: z.number().int().positive().default(1_000_000),
   /** A key with no events for this long is dropped. */
-  keyIdleTtlMs: z.number().int().positive().default(7 * DAY_MS),
+  keyIdleTtlMs: z
+    .number()
+    .int()
+    .positive()
+    .default(7 * DAY_MS),
 });
 
 export const configSchema = z.strictObject({
@@ -110,7 +134,9 @@ export const configSchema = z.strictObject({
   registry: registrySchema.default(registrySchema.parse({})),
   topics: topicsSchema.default(topicsSchema.parse({})),
   detector: detectorSchema.default(detectorSchema.parse({})),
-  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).default({ level: 'info' }),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .default({ level: 'info' }),
 });
 
 export type Config = z.infer<typeof configSchema>;

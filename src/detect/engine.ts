@@ -69,7 +69,10 @@ export interface KeyState {
 }
 
 /** What names a key: the scope, the signal and where it is measured. */
-type KeyIdentity = Pick<KeyState, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>;
+type KeyIdentity = Pick<
+  KeyState,
+  'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'
+>;
 
 export interface EngineMetrics {
   eventsProcessed: number;
@@ -268,7 +271,12 @@ export class DetectionEngine {
       const where = scope === 'action' ? e.region : e.principal;
       const base = { scope, accountId: e.accountId, region: e.region, service: e.service, action: e.action, principal };
       if (c.insightTypes.apiCallRate && countsAsCall) {
-        yield { ...base, id: `${scope}|call|${e.accountId}|${where}|${e.service}|${e.action}`, insightType: 'ApiCallRateInsight', errorCode: null };
+        yield {
+          ...base,
+          id: `${scope}|call|${e.accountId}|${where}|${e.service}|${e.action}`,
+          insightType: 'ApiCallRateInsight',
+          errorCode: null,
+        };
       }
       if (c.insightTypes.apiErrorRate && e.errorCode) {
         yield {
@@ -447,15 +455,15 @@ export class DetectionEngine {
 
   private facts(k: KeyState, s: Streak, state: 'Start' | 'End'): AnomalyFacts {
     const anomalyMinutes = s.buckets * this.bucketMinutes;
-    const contributors: ContributorAverages[] = ATTRIBUTES.filter((a) => !(a === 'errorCode' && k.insightType === 'ApiErrorRateInsight')).map(
-      (attribute) => ({
-        attribute,
-        insight: hhTop(s.contributors[attribute], this.config.topN).map((v) => ({ value: v.value, average: v.count / anomalyMinutes })),
-        baseline: hhTop(k.baselineContributors[attribute], this.config.topN)
-          .filter((v) => v.count > 1e-9)
-          .map((v) => ({ value: v.value, average: v.count / this.bucketMinutes })),
-      }),
-    );
+    const contributors: ContributorAverages[] = ATTRIBUTES.filter(
+      (a) => !(a === 'errorCode' && k.insightType === 'ApiErrorRateInsight'),
+    ).map((attribute) => ({
+      attribute,
+      insight: hhTop(s.contributors[attribute], this.config.topN).map((v) => ({ value: v.value, average: v.count / anomalyMinutes })),
+      baseline: hhTop(k.baselineContributors[attribute], this.config.topN)
+        .filter((v) => v.count > 1e-9)
+        .map((v) => ({ value: v.value, average: v.count / this.bucketMinutes })),
+    }));
     return {
       state,
       keyId: k.id,

@@ -41,7 +41,10 @@ export class EventCodec {
   private async decode(value: Buffer | null): Promise<unknown> {
     if (value === null || value.length === 0) throw new BadRecordError(ErrorCodes.DESERIALIZE, 'empty record value (tombstone?)');
     if (value.length > this.maxRecordBytes) {
-      throw new BadRecordError(ErrorCodes.RECORD_TOO_LARGE, `record of ${value.length} bytes exceeds the ${this.maxRecordBytes}-byte limit`);
+      throw new BadRecordError(
+        ErrorCodes.RECORD_TOO_LARGE,
+        `record of ${value.length} bytes exceeds the ${this.maxRecordBytes}-byte limit`,
+      );
     }
     if (value.length < WIRE_HEADER_BYTES || value[0] !== 0) {
       throw new BadRecordError(
@@ -54,14 +57,20 @@ export class EventCodec {
       return await this.registry.decode(value);
     } catch (err) {
       const status = (err as { status?: number }).status;
-      if (status === 404) throw new BadRecordError(ErrorCodes.SCHEMA_UNKNOWN, `schema id ${schemaId} is not in the registry`, { cause: err });
+      if (status === 404)
+        throw new BadRecordError(ErrorCodes.SCHEMA_UNKNOWN, `schema id ${schemaId} is not in the registry`, { cause: err });
       if (status !== undefined || isNetworkError(err)) throw registryError(err, `fetching schema id ${schemaId}`);
-      throw new BadRecordError(ErrorCodes.DESERIALIZE, `Avro body does not decode with schema id ${schemaId}: ${(err as Error).message}`, { cause: err });
+      throw new BadRecordError(ErrorCodes.DESERIALIZE, `Avro body does not decode with schema id ${schemaId}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 }
 
 function isNetworkError(err: unknown): boolean {
   const code = (err as { code?: string }).code ?? '';
-  return /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR)/.test(code) || /fetch failed|socket hang up|timeout/i.test((err as Error).message ?? '');
+  return (
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR)/.test(code) ||
+    /fetch failed|socket hang up|timeout/i.test((err as Error).message ?? '')
+  );
 }

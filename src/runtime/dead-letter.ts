@@ -21,7 +21,12 @@ export interface DeadLetter {
 const MAX_REASON_CHARS = 1_000;
 
 /** Sends the original bytes untouched, its original headers kept, plus the reason headers. */
-export async function sendDeadLetters(producer: Producer, deadLetterTopic: string, letters: DeadLetter[], nowMs = Date.now()): Promise<void> {
+export async function sendDeadLetters(
+  producer: Producer,
+  deadLetterTopic: string,
+  letters: DeadLetter[],
+  nowMs = Date.now(),
+): Promise<void> {
   if (letters.length === 0) return;
   await producer.send({
     topic: deadLetterTopic,

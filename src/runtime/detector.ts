@@ -76,7 +76,12 @@ export class DetectorRuntime {
     }, 1_000);
     this.idleTimer.unref();
     this.log.info(
-      { eventsTopic: config.topics.events, alertsTopic: config.topics.alerts, groupId: config.detector.groupId, bucketMs: config.detector.bucketMs },
+      {
+        eventsTopic: config.topics.events,
+        alertsTopic: config.topics.alerts,
+        groupId: config.detector.groupId,
+        bucketMs: config.detector.bucketMs,
+      },
       'detector running',
     );
   }
@@ -100,7 +105,14 @@ export class DetectorRuntime {
     return run;
   }
 
-  private async handleBatch({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async handleBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    commitOffsetsIfNecessary,
+    isRunning,
+    isStale,
+  }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale()) return;
     const events: AuditEvent[] = [];
     const deadLetters: DeadLetter[] = [];

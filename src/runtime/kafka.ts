@@ -19,9 +19,13 @@ function logCreator(logger: Logger) {
 
 export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
   if (config.brokers.length === 0) {
-    throw new TrailwatchError(ErrorCodes.CONFIG_INVALID, 'no Kafka brokers configured: set KAFKA_BROKERS (host:port,…) or run `trailwatch stack up`', {
-      fault: 'user',
-    });
+    throw new TrailwatchError(
+      ErrorCodes.CONFIG_INVALID,
+      'no Kafka brokers configured: set KAFKA_BROKERS (host:port,…) or run `trailwatch stack up`',
+      {
+        fault: 'user',
+      },
+    );
   }
   const options: KafkaJsConfig = {
     clientId: config.clientId,

@@ -46,7 +46,9 @@ export class EventPublisher {
     try {
       return await this.codec.encodeEvent(this.schemaId, e);
     } catch (err) {
-      throw new BadRecordError(ErrorCodes.DESERIALIZE, `event ${e.eventId} does not fit the AuditEvent schema: ${(err as Error).message}`, { cause: err });
+      throw new BadRecordError(ErrorCodes.DESERIALIZE, `event ${e.eventId} does not fit the AuditEvent schema: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 

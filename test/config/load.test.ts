@@ -34,13 +34,21 @@ describe('loadConfig', () => {
   });
 
   test('env values parse as JSON, but secrets stay strings', () => {
-    const env = configFromEnv({ TRAILWATCH_DETECTOR__SCOPES__ACTION: 'false', TRAILWATCH_REGISTRY__PASSWORD: '12345', TRAILWATCH_CACHE_DIR: '/x' });
+    const env = configFromEnv({
+      TRAILWATCH_DETECTOR__SCOPES__ACTION: 'false',
+      TRAILWATCH_REGISTRY__PASSWORD: '12345',
+      TRAILWATCH_CACHE_DIR: '/x',
+    });
     assert.deepEqual(env, { detector: { scopes: { action: false } }, registry: { password: '12345' } });
   });
 
   test('every problem is listed at once, cross-key rules included', () => {
     assert.throws(
-      () => loadConfig({ env: {}, overrides: { detector: { allowedLatenessMs: -1, startAfterBuckets: 100, maxDurationMs: 60_000, bogus: 1 } as never } }),
+      () =>
+        loadConfig({
+          env: {},
+          overrides: { detector: { allowedLatenessMs: -1, startAfterBuckets: 100, maxDurationMs: 60_000, bogus: 1 } as never },
+        }),
       (err: unknown) => {
         assert.ok(err instanceof ConfigError);
         assert.equal(err.code, 'TW_CONFIG_INVALID');
@@ -54,8 +62,14 @@ describe('loadConfig', () => {
   });
 
   test('SASL without a password is refused; the password is masked when printed', () => {
-    assert.throws(() => loadConfig({ env: {}, overrides: { kafka: { sasl: { mechanism: 'scram-sha-256', username: 'u' } } } }), /TRAILWATCH_KAFKA__SASL__PASSWORD/);
-    const c = loadConfig({ env: { TRAILWATCH_KAFKA__SASL__PASSWORD: 's3cret' }, overrides: { kafka: { sasl: { mechanism: 'plain', username: 'u' } } } });
+    assert.throws(
+      () => loadConfig({ env: {}, overrides: { kafka: { sasl: { mechanism: 'scram-sha-256', username: 'u' } } } }),
+      /TRAILWATCH_KAFKA__SASL__PASSWORD/,
+    );
+    const c = loadConfig({
+      env: { TRAILWATCH_KAFKA__SASL__PASSWORD: 's3cret' },
+      overrides: { kafka: { sasl: { mechanism: 'plain', username: 'u' } } },
+    });
     assert.equal(c.kafka.sasl?.password, 's3cret');
     assert.equal(redactConfig(c).kafka.sasl?.password, '****');
     assert.doesNotMatch(JSON.stringify(redactConfig(c)), /s3cret/);

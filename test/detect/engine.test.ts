@@ -169,7 +169,8 @@ describe('DetectionEngine', () => {
 
   test('attributions: top contributors with insight and baseline averages', () => {
     const batches = steadyWithSpike(130);
-    for (let m = 90; m < 94; m++) batches[m]?.push(...Array.from({ length: 30 }, (_, i) => ev(m, 200 + i, { principal: 'mallory', userAgent: 'curl' })));
+    for (let m = 90; m < 94; m++)
+      batches[m]?.push(...Array.from({ length: 30 }, (_, i) => ev(m, 200 + i, { principal: 'mallory', userAgent: 'curl' })));
     const out = runAll(new DetectionEngine(detector({ topN: 1 })), batches);
     const start = out.find((i) => i.trailwatch.scope === 'action' && i.insightDetails.state === 'Start');
     const arn = start?.insightDetails.insightContext.attributions.find((a) => a.attribute === 'userIdentityArn');
@@ -188,7 +189,11 @@ describe('golden replay', () => {
     minutes: 240,
     spikes: [
       { actor: DEMO_SPIKE_ACTOR, startMinute: 150, minutes: 6 },
-      { actor: { ...DEMO_SPIKE_ACTOR, action: 'TerminateInstances', errorCode: 'UnauthorizedOperation', ratePerMinute: 25 }, startMinute: 200, minutes: 3 },
+      {
+        actor: { ...DEMO_SPIKE_ACTOR, action: 'TerminateInstances', errorCode: 'UnauthorizedOperation', ratePerMinute: 25 },
+        startMinute: 200,
+        minutes: 3,
+      },
     ],
   });
   const batches: AuditEvent[][] = [];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { hhAdd, hhTop, newHeavyHitters } from '../../src/detect/sketch.ts';
 import { mulberry32 } from '../../src/demo/traffic.ts';
+import { hhAdd, hhTop, newHeavyHitters } from '../../src/detect/sketch.ts';
 
 test('space-saving keeps the heavy hitters of a skewed stream within its capacity', () => {
   const sketch = newHeavyHitters(10);
@@ -15,8 +15,14 @@ test('space-saving keeps the heavy hitters of a skewed stream within its capacit
     hhAdd(sketch, v);
   }
   assert.ok(Object.keys(sketch.counts).length <= 10);
-  const expected = [...truth.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([v]) => v);
-  assert.deepEqual(hhTop(sketch, 3).map((x) => x.value), expected);
+  const expected = [...truth.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([v]) => v);
+  assert.deepEqual(
+    hhTop(sketch, 3).map((x) => x.value),
+    expected,
+  );
 });
 
 test('top is ordered by count, ties by value', () => {

@@ -28,7 +28,11 @@ const MINUTES = 150;
 const SPIKE_AT = 120;
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { 'minute-ms': { type: 'string' }, seed: { type: 'string' }, 'keep-stack': { type: 'boolean' } }, DEMO_USAGE);
+  const { values } = parse(
+    argv,
+    { 'minute-ms': { type: 'string' }, seed: { type: 'string' }, 'keep-stack': { type: 'boolean' } },
+    DEMO_USAGE,
+  );
   if (values.help) {
     process.stdout.write(`${DEMO_USAGE}\n`);
     return 0;
@@ -38,7 +42,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const wasRunning = (await stackStatus()).running;
   const run = Date.now().toString(36);
   const overrides: ConfigInput = {
-    topics: { events: `trailwatch.demo.${run}.events`, alerts: `trailwatch.demo.${run}.insights`, deadLetter: `trailwatch.demo.${run}.dlq` },
+    topics: {
+      events: `trailwatch.demo.${run}.events`,
+      alerts: `trailwatch.demo.${run}.insights`,
+      deadLetter: `trailwatch.demo.${run}.dlq`,
+    },
     detector: { groupId: `trailwatch-demo-${run}`, allowedLatenessMs: 60_000, minHistoryMs: 30 * 60_000, idleAdvanceMs: 5_000 },
   };
   const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -77,13 +85,19 @@ export async function demoCommand(argv: string[]): Promise<number> {
   await publisher.start();
 
   const startMs = Math.floor((Date.now() - (MINUTES + 5) * 60_000) / 60_000) * 60_000;
-  const events = generateTraffic({ seed, startMs, minutes: MINUTES, spikes: [{ actor: DEMO_SPIKE_ACTOR, startMinute: SPIKE_AT, minutes: 6 }] });
+  const events = generateTraffic({
+    seed,
+    startMs,
+    minutes: MINUTES,
+    spikes: [{ actor: DEMO_SPIKE_ACTOR, startMinute: SPIKE_AT, minutes: 6 }],
+  });
   say(`publishing ${events.length} events: ${MINUTES} minutes of traffic, a spike at minute ${SPIKE_AT} (${minuteMs} ms per minute)…`);
   let i = 0;
   for (let m = 0; m < MINUTES; m++) {
     const until = startMs + (m + 1) * 60_000;
     const chunk = [];
-    while (i < events.length && (events[i]?.eventTimeMs ?? Number.POSITIVE_INFINITY) < until) chunk.push(events[i++] as (typeof events)[number]);
+    while (i < events.length && (events[i]?.eventTimeMs ?? Number.POSITIVE_INFINITY) < until)
+      chunk.push(events[i++] as (typeof events)[number]);
     await publisher.publish(chunk);
     if (m % 30 === 29) say(`  … minute ${m + 1}/${MINUTES}`);
     await new Promise((r) => setTimeout(r, minuteMs));

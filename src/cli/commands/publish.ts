@@ -1,11 +1,11 @@
-import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
-import { openSession } from '../connect.ts';
 import type { AuditEvent } from '../../contracts/types.ts';
 import { normalizeDeliveries, readCloudTrailDeliveries } from '../../ingest/files.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { EventPublisher } from '../../runtime/publisher.ts';
 import { createRegistry } from '../../runtime/registry.ts';
 import { ensureTopics } from '../../runtime/topics.ts';
+import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
+import { openSession } from '../connect.ts';
 
 export const PUBLISH_USAGE = `Usage: trailwatch publish cloudtrail [options] <file-or-directory>...
 
@@ -24,13 +24,18 @@ Exit status: 0 every record published; 2 some records were rejected (the rest we
 1 nothing could be done (no Kafka, bad arguments).`;
 
 export async function publishCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { topic: { type: 'string' }, 'batch-size': { type: 'string' }, 'dry-run': { type: 'boolean' } }, PUBLISH_USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { topic: { type: 'string' }, 'batch-size': { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    PUBLISH_USAGE,
+  );
   if (values.help) {
     process.stdout.write(`${PUBLISH_USAGE}\n`);
     return 0;
   }
   const [format, ...paths] = positionals;
-  if (format !== 'cloudtrail') throw usageError(format ? `unknown input format "${format}" (supported: cloudtrail)` : 'missing input format', PUBLISH_USAGE);
+  if (format !== 'cloudtrail')
+    throw usageError(format ? `unknown input format "${format}" (supported: cloudtrail)` : 'missing input format', PUBLISH_USAGE);
   if (paths.length === 0) throw usageError('no files or directories given', PUBLISH_USAGE);
   const batchSize = intOption(values['batch-size'], 'batch-size', PUBLISH_USAGE) ?? 500;
   const dryRun = values['dry-run'] ?? false;

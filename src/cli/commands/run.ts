@@ -1,7 +1,7 @@
 import type { Insight } from '../../contracts/types.ts';
+import { DetectorRuntime } from '../../runtime/detector.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { createRegistry } from '../../runtime/registry.ts';
-import { DetectorRuntime } from '../../runtime/detector.ts';
 import { COMMON_HELP, parse } from '../args.ts';
 import { openSession } from '../connect.ts';
 
