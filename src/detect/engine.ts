@@ -96,6 +96,21 @@ export interface EngineSnapshot {
   metrics: EngineMetrics;
 }
 
+/** One judged bucket of one key, for series output (backtest) and debugging. */
+export interface BucketObservation {
+  keyId: string;
+  bucketStartMs: number;
+  count: number;
+  /** Baseline mean per bucket before this bucket was folded in. */
+  baselineMean: number;
+  score: number;
+}
+
+export interface EngineHooks {
+  /** Called for every judged bucket; keep it cheap, it is on the hot path. */
+  onBucket?: (observation: BucketObservation) => void;
+}
+
 export interface KeyView {
   id: string;
   learning: boolean;
@@ -142,8 +157,11 @@ export class DetectionEngine {
     insightsEnded: 0,
   };
 
-  constructor(config: DetectorConfig) {
+  private readonly onBucket: EngineHooks['onBucket'];
+
+  constructor(config: DetectorConfig, hooks: EngineHooks = {}) {
     this.config = config;
+    this.onBucket = hooks.onBucket;
     this.windowBuckets = Math.max(2, Math.floor(config.baselineWindowMs / config.bucketMs));
     this.capacity = config.topN * 2;
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
@@ -240,9 +258,9 @@ export class DetectionEngine {
     });
   }
 
-  static restore(config: DetectorConfig, snapshot: EngineSnapshot): DetectionEngine {
+  static restore(config: DetectorConfig, snapshot: EngineSnapshot, hooks: EngineHooks = {}): DetectionEngine {
     if (snapshot.version !== SNAPSHOT_VERSION) throw new Error(`unsupported engine snapshot version ${snapshot.version}`);
-    const engine = new DetectionEngine(config);
+    const engine = new DetectionEngine(config, hooks);
     const s = structuredClone(snapshot);
     engine.maxEventTimeMs = s.maxEventTimeMs ?? Number.NEGATIVE_INFINITY;
     engine.watermark = s.watermarkMs ?? Number.NEGATIVE_INFINITY;
@@ -396,6 +414,7 @@ export class DetectionEngine {
     const score = learning ? 0 : spikeScore(count, k.mean, k.variance, this.meanFloor);
     const anomalous = !learning && score >= c.scoreThreshold && count >= c.minEventsPerBucket && count >= c.minRatio * lambda;
     const end = b + c.bucketMs;
+    this.onBucket?.({ keyId: k.id, bucketStartMs: b, count, baselineMean: k.mean, score });
 
     let s = k.streak;
     if (anomalous && acc) {
