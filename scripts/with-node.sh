@@ -35,6 +35,9 @@ if ! node_ok; then
 fi
 PATH="$root/node_modules/.bin:$PATH"
 export PATH
+# kafkajs 2.2.4 sets a negative timer once per process (its issue #1751); the warning is noise.
+NODE_OPTIONS="--disable-warning=TimeoutNegativeWarning ${NODE_OPTIONS:-}"
+export NODE_OPTIONS
 
 # Install dependencies when they are missing or older than the lock file.
 if [ ! -d "$root/node_modules" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, isTrailwatchError } from '../errors.ts';
+import { backtestCommand } from './commands/backtest.ts';
 import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
 import { publishCommand } from './commands/publish.ts';
@@ -17,6 +18,7 @@ Commands:
   run         run the detector (consumer group on the events topic → Insights on the alerts topic)
   publish     publish audit records: publish cloudtrail <files or directories>
   tail        print Insights from the alerts topic as CloudTrail-Insights-shaped JSON
+  backtest    run the detector offline over CloudTrail files, AuditEvent JSON lines or counts
   demo        local stack + detector + synthetic traffic with an injected spike
   stack       up | down | status of the local Kafka + schema registry
   config      validate and print the effective configuration (secrets masked)`;
@@ -27,6 +29,7 @@ const COMMANDS: Record<string, Command> = {
   run: runCommand,
   publish: publishCommand,
   tail: tailCommand,
+  backtest: backtestCommand,
   demo: demoCommand,
   stack: stackCommand,
   config: configCommand,

@@ -18,6 +18,8 @@ const MINUTE_MS = 60_000;
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
 const SNAPSHOT_VERSION = 1;
+/** `observed` of a key whose first bucket is not judged yet. */
+const UNBORN = -1;
 
 type Contributors = Record<AttributionAttribute, HeavyHitters>;
 
@@ -180,8 +182,13 @@ export class DetectionEngine {
     return this.keys.size;
   }
 
-  /** Folds a batch of events in, then closes whatever buckets the new watermark passed. */
-  process(events: Iterable<AuditEvent>): Insight[] {
+  /**
+   * Folds a batch of events in, then closes whatever buckets the new watermark passed: by
+   * default the latest event time seen minus the allowed lateness. A caller reading several
+   * partitions passes its own (the slowest partition's), so a partition that runs ahead does not
+   * make the others' events late.
+   */
+  process(events: Iterable<AuditEvent>, watermarkMs?: number): Insight[] {
     const { bucketMs } = this.config;
     for (const e of events) {
       if (this.seen.has(e.eventId)) {
@@ -200,7 +207,7 @@ export class DetectionEngine {
       if (streamStart === undefined || bucket < streamStart) this.streamStartMs.set(e.accountId, bucket);
       for (const key of this.signalKeys(e)) this.count(key, e, bucket);
     }
-    return this.advanceWatermark(this.maxEventTimeMs - this.config.allowedLatenessMs);
+    return this.advanceWatermark(watermarkMs ?? this.maxEventTimeMs - this.config.allowedLatenessMs);
   }
 
   /**
@@ -235,7 +242,7 @@ export class DetectionEngine {
     return {
       id,
       learning: k.observed * this.config.bucketMs < this.config.minHistoryMs,
-      historyMinutes: k.observed * this.bucketMinutes,
+      historyMinutes: Math.max(0, k.observed) * this.bucketMinutes,
       baselinePerMinute: k.mean / this.bucketMinutes,
       inInsight: k.streak?.started ?? false,
     };
@@ -313,13 +320,10 @@ export class DetectionEngine {
       // Least recently active first: re-insert to move to the end.
       this.keys.delete(proto.id);
     } else {
-      // The account's stream has been watched since streamStart with this key at zero: that is
-      // history too, so a principal calling an API it never used is judged, not learned.
-      const watched = Math.floor((bucket - (this.streamStartMs.get(e.accountId) ?? bucket)) / this.config.bucketMs);
       k = {
         ...proto,
         lastFoldedMs: bucket - this.config.bucketMs,
-        observed: Math.min(Math.max(0, watched), this.windowBuckets),
+        observed: UNBORN,
         mean: 0,
         variance: 0,
         baselineContributors: newContributors(this.capacity),
@@ -407,6 +411,13 @@ export class DetectionEngine {
 
   private evaluate(k: KeyState, b: number, acc: BucketAcc | undefined, out: Insight[]): void {
     const c = this.config;
+    if (k.observed === UNBORN) {
+      // The account has been watched since its first bucket with this key at zero: that is
+      // history too, so a principal calling an API it never used is judged, not learned. Set
+      // when the bucket closes, not when the key appears, so arrival order cannot change it.
+      const watched = Math.floor((b - (this.streamStartMs.get(k.accountId) ?? b)) / c.bucketMs);
+      k.observed = Math.min(Math.max(0, watched), this.windowBuckets);
+    }
     this.foldZerosUntil(k, b);
     const count = acc?.count ?? 0;
     const lambda = Math.max(k.mean, this.meanFloor);

@@ -45,6 +45,8 @@ export class DetectorRuntime {
   /** Serializes batch processing and idle watermark advances: the engine is single-threaded by design. */
   private chain: Promise<void> = Promise.resolve();
   private lastEventWallMs = 0;
+  /** Per input partition: the latest event time read and when (wall clock). */
+  private readonly partitionClocks = new Map<string, { maxEventMs: number; seenWallMs: number }>();
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping = false;
 
@@ -66,6 +68,15 @@ export class DetectorRuntime {
     await this.producer.connect();
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: [config.topics.events], fromBeginning: true });
+    // Every assigned partition holds the watermark back until it has delivered (or sat idle for
+    // idleAdvanceMs); one that moved to another member no longer does.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
+      const assigned = new Set(Object.entries(payload.memberAssignment).flatMap(([t, ps]) => ps.map((p) => `${t}:${p}`)));
+      for (const key of this.partitionClocks.keys()) if (!assigned.has(key)) this.partitionClocks.delete(key);
+      const wall = this.now();
+      for (const key of assigned)
+        if (!this.partitionClocks.has(key)) this.partitionClocks.set(key, { maxEventMs: Number.NEGATIVE_INFINITY, seenWallMs: wall });
+    });
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -134,8 +145,16 @@ export class DetectorRuntime {
         deadLetters.push({ topic: batch.topic, partition: batch.partition, message, error: err });
       }
     }
-    const insights = this.engine.process(events);
-    if (events.length > 0) this.lastEventWallMs = this.now();
+    if (events.length > 0) {
+      const wall = this.now();
+      this.lastEventWallMs = wall;
+      const key = `${batch.topic}:${batch.partition}`;
+      const clock = this.partitionClocks.get(key) ?? { maxEventMs: Number.NEGATIVE_INFINITY, seenWallMs: wall };
+      for (const e of events) if (e.eventTimeMs > clock.maxEventMs) clock.maxEventMs = e.eventTimeMs;
+      clock.seenWallMs = wall;
+      this.partitionClocks.set(key, clock);
+    }
+    const insights = this.engine.process(events, this.watermark());
     await this.emit(insights);
     if (deadLetters.length > 0) {
       await sendDeadLetters(this.producer, this.opts.config.topics.deadLetter, deadLetters);
@@ -150,6 +169,27 @@ export class DetectorRuntime {
     if (last) resolveOffset(last.offset);
     await commitOffsetsIfNecessary();
     await heartbeat();
+  }
+
+  /**
+   * The slowest active partition's latest event time minus the allowed lateness. A partition
+   * silent for idleAdvanceMs stops holding the watermark back (it is idle, not slow).
+   */
+  private watermark(): number {
+    const { idleAdvanceMs, allowedLatenessMs } = this.opts.config.detector;
+    const wall = this.now();
+    let slowest = Number.POSITIVE_INFINITY;
+    let newest = Number.NEGATIVE_INFINITY;
+    let active = 0;
+    for (const c of this.partitionClocks.values()) {
+      newest = Math.max(newest, c.maxEventMs);
+      if (wall - c.seenWallMs < idleAdvanceMs) {
+        active++;
+        slowest = Math.min(slowest, c.maxEventMs);
+      }
+    }
+    // An active partition that has delivered nothing yet keeps the watermark where it is (−∞).
+    return (active > 0 ? slowest : newest) - allowedLatenessMs;
   }
 
   /** With no events for idleAdvanceMs, event time moves on with the wall clock. */

