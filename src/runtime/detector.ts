@@ -6,6 +6,7 @@ import { BadRecordError, ErrorCodes } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { EventCodec } from './codec.ts';
 import { type DeadLetter, sendDeadLetters } from './dead-letter.ts';
+import { idempotentProducer } from './kafka.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
 import { ensureTopics } from './topics.ts';
 
@@ -57,7 +58,7 @@ export class DetectorRuntime {
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
     this.consumer = opts.kafka.consumer({ groupId: opts.config.detector.groupId, readUncommitted: false });
-    this.producer = opts.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    this.producer = idempotentProducer(opts.kafka);
   }
 
   async start(): Promise<void> {

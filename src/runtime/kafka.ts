@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Kafka, type KafkaConfig as KafkaJsConfig, logLevel, type SASLOptions } from 'kafkajs';
+import { Kafka, type KafkaConfig as KafkaJsConfig, logLevel, Partitioners, type Producer, type SASLOptions } from 'kafkajs';
 import type { KafkaConfig } from '../config/schema.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -53,4 +53,18 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
     } as SASLOptions;
   }
   return new Kafka(options);
+}
+
+/**
+ * An idempotent producer as kafkajs wants one: unlimited retries (bounded in time by the
+ * backoff), one request in flight, the Java client's partitioner (murmur2, so keys land where
+ * Kafka Streams and the Java clients would put them).
+ */
+export function idempotentProducer(kafka: Kafka): Producer {
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 30_000 },
+  });
 }

@@ -3,6 +3,7 @@ import type { TopicsConfig } from '../config/schema.ts';
 import type { AuditEvent } from '../contracts/types.ts';
 import { BadRecordError, ErrorCodes } from '../errors.ts';
 import { EventCodec } from './codec.ts';
+import { idempotentProducer } from './kafka.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
 
 /**
@@ -18,7 +19,7 @@ export class EventPublisher {
   private schemaId = -1;
 
   constructor(kafka: Kafka, registry: SchemaRegistry, topics: TopicsConfig) {
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    this.producer = idempotentProducer(kafka);
     this.codec = new EventCodec(registry);
     this.registry = registry;
     this.topics = topics;

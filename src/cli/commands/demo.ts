@@ -51,7 +51,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
   };
   const say = (line: string) => process.stdout.write(`${line}\n`);
   say('trailwatch demo: bringing up Kafka and the schema registry (the first run downloads them once)…');
-  const session = await openSession(values, { autoStart: true, overrides });
+  // The Insights print as lines of their own; logs only for warnings unless asked.
+  const session = await openSession({ ...values, 'log-level': values['log-level'] ?? 'warn' }, { autoStart: true, overrides });
   const { config, logger } = session;
   say(`Kafka ${config.kafka.brokers.join(',')} · registry ${config.registry.url}`);
   say(`topics: ${config.topics.events} → detector → ${config.topics.alerts}`);
