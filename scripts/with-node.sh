@@ -41,8 +41,10 @@ export NODE_OPTIONS
 
 # Install dependencies when they are missing or older than the lock file.
 if [ ! -d "$root/node_modules" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
-  echo "trailwatch: installing dependencies (npm ci)" >&2
-  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  # `npm install` installs the locked versions; `npm ci` would refuse this lock file because npm 11
+  # leaves other platforms' optional packages (biome's binaries) out of it.
+  echo "trailwatch: installing dependencies (npm install, locked versions)" >&2
+  (cd "$root" && npm install --no-audit --no-fund --loglevel=error >&2)
 fi
 
 exec "$@"
