@@ -1,4 +1,4 @@
-import type { Kafka } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import type { TopicsConfig } from '../config/schema.ts';
 
 /** Creates trailwatch's topics when they are missing; existing topics are left as they are. */
@@ -20,8 +20,29 @@ export async function ensureTopics(kafka: Kafka, topics: TopicsConfig): Promise<
         })),
       });
     }
+    if (wanted.length > 0) await waitForTopicsReady(admin, wanted);
     return wanted;
   } finally {
     await admin.disconnect();
+  }
+}
+
+/**
+ * Waits until every partition of the topics answers a ListOffsets on its leader. A leader
+ * elected by the controller is not yet a broker that hosts the partition, and a producer that
+ * comes too early gets UNKNOWN_TOPIC_OR_PARTITION on a busy machine.
+ */
+export async function waitForTopicsReady(admin: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const topic of topics) {
+    for (;;) {
+      try {
+        const offsets = await admin.fetchTopicOffsets(topic);
+        if (offsets.length > 0) break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 }

@@ -115,6 +115,9 @@ describe('trailwatch backtest', () => {
     const { code, stderr } = await backtest([SPIKE_JSONL], { TRAILWATCH_DETECTOR__SCORE_THRESHOLD: '7' });
     assert.equal(code, 1);
     assert.match(stderr, /detector\.scoreThreshold/);
+    const unwritable = await backtest(['--insights', join(dir, 'no-such-dir', 'out.jsonl'), SPIKE_JSONL]);
+    assert.equal(unwritable.code, 1);
+    assert.match(unwritable.stderr, /cannot write --insights .*no-such-dir.*ENOENT/);
   });
 
   test('--help', async () => {

@@ -5,6 +5,7 @@
 
 import { after, type TestContext } from 'node:test';
 import { Kafka, type KafkaMessage, logLevel } from 'kafkajs';
+import { waitForTopicsReady } from '../../src/runtime/topics.ts';
 
 let sequence = 0;
 
@@ -35,6 +36,7 @@ export async function createTopics(brokers: string[], topics: string[], partitio
       topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })),
       waitForLeaders: true,
     });
+    await waitForTopicsReady(admin, topics);
   } finally {
     await admin.disconnect();
   }

@@ -5,6 +5,7 @@ import { type BacktestStats, runBacktest, SERIES_HEADER, seriesLine } from '../.
 import { formatOfPath, INPUT_FORMATS, type InputFormat, inputEvents } from '../../backtest/inputs.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { Config, ConfigInput } from '../../config/schema.ts';
+import { ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
 
 export const BACKTEST_USAGE = `Usage: trailwatch backtest [options] <file-or-directory>...
@@ -49,7 +50,7 @@ class LineSink {
   constructor(stream: Writable, owned: boolean) {
     this.stream = stream;
     this.owned = owned;
-    // A closed pipe (`| head`) stops output, not the run.
+    // A closed pipe (`| head`) must not crash the process: the run notices and stops.
     stream.on('error', (err) => {
       this.broken = err;
     });
@@ -61,6 +62,11 @@ class LineSink {
     this.size += line.length + 1;
   }
 
+  /** The reader went away (EPIPE on `| head`): nothing more can be written. */
+  get closed(): boolean {
+    return this.broken !== null;
+  }
+
   get full(): boolean {
     return this.size >= 1 << 16;
   }
@@ -70,7 +76,8 @@ class LineSink {
     const chunk = this.buffer.join('');
     this.buffer = [];
     this.size = 0;
-    if (!this.stream.write(chunk)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]).catch(() => undefined);
+    // events.once rejects when the stream errors while we wait, and leaves no listener behind.
+    if (!this.stream.write(chunk)) await once(this.stream, 'drain').catch(() => undefined);
   }
 
   async close(): Promise<void> {
@@ -83,10 +90,17 @@ class LineSink {
   }
 }
 
-async function openSink(file: string | undefined): Promise<LineSink> {
+/** Thrown out of the run when the Insights' reader has gone away. */
+class OutputClosed extends Error {}
+
+async function openSink(file: string | undefined, option: string): Promise<LineSink> {
   if (file === undefined || file === '-') return new LineSink(process.stdout, false);
   const stream = createWriteStream(file);
-  await once(stream, 'open');
+  try {
+    await once(stream, 'open');
+  } catch (err) {
+    throw new TrailwatchError(ErrorCodes.USAGE, `cannot write ${option} ${file}: ${errorMessage(err)}`, { fault: 'user' });
+  }
   return new LineSink(stream, true);
 }
 
@@ -147,8 +161,8 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     );
   }
 
-  const insightsOut = await openSink(values.insights);
-  const seriesOut = values.series === undefined ? undefined : await openSink(values.series);
+  const insightsOut = await openSink(values.insights, '--insights');
+  const seriesOut = values.series === undefined ? undefined : await openSink(values.series, '--series');
   seriesOut?.write(SERIES_HEADER);
 
   const started = performance.now();
@@ -163,7 +177,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     process.stderr.write(`backtest: ${text}${tty ? '\x1b[K\r' : '\n'}`);
   };
 
-  let stats: BacktestStats;
+  let stats: BacktestStats | undefined;
   try {
     const events = inputEvents(positionals, {
       format,
@@ -181,18 +195,23 @@ export async function backtestCommand(argv: string[]): Promise<number> {
       onInsight: (insight) => insightsOut.write(JSON.stringify(insight)),
       onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
       onProgress: async (s) => {
-        if (insightsOut.full) await insightsOut.flush();
+        if (insightsOut.closed) throw new OutputClosed('the Insights output was closed');
+        // Insights are few: hand them on every batch so a reader sees them as they come.
+        await insightsOut.flush();
         if (seriesOut?.full) await seriesOut.flush();
         const at = s.lastEventMs === null ? '' : `, event time ${new Date(s.lastEventMs).toISOString()}`;
         progress(`${n(s.eventsIn)} events${at}, ${n(s.starts)} Insights started`);
       },
     });
+  } catch (err) {
+    if (!(err instanceof OutputClosed)) throw err;
   } finally {
     await insightsOut.close();
     await seriesOut?.close();
   }
   if (tty && performance.now() - started >= 1000) process.stderr.write('\x1b[K');
 
+  if (stats === undefined) return rejected > 0 ? 2 : 0; // stopped early: the reader of the Insights went away
   if (values.summary) {
     const seconds = (performance.now() - started) / 1000;
     const span =
