@@ -83,6 +83,8 @@ export const detectorSchema = z.strictObject({
     .int()
     .positive()
     .default(7 * DAY_MS),
+  /** hourOfDay: once a key has two days of history, a bucket is compared with the same UTC hour's profile. */
+  seasonality: z.enum(['hourOfDay', 'none']).default('hourOfDay'),
   /** No Insight for a key before it has this much history. */
   minHistoryMs: z.number().int().nonnegative().default(HOUR_MS),
   /** Score in [0, 1] above which a bucket is anomalous. score = −log10(tail probability) / 10, capped at 1. */
@@ -101,6 +103,12 @@ export const detectorSchema = z.strictObject({
   minEventsPerBucket: z.number().int().nonnegative().default(5),
   /** Floor: the bucket's count must be at least this many times the baseline. */
   minRatio: z.number().nonnegative().default(3),
+  /**
+   * Floor: the count must also exceed this many times the key's burst memory (its highest count
+   * of a bucket, fading with a one-week half-life), so recurring legitimate bursts (deployments,
+   * nightly jobs) stay quiet. 0 turns it off.
+   */
+  burstMargin: z.number().nonnegative().default(2),
   /** Attributions kept per attribute (CloudTrail Insights keeps 5). */
   topN: z.number().int().positive().max(100).default(5),
   scopes: z

@@ -14,6 +14,12 @@ import { spikeScore } from './stats.ts';
  */
 
 const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+const DAY_MS = 24 * HOUR_MS;
+/** Days an hour-of-day slot averages over once it has warmed up. */
+const SEASON_DAYS = 7;
+/** Half-life of a key's burst memory: the highest recent count fades by half in a week. */
+const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 /** Baseline floor in events per minute: a key that never calls still needs a few calls to look unusual. */
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
@@ -35,6 +41,8 @@ interface Streak {
   buckets: number;
   count: number;
   peakScore: number;
+  /** Highest bucket count of the anomaly: remembered as a burst once it ends. */
+  peakCount: number;
   startScore: number;
   contributors: Contributors;
   /** Baseline as it stood when the streak began: the anomaly must not report itself as normal. */
@@ -60,7 +68,12 @@ export interface KeyState {
   /** Buckets of history in the baseline (capped at the window). */
   observed: number;
   mean: number;
+  /** EWMA of squared residuals around the expected count (the seasonal one once it is in use). */
   variance: number;
+  /** Hour-of-day profile: expected count per bucket in each UTC hour; null when seasonality is off. */
+  hourly: number[] | null;
+  /** Burst memory: the highest raw count of a bucket, fading with a one-week half-life. */
+  burst: number;
   /** Per-bucket EWMA of each contributor's count. */
   baselineContributors: Contributors;
   /** Buckets not yet closed by the watermark, by bucket start. */
@@ -148,6 +161,10 @@ export class DetectionEngine {
   private readonly capacity: number;
   private readonly bucketMinutes: number;
   private readonly meanFloor: number;
+  private readonly seasonal: boolean;
+  private readonly seasonalAfterBuckets: number;
+  private readonly bucketsPerHour: number;
+  private readonly burstDecay: number;
   readonly metrics: EngineMetrics = {
     eventsProcessed: 0,
     duplicates: 0,
@@ -168,6 +185,11 @@ export class DetectionEngine {
     this.capacity = config.topN * 2;
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
     this.meanFloor = MEAN_FLOOR_PER_MINUTE * this.bucketMinutes;
+    // An hourly profile needs buckets shorter than an hour and two days (two cycles) of history.
+    this.seasonal = config.seasonality === 'hourOfDay' && config.bucketMs < HOUR_MS && HOUR_MS % config.bucketMs === 0;
+    this.bucketsPerHour = Math.max(1, Math.floor(HOUR_MS / config.bucketMs));
+    this.burstDecay = 0.5 ** (config.bucketMs / BURST_HALF_LIFE_MS);
+    this.seasonalAfterBuckets = Math.ceil((2 * DAY_MS) / config.bucketMs);
   }
 
   get watermarkMs(): number {
@@ -326,6 +348,8 @@ export class DetectionEngine {
         observed: UNBORN,
         mean: 0,
         variance: 0,
+        hourly: this.seasonal ? new Array<number>(24).fill(0) : null,
+        burst: 0,
         baselineContributors: newContributors(this.capacity),
         pending: {},
         streak: null,
@@ -385,13 +409,35 @@ export class DetectionEngine {
     return Math.max(1 / (k.observed + 1), 2 / (this.windowBuckets + 1));
   }
 
-  /** Folds one bucket's count into the EWMA mean/variance and the contributor baselines. */
-  private fold(k: KeyState, bucket: number, count: number, contributors: Contributors | undefined): void {
+  private hourSlot(bucket: number): number {
+    return Math.floor((((bucket % DAY_MS) + DAY_MS) % DAY_MS) / HOUR_MS);
+  }
+
+  /** Expected count of a bucket: its hour's profile once two days of history exist, else the mean. */
+  private expected(k: KeyState, bucket: number): number {
+    if (k.hourly && k.observed >= this.seasonalAfterBuckets) return k.hourly[this.hourSlot(bucket)] as number;
+    return k.mean;
+  }
+
+  /**
+   * Folds one bucket into the baseline: `count` (winsorized when the bucket was anomalous) into
+   * the mean, the hourly profile and the residual variance; `raw` into the burst tracker.
+   */
+  private fold(k: KeyState, bucket: number, count: number, raw: number, contributors: Contributors | undefined): void {
     const a = this.alpha(k);
-    const diff = count - k.mean;
-    const incr = a * diff;
-    k.mean += incr;
-    k.variance = (1 - a) * (k.variance + diff * incr);
+    const residual = count - this.expected(k, bucket);
+    k.mean += a * (count - k.mean);
+    k.variance = (1 - a) * (k.variance + a * residual * residual);
+    if (k.hourly) {
+      const slot = this.hourSlot(bucket);
+      // Each hour's slot sees bucketsPerHour buckets a day: a cumulative average at first, then
+      // an EWMA over about SEASON_DAYS days.
+      const visits = Math.floor(k.observed / 24);
+      const as = Math.max(1 / (visits + 1), 1 / (SEASON_DAYS * this.bucketsPerHour));
+      const prev = k.hourly[slot] as number;
+      k.hourly[slot] = prev + as * (count - prev);
+    }
+    k.burst = Math.max(k.burst * this.burstDecay, raw);
     for (const attr of ATTRIBUTES) {
       const base = k.baselineContributors[attr];
       hhScale(base, 1 - a);
@@ -405,7 +451,7 @@ export class DetectionEngine {
     const { bucketMs } = this.config;
     // Past a full window of zeros the baseline is as good as empty: cap the work.
     let gap = Math.min(Math.round((bucket - k.lastFoldedMs) / bucketMs) - 1, this.windowBuckets);
-    for (let t = bucket - gap * bucketMs; gap > 0; gap--, t += bucketMs) this.fold(k, t, 0, undefined);
+    for (let t = bucket - gap * bucketMs; gap > 0; gap--, t += bucketMs) this.fold(k, t, 0, 0, undefined);
     k.lastFoldedMs = bucket - bucketMs;
   }
 
@@ -420,10 +466,14 @@ export class DetectionEngine {
     }
     this.foldZerosUntil(k, b);
     const count = acc?.count ?? 0;
-    const lambda = Math.max(k.mean, this.meanFloor);
+    const expected = this.expected(k, b);
+    const lambda = Math.max(expected, this.meanFloor);
     const learning = k.observed * c.bucketMs < c.minHistoryMs;
-    const score = learning ? 0 : spikeScore(count, k.mean, k.variance, this.meanFloor);
-    const anomalous = !learning && score >= c.scoreThreshold && count >= c.minEventsPerBucket && count >= c.minRatio * lambda;
+    const score = learning ? 0 : spikeScore(count, expected, k.variance, this.meanFloor);
+    // Above the key's own usual bursts too: a CI role that deploys a few times a day at 10× is
+    // doing what it does, not something new.
+    const anomalous =
+      !learning && score >= c.scoreThreshold && count >= c.minEventsPerBucket && count >= c.minRatio * lambda && count > c.burstMargin * k.burst;
     const end = b + c.bucketMs;
     this.onBucket?.({ keyId: k.id, bucketStartMs: b, count, baselineMean: k.mean, score });
 
@@ -436,6 +486,7 @@ export class DetectionEngine {
           buckets: 0,
           count: 0,
           peakScore: 0,
+          peakCount: 0,
           startScore: score,
           contributors: newContributors(this.capacity),
           baselineMean: k.mean,
@@ -451,6 +502,7 @@ export class DetectionEngine {
       s.lastEndMs = end;
       s.belowStreak = 0;
       s.peakScore = Math.max(s.peakScore, score);
+      s.peakCount = Math.max(s.peakCount, count);
       for (const attr of ATTRIBUTES) hhMerge(s.contributors[attr], acc.contributors[attr]);
       if (!s.started && s.buckets >= c.startAfterBuckets) {
         s.started = true;
@@ -460,7 +512,9 @@ export class DetectionEngine {
       }
       // Winsorized: the anomaly teaches the baseline only as much as a borderline bucket would.
       const cap = lambda + 3 * Math.sqrt(lambda * Math.max(1, k.variance / lambda)) + 1;
-      this.fold(k, b, Math.min(count, cap), undefined);
+      // The burst memory learns an anomaly only once it is over (below): a slow ramp must not
+      // raise the bar it is measured against while it climbs.
+      this.fold(k, b, Math.min(count, cap), 0, undefined);
     } else {
       if (s) {
         if (!s.started) {
@@ -472,12 +526,17 @@ export class DetectionEngine {
           s.belowStreak++;
         }
       }
-      this.fold(k, b, count, acc?.contributors);
+      // Only unremarkable buckets raise the burst memory; a merely suspicious one (a ramp on its
+      // way up) may keep it from fading but must not lift the bar it will be judged against.
+      const learn = score < c.scoreThreshold / 2 ? count : Math.min(count, k.burst);
+      this.fold(k, b, count, learn, acc?.contributors);
     }
     if (s?.started && (s.belowStreak >= c.endAfterBuckets || end - s.startMs >= c.maxDurationMs)) {
       if (s.belowStreak === 0) s.lastEndMs = end;
       this.metrics.insightsEnded++;
       out.push(buildInsight(this.facts(k, s, 'End')));
+      // Reported once; the same burst again within a week or so is this key's habit.
+      k.burst = Math.max(k.burst, s.peakCount);
       k.streak = null;
       this.streaking.delete(k.id);
     }

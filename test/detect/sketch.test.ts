@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { mulberry32 } from '../../src/demo/traffic.ts';
-import { hhAdd, hhTop, newHeavyHitters } from '../../src/detect/sketch.ts';
+import { hhAdd, hhScale, hhTop, newHeavyHitters } from '../../src/detect/sketch.ts';
 
 test('space-saving keeps the heavy hitters of a skewed stream within its capacity', () => {
   const sketch = newHeavyHitters(10);
@@ -14,7 +14,7 @@ test('space-saving keeps the heavy hitters of a skewed stream within its capacit
     truth.set(v, (truth.get(v) ?? 0) + 1);
     hhAdd(sketch, v);
   }
-  assert.ok(Object.keys(sketch.counts).length <= 10);
+  assert.ok(sketch.values.length <= 10 && sketch.counts.length === sketch.values.length);
   const expected = [...truth.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, 3)
@@ -33,4 +33,20 @@ test('top is ordered by count, ties by value', () => {
     { value: 'a', count: 1 },
     { value: 'b', count: 1 },
   ]);
+});
+
+test('scaling is lazy and exact, even past the rescale point', () => {
+  const s = newHeavyHitters(4);
+  hhAdd(s, 'a', 8);
+  hhScale(s, 0.5);
+  hhAdd(s, 'b', 1);
+  assert.deepEqual(hhTop(s, 2), [
+    { value: 'a', count: 4 },
+    { value: 'b', count: 1 },
+  ]);
+  for (let i = 0; i < 400; i++) hhScale(s, 0.5);
+  hhAdd(s, 'c', 3);
+  const top = hhTop(s, 1);
+  assert.equal(top[0]?.value, 'c');
+  assert.ok(Math.abs((top[0]?.count ?? 0) - 3) < 1e-9);
 });

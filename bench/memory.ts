@@ -1,0 +1,65 @@
+/**
+ * Bytes of heap per active key in the DetectionEngine, with the default 7-day baseline.
+ * Run: npm run bench:memory [-- --keys N]  (needs --expose-gc; the npm script passes it)
+ *
+ * Each key is a principal × action call-rate key that has seen events in several buckets, so it
+ * carries a real baseline, contributor sketches and no pending bucket — the steady state of a key
+ * between its calls. The result is (heap after − heap before) / keys, after a full GC.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/config/load.ts';
+import type { AuditEvent } from '../src/contracts/types.ts';
+import { DetectionEngine } from '../src/detect/engine.ts';
+
+const { values } = parseArgs({ options: { keys: { type: 'string', default: '200000' }, json: { type: 'boolean' } } });
+const keys = Number(values.keys);
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error('run with node --expose-gc (npm run bench:memory does)');
+
+const detector = loadConfig({ env: {}, overrides: { detector: { scopes: { action: false, principalAction: true }, allowedLatenessMs: 0 } } }).detector;
+const T0 = Date.UTC(2026, 0, 5);
+const PRINCIPALS = Math.ceil(keys / 20);
+const ACTIONS = 20;
+
+function event(i: number, minute: number, seq: number): AuditEvent {
+  const p = i % PRINCIPALS;
+  const a = Math.floor(i / PRINCIPALS) % ACTIONS;
+  return {
+    eventId: `${i}-${minute}-${seq}`,
+    eventTimeMs: T0 + minute * 60_000 + (i % 50_000),
+    source: 'aws.cloudtrail',
+    accountId: '111122223333',
+    region: 'us-east-1',
+    principal: `arn:aws:iam::111122223333:user/user-${p}`,
+    principalType: 'IAMUser',
+    service: 'ec2.amazonaws.com',
+    action: `Action${a}`,
+    readOnly: false,
+    errorCode: null,
+    sourceIp: null,
+    userAgent: `agent-${p % 7}`,
+    attributes: {},
+  };
+}
+
+gc();
+const before = process.memoryUsage().heapUsed;
+const engine = new DetectionEngine(detector);
+const started = performance.now();
+// Three active minutes per key, then the watermark moves on so no bucket is pending.
+for (const minute of [0, 7, 30]) {
+  const batch: AuditEvent[] = [];
+  for (let i = 0; i < keys; i++) {
+    batch.push(event(i, minute, 0));
+    if (batch.length === 10_000) engine.process(batch.splice(0));
+  }
+  engine.process(batch);
+}
+engine.advanceWatermark(T0 + 40 * 60_000);
+const seconds = (performance.now() - started) / 1000;
+gc();
+const after = process.memoryUsage().heapUsed;
+const perKey = (after - before) / engine.activeKeys;
+const result = { keys: engine.activeKeys, bytesPerKey: Math.round(perKey), heapMiB: Math.round((after - before) / 1048576), seconds: Number(seconds.toFixed(1)) };
+if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+else process.stdout.write(`${result.keys} active keys: ${result.bytesPerKey} bytes per key (${result.heapMiB} MiB heap), built in ${result.seconds} s\n`);
