@@ -6,12 +6,15 @@
  * carries a real baseline, contributor sketches and no pending bucket — the steady state of a key
  * between its calls. The result is (heap after − heap before) / keys, after a full GC.
  */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.ts';
 import type { AuditEvent } from '../src/contracts/types.ts';
 import { DetectionEngine } from '../src/detect/engine.ts';
 
-const { values } = parseArgs({ options: { keys: { type: 'string', default: '200000' }, json: { type: 'boolean' } } });
+const { values } = parseArgs({ options: { keys: { type: 'string', default: '200000' }, json: { type: 'boolean' }, 'no-write': { type: 'boolean' } } });
 const keys = Number(values.keys);
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc (npm run bench:memory does)');
@@ -63,3 +66,26 @@ const perKey = (after - before) / engine.activeKeys;
 const result = { keys: engine.activeKeys, bytesPerKey: Math.round(perKey), heapMiB: Math.round((after - before) / 1048576), seconds: Number(seconds.toFixed(1)) };
 if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
 else process.stdout.write(`${result.keys} active keys: ${result.bytesPerKey} bytes per key (${result.heapMiB} MiB heap), built in ${result.seconds} s\n`);
+
+/** The memory section of BENCHMARKS.md, rewritten in place; other sections are kept. */
+if (!values['no-write']) {
+  const file = join(import.meta.dirname, '../BENCHMARKS.md');
+  const section = [
+    '<!-- memory:start -->',
+    '## Engine memory per active key',
+    '',
+    `- command: \`npm run bench:memory -- --keys ${keys}\``,
+    `- machine: ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}`,
+    '- workload: principal × action call-rate keys, default config (7-day baseline, hourly profile, top-5 attributions), each key seen in three buckets, no bucket pending; heap after a full GC',
+    '',
+    '| active keys | bytes per key | heap | build time |',
+    '|---:|---:|---:|---:|',
+    `| ${result.keys.toLocaleString('en-US')} | ${result.bytesPerKey} | ${result.heapMiB} MiB | ${result.seconds} s |`,
+    '',
+    'Target (issue 3): ≤ 1 KiB per active key. Where it goes: the hourly profile (24 doubles), two baseline contributor sketches (user agent, error code), the key id string, and the state object with its boxed numbers.',
+    '<!-- memory:end -->',
+  ].join('\n');
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const re = /<!-- memory:start -->[\s\S]*?<!-- memory:end -->/;
+  writeFileSync(file, re.test(text) ? text.replace(re, section) : `${text.trimEnd()}\n\n${section}\n`);
+}

@@ -24,6 +24,8 @@ const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
 const SNAPSHOT_VERSION = 1;
+/** Interned identity strings kept at most; past it the pool starts over (correctness never depends on it). */
+const MAX_INTERNED = 1_000_000;
 /** `observed` of a key whose first bucket is not judged yet. */
 const UNBORN = -1;
 
@@ -75,9 +77,10 @@ export interface KeyState {
   /** Burst memory: the highest raw count of a bucket, fading with a one-week half-life. */
   burst: number;
   /** Per-bucket EWMA of each contributor's count. */
-  baselineContributors: Contributors;
+  /** Per-bucket EWMA of each contributor's count; created on first use (most keys stay tiny). */
+  baselineContributors: Partial<Contributors> | null;
   /** Buckets not yet closed by the watermark, by bucket start. */
-  pending: Record<string, BucketAcc>;
+  pending: Record<string, BucketAcc> | null;
   /** An anomalous streak: a candidate before Start, the open Insight after it. */
   streak: Streak | null;
   lastEventMs: number;
@@ -151,6 +154,7 @@ export class DetectionEngine {
   private readonly pendingIndex = new Map<number, Set<string>>();
   /** Keys with a streak: evaluated every bucket, even at zero count, so Ends are not held back. */
   private readonly streaking = new Set<string>();
+  private readonly strings = new Map<string, string>();
   /** First bucket seen per account: a key born later has watched zeros since then, not nothing. */
   private readonly streamStartMs = new Map<string, number>();
   private maxEventTimeMs = Number.NEGATIVE_INFINITY;
@@ -299,7 +303,7 @@ export class DetectionEngine {
     for (const [account, t] of s.streamStartMs) engine.streamStartMs.set(account, t);
     for (const k of s.keys) {
       engine.keys.set(k.id, k);
-      for (const b of Object.keys(k.pending)) engine.indexPending(Number(b), k.id);
+      for (const b of Object.keys(k.pending ?? {})) engine.indexPending(Number(b), k.id);
       if (k.streak) engine.streaking.add(k.id);
     }
     return engine;
@@ -344,14 +348,20 @@ export class DetectionEngine {
     } else {
       k = {
         ...proto,
+        accountId: this.intern(proto.accountId),
+        region: this.intern(proto.region),
+        service: this.intern(proto.service),
+        action: this.intern(proto.action),
+        principal: proto.principal === null ? null : this.intern(proto.principal),
+        errorCode: proto.errorCode === null ? null : this.intern(proto.errorCode),
         lastFoldedMs: bucket - this.config.bucketMs,
         observed: UNBORN,
         mean: 0,
         variance: 0,
         hourly: this.seasonal ? new Array<number>(24).fill(0) : null,
         burst: 0,
-        baselineContributors: newContributors(this.capacity),
-        pending: {},
+        baselineContributors: null,
+        pending: null,
         streak: null,
         lastEventMs: e.eventTimeMs,
       };
@@ -359,9 +369,10 @@ export class DetectionEngine {
       this.evictIfFull();
     }
     this.keys.set(proto.id, k);
-    if (k.scope === 'principalAction') k.region = e.region;
+    if (k.scope === 'principalAction' && k.region !== e.region) k.region = this.intern(e.region);
     k.lastEventMs = Math.max(k.lastEventMs, e.eventTimeMs);
     const slot = String(bucket);
+    k.pending ??= {};
     let acc = k.pending[slot];
     if (!acc) {
       acc = { count: 0, contributors: newContributors(this.capacity) };
@@ -399,8 +410,11 @@ export class DetectionEngine {
       const k = this.keys.get(id);
       if (!k) continue;
       const slot = String(b);
-      const acc = k.pending[slot];
-      delete k.pending[slot];
+      const acc = k.pending?.[slot];
+      if (k.pending) {
+        delete k.pending[slot];
+        if (Object.keys(k.pending).length === 0) k.pending = null;
+      }
       this.evaluate(k, b, acc, out);
     }
   }
@@ -438,10 +452,21 @@ export class DetectionEngine {
       k.hourly[slot] = prev + as * (count - prev);
     }
     k.burst = Math.max(k.burst * this.burstDecay, raw);
-    for (const attr of ATTRIBUTES) {
-      const base = k.baselineContributors[attr];
-      hhScale(base, 1 - a);
-      if (contributors) hhMerge(base, contributors[attr], a);
+    if (contributors) k.baselineContributors ??= {};
+    const baseline = k.baselineContributors;
+    if (baseline) {
+      for (const attr of ATTRIBUTES) {
+        // A principal's own key needs no sketch of who called: it is always the principal.
+        if (attr === 'userIdentityArn' && k.scope === 'principalAction') continue;
+        let sketch = baseline[attr];
+        if (!sketch && contributors) {
+          sketch = newHeavyHitters(this.config.topN);
+          baseline[attr] = sketch;
+        }
+        if (!sketch) continue;
+        hhScale(sketch, 1 - a);
+        if (contributors) hhMerge(sketch, contributors[attr], a);
+      }
     }
     if (k.observed < this.windowBuckets) k.observed++;
     k.lastFoldedMs = bucket;
@@ -549,7 +574,7 @@ export class DetectionEngine {
     ).map((attribute) => ({
       attribute,
       insight: hhTop(s.contributors[attribute], this.config.topN).map((v) => ({ value: v.value, average: v.count / anomalyMinutes })),
-      baseline: hhTop(k.baselineContributors[attribute], this.config.topN)
+      baseline: this.baselineTop(k, attribute, s.baselineMean)
         .filter((v) => v.count > 1e-9)
         .map((v) => ({ value: v.value, average: v.count / this.bucketMinutes })),
     }));
@@ -576,6 +601,26 @@ export class DetectionEngine {
     };
   }
 
+  private baselineTop(k: KeyState, attribute: AttributionAttribute, baselineMean: number): Array<{ value: string; count: number }> {
+    if (attribute === 'userIdentityArn' && k.scope === 'principalAction' && k.principal !== null) {
+      return [{ value: k.principal, count: baselineMean }];
+    }
+    const sketch = k.baselineContributors?.[attribute];
+    return sketch ? hhTop(sketch, this.config.topN) : [];
+  }
+
+  /**
+   * One copy of each identity string however many keys name it: a decoded event brings fresh
+   * copies of its account, service, action and principal, and a million keys would keep them all.
+   */
+  private intern(value: string): string {
+    const known = this.strings.get(value);
+    if (known !== undefined) return known;
+    if (this.strings.size >= MAX_INTERNED) this.strings.clear();
+    this.strings.set(value, value);
+    return value;
+  }
+
   private evictIfFull(): void {
     while (this.keys.size >= this.config.maxKeys) {
       const oldest = this.keys.keys().next();
@@ -588,7 +633,7 @@ export class DetectionEngine {
   private dropKey(id: string): void {
     const k = this.keys.get(id);
     if (!k) return;
-    for (const b of Object.keys(k.pending)) this.pendingIndex.get(Number(b))?.delete(id);
+    for (const b of Object.keys(k.pending ?? {})) this.pendingIndex.get(Number(b))?.delete(id);
     this.streaking.delete(id);
     this.keys.delete(id);
   }
@@ -598,7 +643,7 @@ export class DetectionEngine {
     const idleBefore = this.watermark - this.config.keyIdleTtlMs;
     for (const [id, k] of this.keys) {
       if (k.lastEventMs >= idleBefore) break;
-      if (k.streak || Object.keys(k.pending).length > 0) continue;
+      if (k.streak || k.pending) continue;
       this.dropKey(id);
       this.metrics.keysExpired++;
     }
