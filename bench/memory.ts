@@ -14,12 +14,17 @@ import { loadConfig } from '../src/config/load.ts';
 import type { AuditEvent } from '../src/contracts/types.ts';
 import { DetectionEngine } from '../src/detect/engine.ts';
 
-const { values } = parseArgs({ options: { keys: { type: 'string', default: '200000' }, json: { type: 'boolean' }, 'no-write': { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: { keys: { type: 'string', default: '200000' }, json: { type: 'boolean' }, 'no-write': { type: 'boolean' } },
+});
 const keys = Number(values.keys);
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc (npm run bench:memory does)');
 
-const detector = loadConfig({ env: {}, overrides: { detector: { scopes: { action: false, principalAction: true }, allowedLatenessMs: 0 } } }).detector;
+const detector = loadConfig({
+  env: {},
+  overrides: { detector: { scopes: { action: false, principalAction: true }, allowedLatenessMs: 0 } },
+}).detector;
 const T0 = Date.UTC(2026, 0, 5);
 const PRINCIPALS = Math.ceil(keys / 20);
 const ACTIONS = 20;
@@ -63,9 +68,17 @@ const seconds = (performance.now() - started) / 1000;
 gc();
 const after = process.memoryUsage().heapUsed;
 const perKey = (after - before) / engine.activeKeys;
-const result = { keys: engine.activeKeys, bytesPerKey: Math.round(perKey), heapMiB: Math.round((after - before) / 1048576), seconds: Number(seconds.toFixed(1)) };
+const result = {
+  keys: engine.activeKeys,
+  bytesPerKey: Math.round(perKey),
+  heapMiB: Math.round((after - before) / 1048576),
+  seconds: Number(seconds.toFixed(1)),
+};
 if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-else process.stdout.write(`${result.keys} active keys: ${result.bytesPerKey} bytes per key (${result.heapMiB} MiB heap), built in ${result.seconds} s\n`);
+else
+  process.stdout.write(
+    `${result.keys} active keys: ${result.bytesPerKey} bytes per key (${result.heapMiB} MiB heap), built in ${result.seconds} s\n`,
+  );
 
 /** The memory section of BENCHMARKS.md, rewritten in place; other sections are kept. */
 if (!values['no-write']) {

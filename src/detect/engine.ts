@@ -20,6 +20,10 @@ const DAY_MS = 24 * HOUR_MS;
 const SEASON_DAYS = 7;
 /** Half-life of a key's burst memory: the highest recent count fades by half in a week. */
 const BURST_HALF_LIFE_MS = 7 * DAY_MS;
+/** A bucket scoring at least this share of the threshold is a near miss, remembered for the day. */
+const NEAR_MISS = 0.8;
+/** Two daily peaks this close in time of day make a habit. */
+const HABIT_WINDOW_MINUTES = 90;
 /** Baseline floor in events per minute: a key that never calls still needs a few calls to look unusual. */
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
@@ -70,12 +74,21 @@ export interface KeyState {
   /** Buckets of history in the baseline (capped at the window). */
   observed: number;
   mean: number;
-  /** EWMA of squared residuals around the expected count (the seasonal one once it is in use). */
+  /** EWMA of squared residuals around the mean. */
   variance: number;
+  /** EWMA of squared residuals around the hourly profile, learned from the start so it is ready when the profile is. */
+  hourlyVariance: number;
   /** Hour-of-day profile: expected count per bucket in each UTC hour; null when seasonality is off. */
   hourly: number[] | null;
   /** Burst memory: the highest raw count of a bucket, fading with a one-week half-life. */
   burst: number;
+  /** Today's highest suspicious-but-quiet count, and its minute of the day. */
+  dayPeak: number;
+  dayPeakMinute: number;
+  /** Whether today's peak came close to firing. */
+  dayPeakNear: boolean;
+  /** Yesterday's peak minute, −1 when there was none. */
+  prevPeakMinute: number;
   /** Per-bucket EWMA of each contributor's count. */
   /** Per-bucket EWMA of each contributor's count; created on first use (most keys stay tiny). */
   baselineContributors: Partial<Contributors> | null;
@@ -358,8 +371,13 @@ export class DetectionEngine {
         observed: UNBORN,
         mean: 0,
         variance: 0,
+        hourlyVariance: 0,
         hourly: this.seasonal ? new Array<number>(24).fill(0) : null,
         burst: 0,
+        dayPeak: 0,
+        dayPeakMinute: 0,
+        dayPeakNear: false,
+        prevPeakMinute: -1,
         baselineContributors: null,
         pending: null,
         streak: null,
@@ -433,24 +451,43 @@ export class DetectionEngine {
     return k.mean;
   }
 
+  /** At the first bucket of a new UTC day: a peak that recurred at about the same time is a habit. */
+  private closeDay(k: KeyState, bucket: number): void {
+    const yesterday = Math.floor(bucket / DAY_MS) - Math.floor(k.lastFoldedMs / DAY_MS) === 1;
+    if (k.dayPeak > 0 && k.prevPeakMinute >= 0 && yesterday) {
+      const apart = Math.abs(k.dayPeakMinute - k.prevPeakMinute);
+      if (k.dayPeakNear || Math.min(apart, 1_440 - apart) <= HABIT_WINDOW_MINUTES) k.burst = Math.max(k.burst, k.dayPeak);
+    }
+    k.prevPeakMinute = k.dayPeak > 0 && yesterday ? k.dayPeakMinute : -1;
+    k.dayPeak = 0;
+  }
+
+  private variance(k: KeyState): number {
+    return k.hourly && k.observed >= this.seasonalAfterBuckets ? k.hourlyVariance : k.variance;
+  }
+
   /**
    * Folds one bucket into the baseline: `count` (winsorized when the bucket was anomalous) into
    * the mean, the hourly profile and the residual variance; `raw` into the burst tracker.
    */
   private fold(k: KeyState, bucket: number, count: number, raw: number, contributors: Contributors | undefined): void {
     const a = this.alpha(k);
-    const residual = count - this.expected(k, bucket);
-    k.mean += a * (count - k.mean);
+    const residual = count - k.mean;
+    k.mean += a * residual;
     k.variance = (1 - a) * (k.variance + a * residual * residual);
     if (k.hourly) {
       const slot = this.hourSlot(bucket);
+      const hourlyResidual = count - (k.hourly[slot] as number);
+      k.hourlyVariance = (1 - a) * (k.hourlyVariance + a * hourlyResidual * hourlyResidual);
       // Each hour's slot sees bucketsPerHour buckets a day: a cumulative average at first, then
       // an EWMA over about SEASON_DAYS days.
-      const visits = Math.floor(k.observed / 24);
+      const visits =
+        Math.floor(k.observed / (24 * this.bucketsPerHour)) * this.bucketsPerHour + Math.floor((bucket % HOUR_MS) / this.config.bucketMs);
       const as = Math.max(1 / (visits + 1), 1 / (SEASON_DAYS * this.bucketsPerHour));
       const prev = k.hourly[slot] as number;
       k.hourly[slot] = prev + as * (count - prev);
     }
+    if (Math.floor(bucket / DAY_MS) !== Math.floor(k.lastFoldedMs / DAY_MS)) this.closeDay(k, bucket);
     k.burst = Math.max(k.burst * this.burstDecay, raw);
     if (contributors) k.baselineContributors ??= {};
     const baseline = k.baselineContributors;
@@ -494,11 +531,16 @@ export class DetectionEngine {
     const expected = this.expected(k, b);
     const lambda = Math.max(expected, this.meanFloor);
     const learning = k.observed * c.bucketMs < c.minHistoryMs;
-    const score = learning ? 0 : spikeScore(count, expected, k.variance, this.meanFloor);
+    const variance = this.variance(k);
+    const score = learning ? 0 : spikeScore(count, expected, variance, this.meanFloor);
     // Above the key's own usual bursts too: a CI role that deploys a few times a day at 10× is
     // doing what it does, not something new.
     const anomalous =
-      !learning && score >= c.scoreThreshold && count >= c.minEventsPerBucket && count >= c.minRatio * lambda && count > c.burstMargin * k.burst;
+      !learning &&
+      score >= c.scoreThreshold &&
+      count >= c.minEventsPerBucket &&
+      count >= c.minRatio * lambda &&
+      count > c.burstMargin * k.burst;
     const end = b + c.bucketMs;
     this.onBucket?.({ keyId: k.id, bucketStartMs: b, count, baselineMean: k.mean, score });
 
@@ -536,7 +578,7 @@ export class DetectionEngine {
         out.push(buildInsight(this.facts(k, s, 'Start')));
       }
       // Winsorized: the anomaly teaches the baseline only as much as a borderline bucket would.
-      const cap = lambda + 3 * Math.sqrt(lambda * Math.max(1, k.variance / lambda)) + 1;
+      const cap = lambda + 3 * Math.sqrt(lambda * Math.max(1, variance / lambda)) + 1;
       // The burst memory learns an anomaly only once it is over (below): a slow ramp must not
       // raise the bar it is measured against while it climbs.
       this.fold(k, b, Math.min(count, cap), 0, undefined);
@@ -551,9 +593,18 @@ export class DetectionEngine {
           s.belowStreak++;
         }
       }
-      // Only unremarkable buckets raise the burst memory; a merely suspicious one (a ramp on its
-      // way up) may keep it from fading but must not lift the bar it will be judged against.
-      const learn = score < c.scoreThreshold / 2 ? count : Math.min(count, k.burst);
+      // Only unremarkable buckets raise the burst memory at once; a merely suspicious one (a ramp
+      // on its way up) may keep it from fading but must not lift the bar it is judged against today.
+      // A suspicious bucket that did not fire is remembered as today's peak. A peak that recurs
+      // the next day is a habit and joins the burst memory at midnight UTC: at about the same
+      // time of day (a nightly job), or at any time when it came close to firing (deployments).
+      // Poisson noise rarely does either. Ordinary buckets only keep the memory from fading.
+      const learn = Math.min(count, k.burst);
+      if (score >= c.scoreThreshold / 2 && count > k.dayPeak) {
+        k.dayPeakNear = score >= NEAR_MISS * c.scoreThreshold;
+        k.dayPeak = count;
+        k.dayPeakMinute = Math.floor((((b % DAY_MS) + DAY_MS) % DAY_MS) / MINUTE_MS);
+      }
       this.fold(k, b, count, learn, acc?.contributors);
     }
     if (s?.started && (s.belowStreak >= c.endAfterBuckets || end - s.startMs >= c.maxDurationMs)) {

@@ -181,6 +181,65 @@ describe('DetectionEngine', () => {
   });
 });
 
+describe('habits over days', () => {
+  const DAY_MIN = 1_440;
+  const WAVE = [2, 3, 4, 3, 2, 4, 3, 3];
+  /** `days` of a steady key (2–4 calls a minute), with `extra(day, minuteOfDay)` calls added. */
+  function days(n: number, extra: (day: number, minute: number) => number): AuditEvent[][] {
+    const batches: AuditEvent[][] = [];
+    for (let m = 0; m < n * DAY_MIN; m++) {
+      const count = (WAVE[m % WAVE.length] as number) + extra(Math.floor(m / DAY_MIN), m % DAY_MIN);
+      batches.push(Array.from({ length: count }, (_, i) => ev(m, i)));
+    }
+    return batches;
+  }
+  const cfg = detector({ scopes: { action: false, principalAction: true } });
+  const startDays = (out: Insight[]) =>
+    out.filter((i) => i.insightDetails.state === 'Start').map((i) => Math.floor((i.trailwatch.startTimeMs - T0) / 86_400_000));
+
+  test('a nightly job is reported the first night and recognised as a habit after', () => {
+    const out = runAll(
+      new DetectionEngine(cfg),
+      days(5, (_, minute) => (minute >= 120 && minute < 150 ? 30 : 0)),
+    );
+    assert.deepEqual(startDays(out), [0]);
+  });
+
+  test('a slow ramp cannot teach the burst memory while it climbs', () => {
+    const ramp = (day: number, minute: number) =>
+      day === 3 && minute >= 600 && minute < 720 ? Math.floor((21 * (minute - 600 + 1)) / 120) : 0;
+    const out = runAll(new DetectionEngine(cfg), days(4, ramp));
+    assert.deepEqual(startDays(out), [3]);
+  });
+
+  test('the hourly profile: office hours are expected, and a night burst like a working hour stands out', () => {
+    const office = (day: number, minute: number) =>
+      (minute >= 9 * 60 && minute < 17 * 60 ? 12 : 0) + (day === 3 && minute >= 120 && minute < 130 ? 16 : 0);
+    // Burst memory off: it is one level for the whole day and would hide the night burst.
+    const seasonal = runAll(new DetectionEngine({ ...cfg, burstMargin: 0 }), days(4, office));
+    const nightStart = T0 + (3 * DAY_MIN + 120) * 60_000;
+    assert.ok(seasonal.some((i) => i.trailwatch.startTimeMs === nightStart));
+    assert.ok(
+      startDays(seasonal).every((d) => d < 2 || d === 3),
+      `Starts on days ${startDays(seasonal)}`,
+    );
+    // Against the plain daily mean, the office hours' variance hides the same burst.
+    const flat = runAll(new DetectionEngine({ ...cfg, burstMargin: 0, seasonality: 'none' }), days(4, office));
+    assert.ok(!flat.some((i) => i.trailwatch.startTimeMs === nightStart));
+  });
+
+  test('the burst memory and the hourly profile survive a checkpoint', () => {
+    const nightly = (_: number, minute: number) => (minute >= 120 && minute < 150 ? 30 : 0);
+    const batches = days(4, nightly);
+    const engine = new DetectionEngine(cfg);
+    const cut = 2 * DAY_MIN + 600;
+    const out = runAll(engine, batches.slice(0, cut));
+    const restored = DetectionEngine.restore(cfg, JSON.parse(JSON.stringify(engine.snapshot())));
+    out.push(...runAll(restored, batches.slice(cut)));
+    assert.deepEqual(out, runAll(new DetectionEngine(cfg), batches));
+  });
+});
+
 describe('golden replay', () => {
   const goldenFile = join(import.meta.dirname, '../fixtures/golden/engine-demo-insights.json');
   const input = generateTraffic({
