@@ -1,6 +1,6 @@
 import type { DetectorConfig } from '../config/schema.ts';
-import type { AttributionAttribute, AuditEvent, Insight, InsightScope, InsightType } from '../contracts/types.ts';
-import { type AnomalyFacts, buildInsight, type ContributorAverages } from '../emit/insight.ts';
+import type { AttributionAttribute, AuditEvent, Insight, InsightScope } from '../contracts/types.ts';
+import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
 import { type HeavyHitters, hhAdd, hhMerge, hhScale, hhTop, newHeavyHitters } from './sketch.ts';
 import { spikeScore } from './stats.ts';
 
@@ -59,16 +59,8 @@ interface Streak {
 }
 
 /** Everything kept per key. Plain data, so a snapshot is JSON. */
-export interface KeyState {
+export interface KeyState extends InsightSubject {
   id: string;
-  scope: InsightScope;
-  insightType: InsightType;
-  accountId: string;
-  region: string;
-  service: string;
-  action: string;
-  principal: string | null;
-  errorCode: string | null;
   /** Start of the last bucket folded into the baseline; firstBucket − bucketMs before any. */
   lastFoldedMs: number;
   /** Buckets of history in the baseline (capped at the window). */

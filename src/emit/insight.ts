@@ -11,10 +11,8 @@ export interface ContributorAverages {
   baseline: Array<{ value: string; average: number }>;
 }
 
-/** What the engine knows about an anomaly when it starts or ends. */
-export interface AnomalyFacts {
-  state: InsightState;
-  keyId: string;
+/** What an Insight is about: the signal, and where it was measured. */
+export interface InsightSubject {
   scope: InsightScope;
   insightType: InsightType;
   accountId: string;
@@ -23,6 +21,12 @@ export interface AnomalyFacts {
   action: string;
   principal: string | null;
   errorCode: string | null;
+}
+
+/** What the engine knows about an anomaly when it starts or ends. */
+export interface AnomalyFacts extends InsightSubject {
+  state: InsightState;
+  keyId: string;
   startTimeMs: number;
   /** End of the last anomalous bucket (exclusive); only on End. */
   endTimeMs: number | null;
