@@ -10,7 +10,9 @@ export async function ensureTopics(kafka: Kafka, topics: TopicsConfig): Promise<
     const wanted = [topics.events, topics.alerts, topics.deadLetter].filter((t) => !existing.has(t));
     if (wanted.length > 0) {
       await admin.createTopics({
-        waitForLeaders: true,
+        // kafkajs gives up on UNKNOWN_TOPIC_OR_PARTITION while it waits for leaders (it retries
+        // only LEADER_NOT_AVAILABLE), which a fresh KRaft broker answers: wait below instead.
+        waitForLeaders: false,
         topics: wanted.map((topic) => ({
           topic,
           numPartitions: topics.partitions,

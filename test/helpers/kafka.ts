@@ -34,7 +34,9 @@ export async function createTopics(brokers: string[], topics: string[], partitio
   try {
     await admin.createTopics({
       topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })),
-      waitForLeaders: true,
+      // kafkajs gives up on UNKNOWN_TOPIC_OR_PARTITION while it waits for leaders (it retries
+      // only LEADER_NOT_AVAILABLE), which a fresh KRaft broker answers: wait below instead.
+      waitForLeaders: false,
     });
     await waitForTopicsReady(admin, topics);
   } finally {
