@@ -107,12 +107,14 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 120_000).unref());
   const outcome = open.size === 0 && ends > 0 ? 'done' : await Promise.race([ended.then(() => 'done' as const), timeout]);
   await runtime.stop();
+  const stopStack = session.localStack && !wasRunning && !values['keep-stack'];
   say(
     outcome === 'done'
-      ? `demo complete: ${runtime.metrics.insightsEmitted} Insights (${ends} anomalies opened and closed). Watch live with: trailwatch tail --topic ${config.topics.alerts} --from-beginning`
+      ? `demo complete: ${runtime.metrics.insightsEmitted} Insights (${ends} anomalies opened and closed).` +
+          (stopStack ? '' : ` Read them again with: trailwatch tail --topic ${config.topics.alerts} --from-beginning`)
       : `demo timed out with ${open.size} Insight(s) still open`,
   );
-  if (session.localStack && !wasRunning && !values['keep-stack']) {
+  if (stopStack) {
     say('stopping the local stack this demo started (use --keep-stack to keep it)…');
     await stackDown();
   }
