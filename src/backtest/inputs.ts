@@ -81,41 +81,50 @@ export async function* readInputs(paths: string[], format: InputFormat): AsyncGe
   }
 }
 
+/** Expands the paths and reads each file with `read`; a path that cannot be read is an error item. */
+async function* eachFile<T>(
+  paths: string[],
+  exts: readonly string[],
+  read: (file: string) => AsyncGenerator<T>,
+): AsyncGenerator<T | DeliveryErrorItem> {
+  for (const entry of await expandInputPaths(paths, exts)) {
+    if (entry.kind === 'error') yield entry;
+    else yield* read(entry.file);
+  }
+}
+
 /** AuditEvents, one JSON object a line (plain or gzipped); blank lines are skipped. */
-export async function* readJsonLines(paths: string[]): AsyncGenerator<InputItem> {
-  for (const entry of await expandInputPaths(paths, JSONL_EXTENSIONS)) {
-    if (entry.kind === 'error') {
-      yield entry;
+export function readJsonLines(paths: string[]): AsyncGenerator<InputItem> {
+  return eachFile(paths, JSONL_EXTENSIONS, jsonLinesOf);
+}
+
+async function* jsonLinesOf(file: string): AsyncGenerator<InputItem> {
+  for await (const item of readLines(file)) {
+    if (item.kind === 'error') {
+      yield item;
       continue;
     }
-    const { file } = entry;
-    for await (const item of readLines(file)) {
-      if (item.kind === 'error') {
-        yield item;
-        continue;
-      }
-      const { line, text } = item;
-      if (text.trim() === '') continue;
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch (err) {
-        const at = locateJsonError(text);
-        const reason = at ? `malformed JSON at column ${at.column}: ${at.reason}` : `malformed JSON: ${errorMessage(err)}`;
-        yield lineError(file, line, ErrorCodes.DESERIALIZE, reason, err);
-        continue;
-      }
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-        const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
-        yield lineError(file, line, ErrorCodes.DESERIALIZE, `not a JSON object (got ${got})`);
-        continue;
-      }
-      try {
-        yield { kind: 'event', file, index: line, event: assertAuditEvent(value) };
-      } catch (err) {
-        if (!(err instanceof BadRecordError)) throw err;
-        yield lineError(file, line, err.code, err.message, err);
-      }
+    const { line, text } = item;
+    if (text.trim() === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      const at = locateJsonError(text);
+      const reason = at ? `malformed JSON at column ${at.column}: ${at.reason}` : `malformed JSON: ${errorMessage(err)}`;
+      yield lineError(file, line, ErrorCodes.DESERIALIZE, reason, err);
+      continue;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+      yield lineError(file, line, ErrorCodes.DESERIALIZE, `not a JSON object (got ${got})`);
+      continue;
+    }
+    try {
+      yield { kind: 'event', file, index: line, event: assertAuditEvent(value) };
+    } catch (err) {
+      if (!(err instanceof BadRecordError)) throw err;
+      yield lineError(file, line, err.code, err.message, err);
     }
   }
 }
@@ -125,13 +134,12 @@ export async function* readJsonLines(paths: string[]): AsyncGenerator<InputItem>
  * are ignored), then one row per key and bucket. Timestamps are ISO-8601 with a zone, or epoch
  * milliseconds; fields may be quoted as in RFC 4180 (on one line).
  */
-export async function* readCountsRows(paths: string[]): AsyncGenerator<CountsItem> {
-  for (const entry of await expandInputPaths(paths, COUNTS_EXTENSIONS)) {
-    if (entry.kind === 'error') {
-      yield entry;
-      continue;
-    }
-    const { file } = entry;
+export function readCountsRows(paths: string[]): AsyncGenerator<CountsItem> {
+  return eachFile(paths, COUNTS_EXTENSIONS, countsRowsOf);
+}
+
+async function* countsRowsOf(file: string): AsyncGenerator<CountsItem> {
+  {
     let columns: { timestamp: number; key: number; count: number } | null = null;
     for await (const item of readLines(file)) {
       if (item.kind === 'error') {
