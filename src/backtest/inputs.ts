@@ -139,42 +139,40 @@ export function readCountsRows(paths: string[]): AsyncGenerator<CountsItem> {
 }
 
 async function* countsRowsOf(file: string): AsyncGenerator<CountsItem> {
-  {
-    let columns: { timestamp: number; key: number; count: number } | null = null;
-    for await (const item of readLines(file)) {
-      if (item.kind === 'error') {
-        yield item;
-        continue;
-      }
-      const { line, text } = item;
-      if (text.trim() === '') continue;
-      const fields = splitCsvLine(text);
-      if (fields === null) {
-        yield lineError(file, line, columns ? ErrorCodes.NORMALIZE : ErrorCodes.INPUT_FILE, 'unbalanced quotes');
-        if (!columns) break;
-        continue;
-      }
-      if (!columns) {
-        const names = fields.map((f) => f.trim().toLowerCase());
-        const find = (name: string): number => names.indexOf(name);
-        const [timestamp, key, count] = [find('timestamp'), find('key'), find('count')];
-        const missing = ['timestamp', 'key', 'count'].filter((n) => find(n) < 0);
-        if (missing.length > 0) {
-          yield lineError(
-            file,
-            line,
-            ErrorCodes.INPUT_FILE,
-            `the header must name the columns timestamp,key,count; missing ${missing.join(', ')} (got ${JSON.stringify(text.slice(0, 80))})`,
-          );
-          break; // without a header no row can be read
-        }
-        columns = { timestamp, key, count };
-        continue;
-      }
-      const row = parseCountsRow(file, line, fields, columns);
-      if (typeof row === 'string') yield lineError(file, line, ErrorCodes.NORMALIZE, row);
-      else yield { kind: 'row', row };
+  let columns: { timestamp: number; key: number; count: number } | null = null;
+  for await (const item of readLines(file)) {
+    if (item.kind === 'error') {
+      yield item;
+      continue;
     }
+    const { line, text } = item;
+    if (text.trim() === '') continue;
+    const fields = splitCsvLine(text);
+    if (fields === null) {
+      yield lineError(file, line, columns ? ErrorCodes.NORMALIZE : ErrorCodes.INPUT_FILE, 'unbalanced quotes');
+      if (!columns) break;
+      continue;
+    }
+    if (!columns) {
+      const names = fields.map((f) => f.trim().toLowerCase());
+      const find = (name: string): number => names.indexOf(name);
+      const [timestamp, key, count] = [find('timestamp'), find('key'), find('count')];
+      const missing = ['timestamp', 'key', 'count'].filter((n) => find(n) < 0);
+      if (missing.length > 0) {
+        yield lineError(
+          file,
+          line,
+          ErrorCodes.INPUT_FILE,
+          `the header must name the columns timestamp,key,count; missing ${missing.join(', ')} (got ${JSON.stringify(text.slice(0, 80))})`,
+        );
+        break; // without a header no row can be read
+      }
+      columns = { timestamp, key, count };
+      continue;
+    }
+    const row = parseCountsRow(file, line, fields, columns);
+    if (typeof row === 'string') yield lineError(file, line, ErrorCodes.NORMALIZE, row);
+    else yield { kind: 'row', row };
   }
 }
 
