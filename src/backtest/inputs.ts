@@ -105,7 +105,6 @@ async function* jsonLinesOf(file: string): AsyncGenerator<InputItem> {
       continue;
     }
     const { line, text } = item;
-    if (text.trim() === '') continue;
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -146,7 +145,6 @@ async function* countsRowsOf(file: string): AsyncGenerator<CountsItem> {
       continue;
     }
     const { line, text } = item;
-    if (text.trim() === '') continue;
     const fields = splitCsvLine(text);
     if (fields === null) {
       yield lineError(file, line, columns ? ErrorCodes.NORMALIZE : ErrorCodes.INPUT_FILE, 'unbalanced quotes');
@@ -318,7 +316,8 @@ async function* readLines(file: string): AsyncGenerator<LineItem> {
   try {
     for await (const text of lines) {
       line++;
-      yield { kind: 'line', line, text };
+      // Blank lines carry nothing in either line format.
+      if (text.trim() !== '') yield { kind: 'line', line, text };
     }
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

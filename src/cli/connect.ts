@@ -1,5 +1,6 @@
 import { type LoadConfigOptions, loadConfig } from '../config/load.ts';
 import type { Config, ConfigInput } from '../config/schema.ts';
+import { ErrorCodes, TrailwatchError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { stackStatus, stackUp } from '../stack/local.ts';
 
@@ -33,8 +34,10 @@ export async function openSession(
         ? await stackUp()
         : null;
     if (!stack) {
-      throw new Error(
+      throw new TrailwatchError(
+        ErrorCodes.USAGE,
         'no Kafka configured and the local stack is not running: set KAFKA_BROKERS and SCHEMA_REGISTRY_URL, or run `trailwatch stack up`',
+        { fault: 'user' },
       );
     }
     if (config.kafka.brokers.length === 0) config.kafka.brokers = stack.brokers;

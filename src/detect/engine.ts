@@ -348,8 +348,12 @@ export class DetectionEngine {
   private count(proto: KeyIdentity, e: AuditEvent, bucket: number): void {
     let k = this.keys.get(proto.id);
     if (k) {
-      // Least recently active first: re-insert to move to the end.
-      this.keys.delete(proto.id);
+      // Least recently active first: re-insert to move to the end, once per key and bucket
+      // rather than per event (the map's order only has to be right to the bucket).
+      if (k.lastEventMs < bucket) {
+        this.keys.delete(proto.id);
+        this.keys.set(proto.id, k);
+      }
     } else {
       k = {
         ...proto,
@@ -377,8 +381,8 @@ export class DetectionEngine {
       };
       this.metrics.keysCreated++;
       this.evictIfFull();
+      this.keys.set(proto.id, k);
     }
-    this.keys.set(proto.id, k);
     if (k.scope === 'principalAction' && k.region !== e.region) k.region = this.intern(e.region);
     k.lastEventMs = Math.max(k.lastEventMs, e.eventTimeMs);
     const slot = String(bucket);
