@@ -1,5 +1,5 @@
 /**
- * Backtest: the live DetectionEngine, driven offline over history. Pure: events in (any
+ * Backtest: the live detector's topology (both stages, every partition), driven offline over history. Pure: events in (any
  * iterable, in event-time order), Insights and per-bucket observations out through callbacks;
  * no files, no Kafka. `trailwatch backtest` and the quality harness both run through here, so
  * what they measure is what `trailwatch run` would have emitted on the same events.
@@ -11,11 +11,19 @@
  */
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
-import { type BucketObservation, DetectionEngine } from '../detect/engine.ts';
+import type { BucketObservation } from '../detect/engine.ts';
+import { Topology } from '../detect/topology.ts';
 
 export const DEFAULT_BATCH_SIZE = 500;
 
 export interface BacktestOptions {
+  /**
+   * Partitions of the events topic (default 1). Per-principal state is per partition, as in the
+   * live detector: give the topic's count to reproduce a live run exactly.
+   */
+  partitions?: number;
+  /** Partitions of the action-keyed repartition topic (default: as many as `partitions`). */
+  actionPartitions?: number;
   /** Events per `engine.process` call (default 500), as a consumer would fetch them. */
   batchSize?: number;
   /**
@@ -50,7 +58,8 @@ export interface BacktestStats {
 
 /** A backtest in progress: push events in event-time order, then `finish()`. */
 export class Backtest {
-  readonly engine: DetectionEngine;
+  readonly topology: Topology;
+  private readonly bucketMs: number;
   private readonly batchSize: number;
   private readonly batchSpanMs: number | undefined;
   private readonly onInsight: BacktestOptions['onInsight'];
@@ -68,7 +77,13 @@ export class Backtest {
     this.batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
     this.batchSpanMs = options.batchSpanMs;
     this.onInsight = options.onInsight;
-    this.engine = new DetectionEngine(detector, options.onBucket ? { onBucket: options.onBucket } : {});
+    const partitions = Math.max(1, options.partitions ?? 1);
+    this.bucketMs = detector.bucketMs;
+    this.topology = new Topology(detector, {
+      partitions,
+      actionPartitions: Math.max(1, options.actionPartitions ?? partitions),
+      ...(options.onBucket ? { onBucket: options.onBucket } : {}),
+    });
   }
 
   push(event: AuditEvent): void {
@@ -90,39 +105,40 @@ export class Backtest {
     if (this.batch.length === 0) return;
     const batch = this.batch;
     this.batch = [];
-    this.emit(this.engine.process(batch));
+    this.emit(this.topology.process(batch));
   }
 
   /** Flushes, judges the last buckets (watermark → last event + one bucket) and returns the totals. Open Insights stay open. */
   finish(): BacktestStats {
     if (!this.finished) {
       this.flush();
-      if (this.lastEventMs !== null) this.emit(this.engine.advanceWatermark(this.lastEventMs + this.engine.config.bucketMs));
+      if (this.lastEventMs !== null) this.emit(this.topology.advanceWatermark(this.lastEventMs + this.bucketMs));
       this.finished = true;
     }
     return this.stats();
   }
 
   stats(): BacktestStats {
-    const m = this.engine.metrics;
+    const engines = this.topology.engines();
+    const sum = (f: (e: (typeof engines)[number]) => number) => engines.reduce((n, e) => n + f(e), 0);
     return {
       eventsIn: this.eventsIn,
-      eventsProcessed: m.eventsProcessed,
-      lateEvents: m.lateEvents,
-      duplicates: m.duplicates,
-      keysCreated: m.keysCreated,
-      activeKeys: this.engine.activeKeys,
+      eventsProcessed: sum((e) => e.metrics.eventsProcessed),
+      lateEvents: sum((e) => e.metrics.lateEvents),
+      duplicates: sum((e) => e.metrics.duplicates),
+      keysCreated: sum((e) => e.metrics.keysCreated),
+      activeKeys: sum((e) => e.activeKeys),
       starts: this.starts,
       ends: this.ends,
       openAtEnd: this.open.size,
       firstEventMs: this.firstEventMs,
       lastEventMs: this.lastEventMs,
-      watermarkMs: this.engine.watermarkMs,
+      watermarkMs: this.topology.watermarkMs,
     };
   }
 
   private emit(insights: Insight[]): void {
-    const watermarkMs = this.engine.watermarkMs;
+    const watermarkMs = this.topology.watermarkMs;
     for (const insight of insights) {
       if (insight.insightDetails.state === 'Start') {
         this.starts++;

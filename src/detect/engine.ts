@@ -89,10 +89,12 @@ export interface KeyState extends InsightSubject {
   /** An anomalous streak: a candidate before Start, the open Insight after it. */
   streak: Streak | null;
   lastEventMs: number;
+  /** Only aggregated per bucket and forwarded as a BucketPartial (to the stage that judges it), never judged here. */
+  forward?: true;
 }
 
 /** What names a key: the scope, the signal and where it is measured. */
-type KeyIdentity = Pick<
+export type KeyIdentity = Pick<
   KeyState,
   'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'
 >;
@@ -142,6 +144,48 @@ export interface KeyView {
   inInsight: boolean;
 }
 
+/**
+ * One key's count in one closed bucket, with its contributors: what a stage that only
+ * aggregates (per input partition) hands to the stage that judges the key (per action).
+ */
+export interface BucketPartial {
+  key: KeyIdentity;
+  bucketStartMs: number;
+  count: number;
+  contributors: Record<AttributionAttribute, Array<[string, number]>>;
+}
+
+export interface EngineOptions extends EngineHooks {
+  /** Scopes whose keys are aggregated per bucket and handed out by `drainPartials()` instead of judged. */
+  forwardScopes?: InsightScope[];
+  /** Record what changed for `drainChanges()` (incremental checkpoints); off by default, it costs memory. */
+  trackChanges?: boolean;
+}
+
+/** Engine-wide state of a checkpoint, besides the keys and the dedupe horizon. */
+export interface EngineMeta {
+  version: number;
+  maxEventTimeMs: number | null;
+  watermarkMs: number | null;
+  closedThroughMs: number | null;
+  streamStartMs: Array<[string, number]>;
+  metrics: EngineMetrics;
+}
+
+/** What changed since the previous `drainChanges()`: enough to bring a checkpoint up to date. */
+export interface EngineChanges {
+  meta: EngineMeta;
+  /** Encoded key state by key id; null when the key is gone (evicted or expired). */
+  keys: Array<[string, string | null]>;
+  /** Event ids first seen since the previous drain, with their event times. */
+  seen: Array<[string, number]>;
+  /** Accounts whose first bucket is new or earlier since the previous drain. */
+  accountStarts: Array<[string, number]>;
+}
+
+const finiteOrNull = (n: number): number | null => (Number.isFinite(n) ? n : null);
+const orNegInf = (n: number | null | undefined): number => (n === null || n === undefined ? Number.NEGATIVE_INFINITY : n);
+
 function newContributors(capacity: number): Contributors {
   return {
     userIdentityArn: newHeavyHitters(capacity),
@@ -186,10 +230,16 @@ export class DetectionEngine {
   };
 
   private readonly onBucket: EngineHooks['onBucket'];
+  private readonly forwardScopes: ReadonlySet<InsightScope>;
+  private partials: BucketPartial[] = [];
+  /** Change tracking for incremental checkpoints; null unless `trackChanges`. */
+  private readonly changes: { keys: Set<string>; seen: Array<[string, number]>; accountStarts: Map<string, number> } | null;
 
-  constructor(config: DetectorConfig, hooks: EngineHooks = {}) {
+  constructor(config: DetectorConfig, options: EngineOptions = {}) {
     this.config = config;
-    this.onBucket = hooks.onBucket;
+    this.onBucket = options.onBucket;
+    this.forwardScopes = new Set(options.forwardScopes ?? []);
+    this.changes = options.trackChanges ? { keys: new Set(), seen: [], accountStarts: new Map() } : null;
     this.windowBuckets = Math.max(2, Math.floor(config.baselineWindowMs / config.bucketMs));
     this.capacity = config.topN * 2;
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
@@ -207,6 +257,11 @@ export class DetectionEngine {
 
   get latestEventTimeMs(): number {
     return this.maxEventTimeMs;
+  }
+
+  /** First bucket seen per account. */
+  accountStarts(): ReadonlyMap<string, number> {
+    return this.streamStartMs;
   }
 
   get activeKeys(): number {
@@ -232,10 +287,10 @@ export class DetectionEngine {
         continue;
       }
       this.seen.set(e.eventId, e.eventTimeMs);
+      this.changes?.seen.push([e.eventId, e.eventTimeMs]);
       this.metrics.eventsProcessed++;
       if (e.eventTimeMs > this.maxEventTimeMs) this.maxEventTimeMs = e.eventTimeMs;
-      const streamStart = this.streamStartMs.get(e.accountId);
-      if (streamStart === undefined || bucket < streamStart) this.streamStartMs.set(e.accountId, bucket);
+      this.noteAccountStart(e.accountId, bucket);
       for (const key of this.signalKeys(e)) this.count(key, e, bucket);
     }
     return this.advanceWatermark(watermarkMs ?? this.maxEventTimeMs - this.config.allowedLatenessMs);
@@ -296,9 +351,9 @@ export class DetectionEngine {
     });
   }
 
-  static restore(config: DetectorConfig, snapshot: EngineSnapshot, hooks: EngineHooks = {}): DetectionEngine {
+  static restore(config: DetectorConfig, snapshot: EngineSnapshot, options: EngineOptions = {}): DetectionEngine {
     if (snapshot.version !== SNAPSHOT_VERSION) throw new Error(`unsupported engine snapshot version ${snapshot.version}`);
-    const engine = new DetectionEngine(config, hooks);
+    const engine = new DetectionEngine(config, options);
     const s = structuredClone(snapshot);
     engine.maxEventTimeMs = s.maxEventTimeMs ?? Number.NEGATIVE_INFINITY;
     engine.watermark = s.watermarkMs ?? Number.NEGATIVE_INFINITY;
@@ -306,15 +361,111 @@ export class DetectionEngine {
     Object.assign(engine.metrics, s.metrics);
     for (const [id, t] of s.seen) engine.seen.set(id, t);
     for (const [account, t] of s.streamStartMs) engine.streamStartMs.set(account, t);
-    for (const k of s.keys) {
-      engine.keys.set(k.id, k);
-      for (const b of Object.keys(k.pending ?? {})) engine.indexPending(Number(b), k.id);
-      if (k.streak) engine.streaking.add(k.id);
+    for (const k of s.keys) engine.adopt(k);
+    return engine;
+  }
+
+  /**
+   * Counts of already-aggregated buckets (from a stage that forwards), folded in as if their
+   * events had arrived here. A partial for a bucket already closed is late and only counted.
+   */
+  ingestPartials(partials: Iterable<BucketPartial>): void {
+    for (const p of partials) {
+      if (p.bucketStartMs + this.config.bucketMs <= this.closedThroughMs) {
+        this.metrics.lateEvents += p.count;
+        continue;
+      }
+      this.noteAccountStart(p.key.accountId, p.bucketStartMs);
+      const k = this.touch(p.key, p.bucketStartMs, p.bucketStartMs, p.key.region);
+      const acc = this.accumulator(k, p.bucketStartMs);
+      acc.count += p.count;
+      for (const attr of ATTRIBUTES) for (const [value, n] of p.contributors[attr]) hhAdd(acc.contributors[attr], value, n);
     }
+  }
+
+  /** Buckets closed since the last call for keys of the forwarded scopes, in closing order. */
+  drainPartials(): BucketPartial[] {
+    const out = this.partials;
+    this.partials = [];
+    return out;
+  }
+
+  /** The first bucket of an account, as learned elsewhere (another partition's stream). Only ever moves earlier. */
+  noteAccountStart(accountId: string, bucketStartMs: number): void {
+    const known = this.streamStartMs.get(accountId);
+    if (known !== undefined && known <= bucketStartMs) return;
+    this.streamStartMs.set(accountId, bucketStartMs);
+    this.changes?.accountStarts.set(accountId, bucketStartMs);
+  }
+
+  /** Engine-wide checkpoint state. */
+  meta(): EngineMeta {
+    return {
+      version: SNAPSHOT_VERSION,
+      maxEventTimeMs: finiteOrNull(this.maxEventTimeMs),
+      watermarkMs: finiteOrNull(this.watermark),
+      closedThroughMs: finiteOrNull(this.closedThroughMs),
+      streamStartMs: [...this.streamStartMs.entries()],
+      metrics: { ...this.metrics },
+    };
+  }
+
+  /** Everything that changed since the previous call (needs `trackChanges`). */
+  drainChanges(): EngineChanges {
+    if (!this.changes) throw new Error('DetectionEngine.drainChanges needs the trackChanges option');
+    const keys: Array<[string, string | null]> = [];
+    for (const id of this.changes.keys) {
+      const k = this.keys.get(id);
+      keys.push([id, k ? encodeKey(k) : null]);
+    }
+    const out: EngineChanges = {
+      meta: this.meta(),
+      keys,
+      seen: this.changes.seen,
+      accountStarts: [...this.changes.accountStarts.entries()],
+    };
+    this.changes.keys.clear();
+    this.changes.seen = [];
+    this.changes.accountStarts.clear();
+    return out;
+  }
+
+  /**
+   * An engine rebuilt from an incremental checkpoint: the latest meta, the latest encoding of
+   * every live key, and the dedupe entries still inside the horizon (older ones are ignored).
+   */
+  static fromCheckpoint(
+    config: DetectorConfig,
+    meta: EngineMeta | null,
+    keys: Iterable<string>,
+    seen: Iterable<[string, number]>,
+    options: EngineOptions = {},
+  ): DetectionEngine {
+    const engine = new DetectionEngine(config, options);
+    if (meta) {
+      if (meta.version !== SNAPSHOT_VERSION) throw new Error(`unsupported engine checkpoint version ${meta.version}`);
+      engine.maxEventTimeMs = orNegInf(meta.maxEventTimeMs);
+      engine.watermark = orNegInf(meta.watermarkMs);
+      engine.closedThroughMs = orNegInf(meta.closedThroughMs);
+      Object.assign(engine.metrics, meta.metrics);
+      for (const [account, t] of meta.streamStartMs) engine.streamStartMs.set(account, t);
+    }
+    const restored: KeyState[] = [];
+    for (const encoded of keys) restored.push(decodeKey(encoded));
+    // The LRU order is by activity: rebuild it so eviction and expiry pick the same keys.
+    restored.sort((a, b) => a.lastEventMs - b.lastEventMs);
+    for (const k of restored) engine.adopt(k);
+    for (const [id, t] of seen) if (t + config.bucketMs > engine.closedThroughMs) engine.seen.set(id, t);
     return engine;
   }
 
   // ── internals ────────────────────────────────────────────────────────────
+
+  private adopt(k: KeyState): void {
+    this.keys.set(k.id, k);
+    for (const b of Object.keys(k.pending ?? {})) this.indexPending(Number(b), k.id);
+    if (k.streak) this.streaking.add(k.id);
+  }
 
   private *signalKeys(e: AuditEvent): Generator<KeyIdentity> {
     const c = this.config;
@@ -346,6 +497,16 @@ export class DetectionEngine {
   }
 
   private count(proto: KeyIdentity, e: AuditEvent, bucket: number): void {
+    const k = this.touch(proto, bucket, e.eventTimeMs, e.region);
+    const acc = this.accumulator(k, bucket);
+    acc.count++;
+    hhAdd(acc.contributors.userIdentityArn, e.principal);
+    hhAdd(acc.contributors.userAgent, e.userAgent ?? 'null');
+    hhAdd(acc.contributors.errorCode, e.errorCode ?? 'null');
+  }
+
+  /** The key's state, created when new, moved to the most recently active end of the LRU order. */
+  private touch(proto: KeyIdentity, bucket: number, eventTimeMs: number, region: string): KeyState {
     let k = this.keys.get(proto.id);
     if (k) {
       // Least recently active first: re-insert to move to the end, once per key and bucket
@@ -355,8 +516,11 @@ export class DetectionEngine {
         this.keys.set(proto.id, k);
       }
     } else {
+      const forward = this.forwardScopes.has(proto.scope);
       k = {
-        ...proto,
+        id: proto.id,
+        scope: proto.scope,
+        insightType: proto.insightType,
         accountId: this.intern(proto.accountId),
         region: this.intern(proto.region),
         service: this.intern(proto.service),
@@ -368,7 +532,7 @@ export class DetectionEngine {
         mean: 0,
         variance: 0,
         hourlyVariance: 0,
-        hourly: this.seasonal ? new Array<number>(24).fill(0) : null,
+        hourly: this.seasonal && !forward ? new Array<number>(24).fill(0) : null,
         burst: 0,
         dayPeak: 0,
         dayPeakMinute: 0,
@@ -377,14 +541,20 @@ export class DetectionEngine {
         baselineContributors: null,
         pending: null,
         streak: null,
-        lastEventMs: e.eventTimeMs,
+        lastEventMs: eventTimeMs,
       };
+      if (forward) k.forward = true;
       this.metrics.keysCreated++;
       this.evictIfFull();
       this.keys.set(proto.id, k);
     }
-    if (k.scope === 'principalAction' && k.region !== e.region) k.region = this.intern(e.region);
-    k.lastEventMs = Math.max(k.lastEventMs, e.eventTimeMs);
+    if (k.scope === 'principalAction' && k.region !== region) k.region = this.intern(region);
+    k.lastEventMs = Math.max(k.lastEventMs, eventTimeMs);
+    this.changes?.keys.add(k.id);
+    return k;
+  }
+
+  private accumulator(k: KeyState, bucket: number): BucketAcc {
     const slot = String(bucket);
     k.pending ??= {};
     let acc = k.pending[slot];
@@ -393,10 +563,7 @@ export class DetectionEngine {
       k.pending[slot] = acc;
       this.indexPending(bucket, k.id);
     }
-    acc.count++;
-    hhAdd(acc.contributors.userIdentityArn, e.principal);
-    hhAdd(acc.contributors.userAgent, e.userAgent ?? 'null');
-    hhAdd(acc.contributors.errorCode, e.errorCode ?? 'null');
+    return acc;
   }
 
   private indexPending(bucket: number, id: string): void {
@@ -428,6 +595,11 @@ export class DetectionEngine {
       if (k.pending) {
         delete k.pending[slot];
         if (Object.keys(k.pending).length === 0) k.pending = null;
+      }
+      this.changes?.keys.add(id);
+      if (k.forward) {
+        if (acc) this.partials.push(toPartial(k, b, acc));
+        continue;
       }
       this.evaluate(k, b, acc, out);
     }
@@ -683,6 +855,7 @@ export class DetectionEngine {
     for (const b of Object.keys(k.pending ?? {})) this.pendingIndex.get(Number(b))?.delete(id);
     this.streaking.delete(id);
     this.keys.delete(id);
+    this.changes?.keys.add(id);
   }
 
   /** Drops idle keys and dedupe entries the watermark has passed. Both maps are in arrival order, so scans stop early. */
@@ -699,4 +872,37 @@ export class DetectionEngine {
       this.seen.delete(id);
     }
   }
+}
+
+function toPartial(k: KeyState, bucketStartMs: number, acc: BucketAcc): BucketPartial {
+  const contributors = {} as BucketPartial['contributors'];
+  for (const attr of ATTRIBUTES) {
+    const sketch = acc.contributors[attr];
+    contributors[attr] = sketch.values.map((v, i) => [v, (sketch.counts[i] as number) * sketch.scale]);
+  }
+  return {
+    key: {
+      id: k.id,
+      scope: k.scope,
+      insightType: k.insightType,
+      accountId: k.accountId,
+      region: k.region,
+      service: k.service,
+      action: k.action,
+      principal: k.principal,
+      errorCode: k.errorCode,
+    },
+    bucketStartMs,
+    count: acc.count,
+    contributors,
+  };
+}
+
+/** A key's checkpoint encoding: JSON of its plain state. */
+export function encodeKey(k: KeyState): string {
+  return JSON.stringify(k);
+}
+
+export function decodeKey(encoded: string): KeyState {
+  return JSON.parse(encoded) as KeyState;
 }

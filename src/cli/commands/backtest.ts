@@ -31,6 +31,8 @@ Options:
       --presorted      inputs are already in event-time order: stream them, do not sort in
                        memory (events out of order by more than allowedLatenessMs are late)
       --batch-size N   events per engine batch (default 500)
+      --partitions N   partitions of the events topic to reproduce (default: topics.partitions,
+                       3); per-principal state lives per partition as in the live detector
 ${COMMON_HELP}
 
 At the end of the input the watermark moves to the last event time + one bucket so the last
@@ -136,6 +138,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
       summary: { type: 'boolean' },
       presorted: { type: 'boolean' },
       'batch-size': { type: 'string' },
+      partitions: { type: 'string' },
     },
     BACKTEST_USAGE,
   );
@@ -146,6 +149,8 @@ export async function backtestCommand(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw usageError('no inputs given', BACKTEST_USAGE);
   const batchSize = intOption(values['batch-size'], 'batch-size', BACKTEST_USAGE) ?? 500;
   if (batchSize === 0) throw usageError('--batch-size must be at least 1', BACKTEST_USAGE);
+  const partitions = intOption(values.partitions, 'partitions', BACKTEST_USAGE);
+  if (partitions === 0) throw usageError('--partitions must be at least 1', BACKTEST_USAGE);
   const format = await resolveFormat(positionals, values.format);
 
   const overrides: ConfigInput = {};
@@ -192,6 +197,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     });
     stats = await runBacktest(events, config.detector, {
       batchSize,
+      partitions: partitions ?? config.topics.partitions,
       onInsight: (insight) => insightsOut.write(JSON.stringify(insight)),
       onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
       onProgress: async (s) => {
