@@ -48,6 +48,8 @@ export const topicsSchema = z.strictObject({
   events: z.string().min(1).default('trailwatch.events'),
   alerts: z.string().min(1).default('trailwatch.insights'),
   deadLetter: z.string().min(1).default('trailwatch.dlq'),
+  /** The detector's repartition topic: per-action bucket counts keyed by action, and watermarks. */
+  actions: z.string().min(1).default('trailwatch.actions'),
   /** Partitions for topics trailwatch creates itself. */
   partitions: z.number().int().positive().default(3),
   replicationFactor: z.number().int().positive().default(1),

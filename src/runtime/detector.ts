@@ -1,20 +1,27 @@
-import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
 import type { Config } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
-import { DetectionEngine } from '../detect/engine.ts';
-import { BadRecordError, ErrorCodes } from '../errors.ts';
+import type { EngineMetrics } from '../detect/engine.ts';
+import { type ActionRecord, ActionStage, PrincipalStage, type StageOutput, type WatermarkMarker } from '../detect/topology.ts';
+import { BadRecordError, ErrorCodes, errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { ChangelogWriter, restorePartition } from './changelog.ts';
 import { EventCodec } from './codec.ts';
-import { type DeadLetter, sendDeadLetters } from './dead-letter.ts';
-import { idempotentProducer } from './kafka.ts';
+import { type DeadLetter, deadLetterMessages } from './dead-letter.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
-import { ensureTopics } from './topics.ts';
+import { type DetectorTopics, ensureDetectorTopics } from './topics.ts';
 
 export interface DetectorMetrics {
   recordsConsumed: number;
   deadLetters: Record<string, number>;
   insightsEmitted: number;
   batches: number;
+  transactionsCommitted: number;
+  transactionsAborted: number;
+  partitionsRestored: number;
+  /** Time the last restore took, per task (`topic:partition`). */
+  restoreMs: Record<string, number>;
 }
 
 export interface DetectorRuntimeOptions {
@@ -22,61 +29,110 @@ export interface DetectorRuntimeOptions {
   kafka: Kafka;
   registry: SchemaRegistry;
   logger: Logger;
-  /** Called for each Insight after it is on the alerts topic. */
+  /** Called for each Insight once its transaction has committed. */
   onInsight?: (insight: Insight) => void;
   /** Wall clock, replaceable in tests. */
   now?: () => number;
 }
 
+const IDLE_TICK_MS = 1_000;
+const RETRY_BACKOFF_MS = 1_000;
+const KIND_HEADER = 'tw.kind';
+
 /**
- * The live detector: a consumer group on the events topic feeding the pure DetectionEngine,
- * Insights produced to the alerts topic, undecodable records to the dead-letter topic.
- * Offsets are committed only after the Insights and dead letters of a batch are acknowledged.
+ * One stage partition owned by this member: its stage, the transactional producer that fences
+ * any previous owner, and its changelog writer. Everything a batch produces (Insights, partials,
+ * watermark markers, dead letters, changelog records) and the input offset commit together.
+ */
+interface Task {
+  id: string;
+  topic: string;
+  partition: number;
+  producer: Producer;
+  writer: ChangelogWriter;
+  /** Next input offset to process: records below it are already in the committed state. */
+  nextOffset: bigint;
+  principal?: PrincipalStage;
+  action?: ActionStage;
+  /** Wall time of the last record, and whether the partition was caught up then. */
+  lastRecordWallMs: number;
+  caughtUp: boolean;
+  /** The last marker sent downstream: an idle partition only speaks when it changes. */
+  lastMarker: string;
+}
+
+/**
+ * The live detector: one consumer group reading the events topic (first stage, per principal)
+ * and the action-keyed repartition topic (second stage, per action), each partition a task with
+ * its state in a changelog topic and its output committed with Kafka transactions, so a crash,
+ * a rebalance or a broker restart neither loses nor repeats an Insight.
  */
 export class DetectorRuntime {
-  readonly engine: DetectionEngine;
-  readonly metrics: DetectorMetrics = { recordsConsumed: 0, deadLetters: {}, insightsEmitted: 0, batches: 0 };
+  readonly metrics: DetectorMetrics = {
+    recordsConsumed: 0,
+    deadLetters: {},
+    insightsEmitted: 0,
+    batches: 0,
+    transactionsCommitted: 0,
+    transactionsAborted: 0,
+    partitionsRestored: 0,
+    restoreMs: {},
+  };
   private readonly opts: DetectorRuntimeOptions;
   private readonly codec: EventCodec;
   private readonly consumer: Consumer;
-  private readonly producer: Producer;
+  private readonly admin: Admin;
   private readonly log: Logger;
   private readonly now: () => number;
   private insightSchemaId = -1;
-  /** Serializes batch processing and idle watermark advances: the engine is single-threaded by design. */
+  private topics: DetectorTopics | null = null;
+  private readonly tasks = new Map<string, Task>();
+  /** Assigned partitions of the events topic, with the wall time they were assigned. */
+  private readonly assigned = new Map<number, number>();
+  /** Serializes batches, idle ticks and rebalances: stages are single-threaded by design. */
   private chain: Promise<void> = Promise.resolve();
-  private lastEventWallMs = 0;
-  /** Per input partition: the latest event time read and when (wall clock). */
-  private readonly partitionClocks = new Map<string, { maxEventMs: number; seenWallMs: number }>();
   private idleTimer: NodeJS.Timeout | undefined;
   private stopping = false;
 
   constructor(opts: DetectorRuntimeOptions) {
     this.opts = opts;
-    this.engine = new DetectionEngine(opts.config.detector);
     this.codec = new EventCodec(opts.registry);
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
     this.consumer = opts.kafka.consumer({ groupId: opts.config.detector.groupId, readUncommitted: false });
-    this.producer = idempotentProducer(opts.kafka);
+    this.admin = opts.kafka.admin();
+  }
+
+  /** Sum of every owned stage engine's counters. */
+  engineMetrics(): EngineMetrics {
+    const sum: EngineMetrics = {
+      eventsProcessed: 0,
+      duplicates: 0,
+      lateEvents: 0,
+      keysCreated: 0,
+      keysEvicted: 0,
+      keysExpired: 0,
+      insightsStarted: 0,
+      insightsEnded: 0,
+    };
+    for (const t of this.tasks.values()) {
+      const m = (t.principal ?? t.action)?.engine.metrics;
+      if (!m) continue;
+      for (const k of Object.keys(sum) as Array<keyof EngineMetrics>) sum[k] += m[k];
+    }
+    return sum;
   }
 
   async start(): Promise<void> {
     const { config } = this.opts;
-    const created = await ensureTopics(this.opts.kafka, config.topics);
-    if (created.length > 0) this.log.info({ topics: created }, 'created topics');
+    await this.admin.connect();
+    this.topics = await ensureDetectorTopics(this.admin, config);
     this.insightSchemaId = (await registerContracts(this.opts.registry, config.topics)).insight;
-    await this.producer.connect();
     await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [config.topics.events], fromBeginning: true });
-    // Every assigned partition holds the watermark back until it has delivered (or sat idle for
-    // idleAdvanceMs); one that moved to another member no longer does.
+    await this.consumer.subscribe({ topics: [config.topics.events, this.topics.actions], fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
-      const assigned = new Set(Object.entries(payload.memberAssignment).flatMap(([t, ps]) => ps.map((p) => `${t}:${p}`)));
-      for (const key of this.partitionClocks.keys()) if (!assigned.has(key)) this.partitionClocks.delete(key);
-      const wall = this.now();
-      for (const key of assigned)
-        if (!this.partitionClocks.has(key)) this.partitionClocks.set(key, { maxEventMs: Number.NEGATIVE_INFINITY, seenWallMs: wall });
+      const assignment = payload.memberAssignment;
+      void this.serialized(() => this.rebalanced(assignment)).catch((err: unknown) => this.log.error({ err }, 'rebalance handling failed'));
     });
     await this.consumer.run({
       autoCommit: false,
@@ -85,27 +141,31 @@ export class DetectorRuntime {
     });
     this.idleTimer = setInterval(() => {
       void this.serialized(() => this.advanceIdle()).catch((err: unknown) => this.log.error({ err }, 'idle watermark advance failed'));
-    }, 1_000);
+    }, IDLE_TICK_MS);
     this.idleTimer.unref();
     this.log.info(
       {
         eventsTopic: config.topics.events,
+        actionsTopic: this.topics.actions,
         alertsTopic: config.topics.alerts,
         groupId: config.detector.groupId,
-        bucketMs: config.detector.bucketMs,
+        partitions: this.topics.eventPartitions,
+        actionPartitions: this.topics.actionPartitions,
       },
       'detector running',
     );
   }
 
+  /** Finishes the batch in hand, leaves the group, closes every task's producer. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
     await this.consumer.disconnect();
     await this.chain.catch(() => undefined);
-    await this.producer.disconnect();
-    this.log.info({ ...this.metrics, engine: this.engine.metrics }, 'detector stopped');
+    for (const task of [...this.tasks.values()]) await this.closeTask(task);
+    await this.admin.disconnect().catch(() => undefined);
+    this.log.info({ ...this.metrics, engine: this.engineMetrics() }, 'detector stopped');
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -117,20 +177,145 @@ export class DetectorRuntime {
     return run;
   }
 
-  private async handleBatch({
-    batch,
-    resolveOffset,
-    heartbeat,
-    commitOffsetsIfNecessary,
-    isRunning,
-    isStale,
-  }: EachBatchPayload): Promise<void> {
-    if (!isRunning() || isStale()) return;
+  private async rebalanced(assignment: Record<string, number[]>): Promise<void> {
+    const topics = this.topics as DetectorTopics;
+    const owned = new Set(Object.entries(assignment).flatMap(([t, ps]) => ps.map((p) => `${t}:${p}`)));
+    for (const task of [...this.tasks.values()]) if (!owned.has(task.id)) await this.closeTask(task);
+    const events = new Set(assignment[this.opts.config.topics.events] ?? []);
+    for (const p of [...this.assigned.keys()]) if (!events.has(p)) this.assigned.delete(p);
+    const wall = this.now();
+    for (const p of events) if (!this.assigned.has(p)) this.assigned.set(p, wall);
+    this.log.info({ assignment, actionsTopic: topics.actions }, 'partitions assigned');
+  }
+
+  private async closeTask(task: Task): Promise<void> {
+    this.tasks.delete(task.id);
+    await task.producer.disconnect().catch(() => undefined);
+  }
+
+  /** The task for a partition, restored from its changelog the first time this member needs it. */
+  private async task(topic: string, partition: number, heartbeat: () => Promise<void>): Promise<Task> {
+    const id = `${topic}:${partition}`;
+    const known = this.tasks.get(id);
+    if (known) return known;
+    const topics = this.topics as DetectorTopics;
+    const { config } = this.opts;
+    const principalStage = topic === config.topics.events;
+    const changelog = principalStage ? topics.principalChangelog : topics.actionChangelog;
+    const producer = this.opts.kafka.producer({
+      transactionalId: `${config.detector.groupId}.${topic}.${partition}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+    });
+    await producer.connect();
+    try {
+      const restored = await restorePartition({
+        kafka: this.opts.kafka,
+        producer,
+        topic: changelog,
+        partition,
+        groupId: config.detector.groupId,
+        logger: this.log,
+        heartbeat,
+      });
+      const options = { trackChanges: true };
+      const task: Task = {
+        id,
+        topic,
+        partition,
+        producer,
+        writer: new ChangelogWriter(changelog, partition, config.detector.bucketMs, restored.seenKeys),
+        nextOffset: await this.committedOffset(topic, partition),
+        lastRecordWallMs: this.now(),
+        caughtUp: false,
+        lastMarker: '',
+      };
+      if (principalStage) task.principal = PrincipalStage.fromCheckpoint(config.detector, partition, restored.checkpoint, options);
+      else task.action = ActionStage.fromCheckpoint(config.detector, partition, topics.eventPartitions, restored.checkpoint, options);
+      // The restored engine is the committed state: nothing of it is a change to write again.
+      (task.principal ?? task.action)?.engine.drainChanges();
+      this.tasks.set(id, task);
+      this.metrics.partitionsRestored++;
+      this.metrics.restoreMs[id] = restored.ms;
+      this.log.info(
+        {
+          task: id,
+          changelog,
+          records: restored.records,
+          bytes: restored.bytes,
+          keys: (task.principal ?? task.action)?.engine.activeKeys,
+          restoreMs: restored.ms,
+          nextOffset: String(task.nextOffset),
+        },
+        'partition state restored',
+      );
+      return task;
+    } catch (err) {
+      await producer.disconnect().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async committedOffset(topic: string, partition: number): Promise<bigint> {
+    const [entry] = await this.admin.fetchOffsets({ groupId: this.opts.config.detector.groupId, topics: [topic] });
+    const offset = entry?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
+    return BigInt(offset);
+  }
+
+  private async handleBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+    if (!isRunning() || isStale() || batch.messages.length === 0) return;
+    let task: Task | undefined;
+    try {
+      task = await this.task(batch.topic, batch.partition, heartbeat);
+      const fresh = batch.messages.filter((m) => BigInt(m.offset) >= (task as Task).nextOffset);
+      const last = batch.messages[batch.messages.length - 1] as KafkaMessage;
+      if (fresh.length > 0) {
+        if (task.principal) await this.principalBatch(task, batch.topic, fresh, last.offset);
+        else await this.actionBatch(task, fresh, last.offset);
+      }
+      task.lastRecordWallMs = this.now();
+      task.caughtUp = batch.offsetLag() === '0';
+      this.metrics.recordsConsumed += fresh.length;
+      this.metrics.batches++;
+      resolveOffset(last.offset);
+      await heartbeat();
+    } catch (err) {
+      await this.failed(batch.topic, batch.partition, task, err);
+    }
+  }
+
+  /**
+   * A batch that could not commit leaves the stage ahead of its committed state: drop the task
+   * (it is restored from the changelog next time) and read again from the committed offset.
+   */
+  private async failed(topic: string, partition: number, task: Task | undefined, err: unknown): Promise<void> {
+    this.metrics.transactionsAborted++;
+    const fenced = /fenced|epoch|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/i.test(
+      String((err as { type?: string }).type ?? errorMessage(err)),
+    );
+    this.log.warn(
+      { err: errorMessage(err), topic, partition, fenced },
+      fenced ? 'another member owns this partition now: dropping it' : 'batch not committed: restoring the partition and retrying',
+    );
+    if (task) await this.closeTask(task);
+    if (!this.stopping && !fenced) {
+      const offset = await this.committedOffset(topic, partition).catch(() => -1n);
+      if (offset >= 0n) this.consumer.seek({ topic, partition, offset: String(offset) });
+      await new Promise((r) => setTimeout(r, RETRY_BACKOFF_MS));
+    }
+  }
+
+  private async principalBatch(task: Task, topic: string, messages: KafkaMessage[], lastOffset: string): Promise<void> {
+    const stage = task.principal as PrincipalStage;
+    const { maxFutureSkewMs, maxEventAgeMs } = this.opts.config.detector;
     const events: AuditEvent[] = [];
     const deadLetters: DeadLetter[] = [];
     const nowMs = this.now();
-    const { maxFutureSkewMs, maxEventAgeMs } = this.opts.config.detector;
-    for (const message of batch.messages) {
+    for (const message of messages) {
       try {
         const event = await this.codec.decodeEvent(message.value);
         if (event.eventTimeMs > nowMs + maxFutureSkewMs || event.eventTimeMs < nowMs - maxEventAgeMs) {
@@ -143,77 +328,105 @@ export class DetectorRuntime {
       } catch (err) {
         // Only bad bytes are dead-lettered; a registry outage throws and the batch is retried.
         if (!(err instanceof BadRecordError)) throw err;
-        deadLetters.push({ topic: batch.topic, partition: batch.partition, message, error: err });
+        deadLetters.push({ topic, partition: task.partition, message, error: err });
       }
     }
-    if (events.length > 0) {
-      const wall = this.now();
-      this.lastEventWallMs = wall;
-      const key = `${batch.topic}:${batch.partition}`;
-      const clock = this.partitionClocks.get(key) ?? { maxEventMs: Number.NEGATIVE_INFINITY, seenWallMs: wall };
-      for (const e of events) if (e.eventTimeMs > clock.maxEventMs) clock.maxEventMs = e.eventTimeMs;
-      clock.seenWallMs = wall;
-      this.partitionClocks.set(key, clock);
+    const out = stage.process(events);
+    await this.commit(
+      task,
+      out.insights,
+      [...this.downstream(task, out, true), ...deadLetterMessages(this.opts.config.topics.deadLetter, deadLetters)],
+      lastOffset,
+    );
+    for (const d of deadLetters) {
+      this.metrics.deadLetters[d.error.code] = (this.metrics.deadLetters[d.error.code] ?? 0) + 1;
+      this.log.warn({ code: d.error.code, topic, partition: d.partition, offset: d.message.offset }, d.error.message);
     }
-    const insights = this.engine.process(events, this.watermark());
-    await this.emit(insights);
-    if (deadLetters.length > 0) {
-      await sendDeadLetters(this.producer, this.opts.config.topics.deadLetter, deadLetters);
-      for (const d of deadLetters) {
-        this.metrics.deadLetters[d.error.code] = (this.metrics.deadLetters[d.error.code] ?? 0) + 1;
-        this.log.warn({ code: d.error.code, topic: d.topic, partition: d.partition, offset: d.message.offset }, d.error.message);
+  }
+
+  private async actionBatch(task: Task, messages: KafkaMessage[], lastOffset: string): Promise<void> {
+    const stage = task.action as ActionStage;
+    const records: ActionRecord[] = [];
+    for (const m of messages) {
+      if (!m.value) continue;
+      records.push(JSON.parse(m.value.toString()) as ActionRecord);
+    }
+    await this.commit(task, stage.ingest(records), [], lastOffset);
+  }
+
+  /** Partials to their action partition (by key), the watermark marker to every action partition. */
+  private downstream(task: Task, out: StageOutput, force: boolean): Message[] {
+    const topics = this.topics as DetectorTopics;
+    if (!this.opts.config.detector.scopes.action) return [];
+    const messages: Message[] = out.partials.map((partial) => ({
+      key: partial.key.id,
+      value: JSON.stringify({ kind: 'partial', partial } satisfies ActionRecord),
+      headers: { [KIND_HEADER]: 'partial' },
+    }));
+    const marker = JSON.stringify({ kind: 'marker', marker: out.marker } satisfies ActionRecord);
+    // Downstream time moves in buckets: an idle partition whose clock ticks on says so once a bucket.
+    const { bucketMs } = this.opts.config.detector;
+    const wm = out.marker.watermarkMs;
+    const signature = JSON.stringify({
+      ...out.marker,
+      watermarkMs: wm === null ? null : Math.floor(wm / bucketMs),
+      accountStarts: [],
+    } satisfies WatermarkMarker);
+    if (force || messages.length > 0 || out.marker.accountStarts.length > 0 || signature !== task.lastMarker) {
+      task.lastMarker = signature;
+      for (let q = 0; q < topics.actionPartitions; q++) {
+        messages.push({ key: null, value: marker, partition: q, headers: { [KIND_HEADER]: 'watermark' } });
       }
     }
-    this.metrics.recordsConsumed += batch.messages.length;
-    this.metrics.batches++;
-    const last = batch.messages[batch.messages.length - 1];
-    if (last) resolveOffset(last.offset);
-    await commitOffsetsIfNecessary();
-    await heartbeat();
+    return messages.map((m) => ({ ...m, topic: topics.actions }) as Message & { topic: string });
   }
 
-  /**
-   * The slowest active partition's latest event time minus the allowed lateness. A partition
-   * silent for idleAdvanceMs stops holding the watermark back (it is idle, not slow).
-   */
-  private watermark(): number {
-    const { idleAdvanceMs, allowedLatenessMs } = this.opts.config.detector;
-    const wall = this.now();
-    let slowest = Number.POSITIVE_INFINITY;
-    let newest = Number.NEGATIVE_INFINITY;
-    let active = 0;
-    for (const c of this.partitionClocks.values()) {
-      newest = Math.max(newest, c.maxEventMs);
-      if (wall - c.seenWallMs < idleAdvanceMs) {
-        active++;
-        slowest = Math.min(slowest, c.maxEventMs);
+  /** One transaction: Insights, other output, changelog and (with an offset) the input position. */
+  private async commit(task: Task, insights: Insight[], output: Message[], lastOffset: string | null): Promise<void> {
+    const { config } = this.opts;
+    const stage = task.principal ?? task.action;
+    if (!stage) return;
+    const changes = stage.engine.drainChanges();
+    const upstream = task.action?.drainUpstream() ?? null;
+    const byTopic = new Map<string, Message[]>();
+    const add = (topic: string, m: Message) => {
+      let list = byTopic.get(topic);
+      if (!list) {
+        list = [];
+        byTopic.set(topic, list);
       }
-    }
-    // An active partition that has delivered nothing yet keeps the watermark where it is (−∞).
-    return (active > 0 ? slowest : newest) - allowedLatenessMs;
-  }
-
-  /** With no events for idleAdvanceMs, event time moves on with the wall clock. */
-  private async advanceIdle(): Promise<void> {
-    const { idleAdvanceMs, allowedLatenessMs } = this.opts.config.detector;
-    const latest = this.engine.latestEventTimeMs;
-    if (!Number.isFinite(latest) || this.lastEventWallMs === 0) return;
-    const idleFor = this.now() - this.lastEventWallMs;
-    if (idleFor < idleAdvanceMs) return;
-    await this.emit(this.engine.advanceWatermark(latest + idleFor - allowedLatenessMs));
-  }
-
-  private async emit(insights: Insight[]): Promise<void> {
-    if (insights.length === 0) return;
-    const messages = await Promise.all(
-      insights.map(async (i) => ({
+      list.push(m);
+    };
+    for (const i of insights) {
+      add(config.topics.alerts, {
         key: i.sharedEventID,
         value: await this.codec.encodeInsight(this.insightSchemaId, i),
         headers: { 'tw.insight.state': i.insightDetails.state },
         timestamp: String(Date.parse(i.eventTime)),
-      })),
-    );
-    await this.producer.send({ topic: this.opts.config.topics.alerts, messages });
+      });
+    }
+    for (const m of output) {
+      const { topic, ...message } = m as Message & { topic: string };
+      add(topic, message);
+    }
+    for (const m of task.writer.messages(changes, upstream)) add(task.writer.topic, m);
+
+    const txn = await task.producer.transaction();
+    try {
+      await txn.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      if (lastOffset !== null) {
+        await txn.sendOffsets({
+          consumerGroupId: config.detector.groupId,
+          topics: [{ topic: task.topic, partitions: [{ partition: task.partition, offset: String(BigInt(lastOffset) + 1n) }] }],
+        });
+      }
+      await txn.commit();
+    } catch (err) {
+      await txn.abort().catch(() => undefined);
+      throw err;
+    }
+    this.metrics.transactionsCommitted++;
+    if (lastOffset !== null) task.nextOffset = BigInt(lastOffset) + 1n;
     for (const i of insights) {
       this.metrics.insightsEmitted++;
       this.log.info(
@@ -229,5 +442,53 @@ export class DetectorRuntime {
       );
       this.opts.onInsight?.(i);
     }
+  }
+
+  /**
+   * An events partition caught up and silent for idleAdvanceMs moves its event time on with the
+   * wall clock and tells the action stage it is idle, so Ends are not held back. One that never
+   * delivered anything is idle once its committed offset is its end.
+   */
+  private async advanceIdle(): Promise<void> {
+    if (this.stopping || !this.topics) return;
+    const { idleAdvanceMs, allowedLatenessMs } = this.opts.config.detector;
+    const wall = this.now();
+    for (const [p, assignedAt] of this.assigned) {
+      const id = `${this.opts.config.topics.events}:${p}`;
+      let task = this.tasks.get(id);
+      if (task && (!task.caughtUp || wall - task.lastRecordWallMs < idleAdvanceMs)) continue;
+      if (!task) {
+        if (wall - assignedAt < idleAdvanceMs || !(await this.atEnd(p))) continue;
+        try {
+          task = await this.task(this.opts.config.topics.events, p, async () => undefined);
+        } catch (err) {
+          this.log.warn({ err: errorMessage(err), partition: p }, 'could not open an idle partition');
+          continue;
+        }
+        task.caughtUp = true;
+        task.lastRecordWallMs = assignedAt;
+      }
+      const stage = task.principal as PrincipalStage;
+      const latest = stage.engine.latestEventTimeMs;
+      const target = Number.isFinite(latest) ? latest + (wall - task.lastRecordWallMs) - allowedLatenessMs : Number.NEGATIVE_INFINITY;
+      const out = stage.advanceWatermark(target, true);
+      const output = this.downstream(task, out, false);
+      if (out.insights.length === 0 && output.length === 0) continue;
+      try {
+        await this.commit(task, out.insights, output, null);
+      } catch (err) {
+        await this.failed(task.topic, p, task, err);
+      }
+    }
+  }
+
+  /** Whether the group's committed offset of an events partition is its end (nothing to read). */
+  private async atEnd(partition: number): Promise<boolean> {
+    const topic = this.opts.config.topics.events;
+    const [offsets, committed] = await Promise.all([this.admin.fetchTopicOffsets(topic), this.committedOffset(topic, partition)]);
+    const o = offsets.find((x) => x.partition === partition);
+    if (!o) return false;
+    const end = BigInt(o.high);
+    return end === BigInt(o.low) || committed >= end;
   }
 }

@@ -1,5 +1,6 @@
 import type { Admin, Kafka } from 'kafkajs';
-import type { TopicsConfig } from '../config/schema.ts';
+import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import type { Config, TopicsConfig } from '../config/schema.ts';
 
 /** Creates trailwatch's topics when they are missing; existing topics are left as they are. */
 export async function ensureTopics(kafka: Kafka, topics: TopicsConfig): Promise<string[]> {
@@ -47,4 +48,80 @@ export async function waitForTopicsReady(admin: Admin, topics: string[], timeout
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+}
+
+/** The detector's internal topics and the partition counts its tasks follow. */
+export interface DetectorTopics {
+  actions: string;
+  principalChangelog: string;
+  actionChangelog: string;
+  eventPartitions: number;
+  actionPartitions: number;
+}
+
+/** Changelog topics are named after the consumer group, as Kafka Streams names its stores'. */
+export function changelogTopics(groupId: string): { principal: string; action: string } {
+  return { principal: `${groupId}-principal-changelog`, action: `${groupId}-action-changelog` };
+}
+
+/**
+ * Creates what the detector needs: the public topics, the repartition topic, and one compacted
+ * changelog per stage with as many partitions as the topic the stage reads (a task's state sits
+ * in the changelog partition of the same number).
+ */
+export async function ensureDetectorTopics(admin: Admin, config: Config): Promise<DetectorTopics> {
+  const { topics } = config;
+  const changelogs = changelogTopics(config.detector.groupId);
+  const create = async (list: Array<{ topic: string; numPartitions: number; configEntries?: Array<{ name: string; value: string }> }>) => {
+    const existing = new Set(await admin.listTopics());
+    const wanted = list.filter((t) => !existing.has(t.topic));
+    if (wanted.length === 0) return;
+    await admin.createTopics({
+      waitForLeaders: false,
+      topics: wanted.map((t) => ({ ...t, replicationFactor: topics.replicationFactor })),
+    });
+    await waitForTopicsReady(
+      admin,
+      wanted.map((t) => t.topic),
+    );
+  };
+  await create([
+    { topic: topics.events, numPartitions: topics.partitions },
+    { topic: topics.alerts, numPartitions: topics.partitions },
+    {
+      topic: topics.deadLetter,
+      numPartitions: topics.partitions,
+      configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 3_600_000) }],
+    },
+    { topic: topics.actions, numPartitions: topics.partitions },
+  ]);
+  const partitionsOf = async (topic: string) => (await admin.fetchTopicOffsets(topic)).length;
+  const eventPartitions = await partitionsOf(topics.events);
+  const actionPartitions = await partitionsOf(topics.actions);
+  const compacted = [{ name: 'cleanup.policy', value: 'compact' }];
+  await create([
+    { topic: changelogs.principal, numPartitions: eventPartitions, configEntries: compacted },
+    { topic: changelogs.action, numPartitions: actionPartitions, configEntries: compacted },
+  ]);
+  for (const [changelog, expected] of [
+    [changelogs.principal, eventPartitions],
+    [changelogs.action, actionPartitions],
+  ] as const) {
+    const actual = await partitionsOf(changelog);
+    if (actual !== expected) {
+      throw new TrailwatchError(
+        ErrorCodes.CONFIG_INVALID,
+        `changelog ${changelog} has ${actual} partitions but its input has ${expected}: state cannot follow partitions; ` +
+          'delete the changelog (its state is rebuilt from scratch) or give the detector a new detector.groupId',
+        { fault: 'user' },
+      );
+    }
+  }
+  return {
+    actions: topics.actions,
+    principalChangelog: changelogs.principal,
+    actionChangelog: changelogs.action,
+    eventPartitions,
+    actionPartitions,
+  };
 }

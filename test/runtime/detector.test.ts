@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import type { Insight } from '../../src/contracts/types.ts';
 import { DEMO_SPIKE_ACTOR, generateTraffic } from '../../src/demo/traffic.ts';
-import { DetectionEngine } from '../../src/detect/engine.ts';
+import { Topology } from '../../src/detect/topology.ts';
 import { createLogger } from '../../src/logger.ts';
 import { DLQ_HEADERS, headerString } from '../../src/runtime/dead-letter.ts';
 import { DetectorRuntime } from '../../src/runtime/detector.ts';
@@ -99,8 +99,8 @@ describe('detector end to end', { timeout: 240_000 }, () => {
     assert.equal(action[0]?.insightDetails.eventName, 'RunInstances');
     assert.equal(action[0]?.eventTime, new Date(startMs + 120 * 60_000).toISOString().replace('.000Z', 'Z'));
 
-    // Live equals the pure engine on the same events: same records, same ids.
-    const offline = new DetectionEngine(config.detector);
+    // Live equals the pure topology (as many partitions as the topics) on the same events: same records, same ids.
+    const offline = new Topology(config.detector, { partitions: 3, actionPartitions: 3 });
     const expected = [...offline.process(events), ...offline.advanceWatermark(startMs + 200 * 60_000)];
     const byId = (xs: Insight[]) => [...xs].sort((a, b) => (a.eventID < b.eventID ? -1 : 1));
     assert.deepEqual(byId(insights), byId(expected));
@@ -140,6 +140,6 @@ describe('detector end to end', { timeout: 240_000 }, () => {
     assert.equal(letters[0]?.value.toString(), '{"eventName":"RunInstances"}');
     assert.equal(letters[1]?.code, 'TW_SCHEMA_UNKNOWN');
     assert.ok(runtime.metrics.recordsConsumed >= events.length + 2);
-    assert.equal(runtime.engine.metrics.eventsProcessed, events.length);
+    assert.equal(runtime.engineMetrics().eventsProcessed, events.length);
   });
 });

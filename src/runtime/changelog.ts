@@ -1,0 +1,211 @@
+import { randomUUID } from 'node:crypto';
+import type { Kafka, Message, Producer } from 'kafkajs';
+import type { EngineChanges, EngineMeta } from '../detect/engine.ts';
+import type { StageCheckpoint, UpstreamClock } from '../detect/topology.ts';
+import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+
+/**
+ * A stage partition's state in a compacted changelog topic, one changelog partition per task
+ * partition (as Kafka Streams keeps its stores):
+ *
+ *   meta                   the engine's clocks and metrics (+ upstream clocks for the action stage)
+ *   k|<key id>             one key's encoded state; a tombstone when the key is gone
+ *   seen|<bucket>|<seq>    event ids first seen in one commit, for the dedupe horizon; tombstoned once
+ *                          the watermark has passed the bucket
+ *   barrier                written by a task that takes the partition over: the restore reads up to it
+ *
+ * Every record is written in the same transaction as the Insights and input offsets it goes
+ * with, so a restored partition is exactly the state after its last committed batch.
+ */
+
+const META = 'meta';
+const KEY_PREFIX = 'k|';
+const SEEN_PREFIX = 'seen|';
+const BARRIER = 'barrier';
+
+interface MetaRecord {
+  engine: EngineMeta;
+  upstream?: Array<[number, UpstreamClock]>;
+}
+
+/** Turns the changes of one commit into changelog messages; remembers which dedupe records are live. */
+export class ChangelogWriter {
+  readonly topic: string;
+  readonly partition: number;
+  private readonly bucketMs: number;
+  /** Dedupe records written, by bucket, until the watermark passes the bucket. */
+  private readonly seenRecords = new Map<number, string[]>();
+  private seq = 0;
+
+  constructor(topic: string, partition: number, bucketMs: number, live: Iterable<string> = []) {
+    this.topic = topic;
+    this.partition = partition;
+    this.bucketMs = bucketMs;
+    for (const key of live) this.remember(key);
+  }
+
+  messages(changes: EngineChanges, upstream: Array<[number, UpstreamClock]> | null): Message[] {
+    const out: Message[] = [];
+    const put = (key: string, value: string | null) => out.push({ key, value, partition: this.partition });
+    for (const [id, encoded] of changes.keys) put(KEY_PREFIX + id, encoded);
+    const byBucket = new Map<number, Array<[string, number]>>();
+    for (const entry of changes.seen) {
+      const bucket = Math.floor(entry[1] / this.bucketMs) * this.bucketMs;
+      let list = byBucket.get(bucket);
+      if (!list) {
+        list = [];
+        byBucket.set(bucket, list);
+      }
+      list.push(entry);
+    }
+    const stamp = `${Date.now().toString(36)}.${(this.seq++).toString(36)}`;
+    for (const [bucket, entries] of byBucket) {
+      const key = `${SEEN_PREFIX}${bucket}|${stamp}`;
+      this.remember(key);
+      put(key, JSON.stringify(entries));
+    }
+    // The engine forgets an event id once the watermark closes the bucket after its own.
+    const closed = changes.meta.closedThroughMs ?? Number.NEGATIVE_INFINITY;
+    for (const [bucket, keys] of this.seenRecords) {
+      if (bucket + 2 * this.bucketMs > closed) continue;
+      for (const key of keys) put(key, null);
+      this.seenRecords.delete(bucket);
+    }
+    const meta: MetaRecord = { engine: changes.meta, ...(upstream ? { upstream } : {}) };
+    put(META, JSON.stringify(meta));
+    return out;
+  }
+
+  private remember(key: string): void {
+    if (!key.startsWith(SEEN_PREFIX)) return;
+    const bucket = Number(key.slice(SEEN_PREFIX.length, key.indexOf('|', SEEN_PREFIX.length)));
+    let list = this.seenRecords.get(bucket);
+    if (!list) {
+      list = [];
+      this.seenRecords.set(bucket, list);
+    }
+    list.push(key);
+  }
+}
+
+export interface RestoredPartition {
+  checkpoint: StageCheckpoint;
+  /** Live dedupe record keys, for the writer. */
+  seenKeys: string[];
+  records: number;
+  bytes: number;
+  ms: number;
+}
+
+/**
+ * Writes a barrier to the partition in its own transaction (the producer has already fenced any
+ * previous owner, so everything committed before is in the log before it), then reads the
+ * partition from the beginning up to that barrier. Reading up to a record we wrote ourselves
+ * avoids guessing where a log that ends in transaction markers really ends.
+ */
+export async function restorePartition(opts: {
+  kafka: Kafka;
+  producer: Producer;
+  topic: string;
+  partition: number;
+  groupId: string;
+  logger: Logger;
+  /** Called while reading, to keep the caller's consumer group membership alive. */
+  heartbeat?: () => Promise<void>;
+  timeoutMs?: number;
+}): Promise<RestoredPartition> {
+  const started = Date.now();
+  const nonce = randomUUID();
+  const txn = await opts.producer.transaction();
+  try {
+    await txn.send({ topic: opts.topic, messages: [{ key: BARRIER, value: nonce, partition: opts.partition }] });
+    await txn.commit();
+  } catch (err) {
+    await txn.abort().catch(() => undefined);
+    throw err;
+  }
+
+  let meta: MetaRecord | null = null;
+  const keys = new Map<string, string>();
+  const seen = new Map<string, Array<[string, number]>>();
+  let records = 0;
+  let bytes = 0;
+  const consumer = opts.kafka.consumer({
+    groupId: `${opts.groupId}.restore.${nonce}`,
+    readUncommitted: false,
+    // A restore reads fast and keeps nothing: no offsets to commit, a short session.
+    sessionTimeout: 10_000,
+    heartbeatInterval: 1_000,
+  });
+  const timeoutMs = opts.timeoutMs ?? 5 * 60_000;
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topic: opts.topic, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new TrailwatchError(ErrorCodes.KAFKA, `restoring ${opts.topic}[${opts.partition}] took longer than ${timeoutMs} ms`, {
+              canRetry: true,
+            }),
+          ),
+        timeoutMs,
+      );
+      const beat = setInterval(() => void opts.heartbeat?.().catch(() => undefined), 2_000);
+      const done = (err?: unknown) => {
+        clearTimeout(timer);
+        clearInterval(beat);
+        if (err) reject(err);
+        else resolve();
+      };
+      consumer.on(consumer.events.CRASH, ({ payload }) => done(payload.error));
+      consumer
+        .run({
+          autoCommit: false,
+          eachBatch: async ({ batch }) => {
+            if (batch.partition !== opts.partition) {
+              consumer.pause([{ topic: opts.topic, partitions: [batch.partition] }]);
+              return;
+            }
+            for (const m of batch.messages) {
+              const key = m.key?.toString() ?? '';
+              records++;
+              bytes += m.value?.length ?? 0;
+              if (key === BARRIER) {
+                if (m.value?.toString() === nonce) {
+                  done();
+                  return;
+                }
+              } else if (key === META) {
+                if (m.value) meta = JSON.parse(m.value.toString()) as MetaRecord;
+              } else if (key.startsWith(KEY_PREFIX)) {
+                const id = key.slice(KEY_PREFIX.length);
+                if (m.value) keys.set(id, m.value.toString());
+                else keys.delete(id);
+              } else if (key.startsWith(SEEN_PREFIX)) {
+                if (m.value) seen.set(key, JSON.parse(m.value.toString()) as Array<[string, number]>);
+                else seen.delete(key);
+              }
+            }
+          },
+        })
+        .catch(done);
+    });
+  } finally {
+    await consumer.disconnect().catch(() => undefined);
+  }
+  const restoredMeta = meta as MetaRecord | null;
+  return {
+    checkpoint: {
+      meta: restoredMeta?.engine ?? null,
+      keys: keys.values(),
+      seen: [...seen.values()].flat(),
+      ...(restoredMeta?.upstream ? { upstream: restoredMeta.upstream } : {}),
+    },
+    seenKeys: [...seen.keys()],
+    records,
+    bytes,
+    ms: Date.now() - started,
+  };
+}
