@@ -30,6 +30,15 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
   });
 }
 
+/** Resolves once `read()` contains `text`; rejects after `timeoutMs`. */
+async function waitFor(read: () => string, text: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!read().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`"${text}" did not show up within ${timeoutMs} ms in:\n${read()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function recordCount(brokers: string[], topic: string): Promise<number> {
   const admin = testKafka(brokers).admin();
   await admin.connect();
@@ -180,7 +189,7 @@ describe('trailwatch dlq', { timeout: 180_000 }, () => {
     assert.ok(r.stdout.includes(`value: 10 bytes hex:${BINARY_A.toString('hex')}`), r.stdout);
     assert.ok(r.stdout.includes('key: "acct|bob"  value: 62 bytes "{\\"eventName\\":\\"RunInstances\\"'), r.stdout);
     assert.ok(r.stdout.includes('key: null  value: 6 bytes hex:1f8b0800c328'), r.stdout);
-    assert.match(r.stdout, new RegExp(`${dlq}: 4 of 4 dead letters shown\n`));
+    assert.match(r.stdout, new RegExp(`${dlq}: showing 4 of 4 dead letters\n`));
     const order = letters.map((l) => r.stdout.indexOf(`from ${l.source}/0/${l.offset}`));
     assert.deepEqual(
       order,
@@ -209,10 +218,10 @@ describe('trailwatch dlq', { timeout: 180_000 }, () => {
   test('show --source-topic and --since filter; an empty topic and a missing one say so', async (t) => {
     const bySource = await cli(['dlq', 'show', '--topic', dlq, '--source-topic', other, '--since', '10m'], env);
     assert.equal(bySource.code, 0, bySource.stderr);
-    assert.match(bySource.stdout, /1 of 1 matching \(4 in the topic\) dead letters shown/);
+    assert.match(bySource.stdout, /: showing 1 of 1 matching dead letters \(4 in the topic\)\n/);
     assert.match(bySource.stdout, /TW_TIMESTAMP_OUT_OF_BOUNDS {2}1\n$/);
     const future = await cli(['dlq', 'show', '--topic', dlq, '--since', '2999-01-01T00:00:00Z'], env);
-    assert.match(future.stdout, /0 of 0 matching \(4 in the topic\) dead letters shown/);
+    assert.match(future.stdout, /: showing 0 of 0 matching dead letters \(4 in the topic\)\n$/);
 
     const empty = uniqueName('tw-dlq-empty');
     await createTopics(stack.brokers, [empty], 1, t);
@@ -222,6 +231,44 @@ describe('trailwatch dlq', { timeout: 180_000 }, () => {
     const m = await cli(['dlq', 'show', '--topic', uniqueName('tw-dlq-missing')], env);
     assert.equal(m.code, 1);
     assert.match(m.stderr, /no dead-letter topic "tw-dlq-missing-.*" on this cluster/);
+  });
+
+  test('show --follow prints the existing dead letters, then new ones, and the counts on SIGINT', async (t) => {
+    const topic = uniqueName('tw-dlq-follow');
+    await createTopics(stack.brokers, [topic], 1, t);
+    const producer = testKafka(stack.brokers).producer();
+    await producer.connect();
+    t.after(() => producer.disconnect());
+    const send = (offset: string, reason: string) =>
+      sendDeadLetters(producer, topic, [
+        {
+          topic: source,
+          partition: 0,
+          message: { key: null, value: JSON_VALUE, headers: {}, offset, timestamp: String(Date.now()) },
+          error: new BadRecordError(ErrorCodes.NORMALIZE, reason),
+        },
+      ]);
+    await send('1', 'before the command started');
+    const child = spawn(process.execPath, [MAIN, 'dlq', 'show', '--topic', topic, '--follow'], {
+      env: { ...process.env, TRAILWATCH_LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await waitFor(() => stderr, `following ${topic}`);
+    assert.match(stdout, /reason: before the command started/);
+    await send('2', 'while it followed');
+    await waitFor(() => stdout, 'reason: while it followed');
+    child.kill('SIGINT');
+    assert.equal(await closed, 0, stderr);
+    assert.match(stdout, new RegExp(`${topic}: showing 2 of 2 dead letters\n {2}TW_NORMALIZE {2}2\n$`));
   });
 
   test('replay: a dry run sends nothing; then exactly the matching records, once, with their bytes and headers', async () => {

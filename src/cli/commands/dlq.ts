@@ -165,8 +165,8 @@ async function dlqShow(argv: string[]): Promise<number> {
   } else if (scanned === 0) {
     process.stdout.write(`${topic} is empty: no dead letters\n`);
   } else {
-    const of = matched === scanned ? `${scanned}` : `${matched} matching (${scanned} in the topic)`;
-    process.stdout.write(`${topic}: ${shown} of ${of} dead letters shown\n`);
+    const of = matched === scanned ? `${scanned} dead letters` : `${matched} matching dead letters (${scanned} in the topic)`;
+    process.stdout.write(`${topic}: showing ${shown} of ${of}\n`);
     const width = Math.max(...Object.keys(codes).map((c) => c.length));
     for (const [code, n] of Object.entries(codes)) process.stdout.write(`  ${code.padEnd(width)}  ${n}\n`);
   }
