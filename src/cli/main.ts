@@ -3,6 +3,7 @@ import { ConfigError, isTrailwatchError } from '../errors.ts';
 import { backtestCommand } from './commands/backtest.ts';
 import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
+import { dlqCommand } from './commands/dlq.ts';
 import { publishCommand } from './commands/publish.ts';
 import { runCommand } from './commands/run.ts';
 import { stackCommand } from './commands/stack.ts';
@@ -18,6 +19,7 @@ Commands:
   run         run the detector (consumer group on the events topic → Insights on the alerts topic)
   publish     publish audit records: publish cloudtrail <files or directories>
   tail        print Insights from the alerts topic as CloudTrail-Insights-shaped JSON
+  dlq         show | replay the dead letters: records the detector could not use, with why
   backtest    run the detector offline over CloudTrail files, AuditEvent JSON lines or counts
   demo        local stack + detector + synthetic traffic with an injected spike
   stack       up | down | status of the local Kafka + schema registry
@@ -29,6 +31,7 @@ const COMMANDS: Record<string, Command> = {
   run: runCommand,
   publish: publishCommand,
   tail: tailCommand,
+  dlq: dlqCommand,
   backtest: backtestCommand,
   demo: demoCommand,
   stack: stackCommand,

@@ -51,3 +51,105 @@ export function headerString(headers: IHeaders | undefined, name: string): strin
   const first = Array.isArray(v) ? v[0] : v;
   return first === undefined ? undefined : first.toString();
 }
+
+/** Set on a replayed record: `<dead-letter topic>/<partition>/<offset>` it was replayed from. */
+export const REPLAYED_FROM_HEADER = 'tw.replayed.from';
+
+const DEAD_LETTER_HEADER_NAMES: ReadonlySet<string> = new Set([...Object.values(DLQ_HEADERS), REPLAYED_FROM_HEADER]);
+
+/** A record of the dead-letter topic, its reason headers read and its original headers apart. */
+export interface DeadLetterRecord {
+  dlq: { topic: string; partition: number; offset: string };
+  /** When it was dead-lettered (`tw.failed.at`, else the record timestamp), ms since the epoch. */
+  failedAtMs: number;
+  code: string;
+  reason: string;
+  source: { topic: string | undefined; partition: number | undefined; offset: string | undefined };
+  key: Buffer | null;
+  value: Buffer | null;
+  /** The original record's headers: the dead-letter ones (and an earlier replay's) taken out. */
+  originalHeaders: IHeaders;
+}
+
+export function readDeadLetter(
+  topic: string,
+  partition: number,
+  message: Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset' | 'timestamp'>,
+): DeadLetterRecord {
+  const h = message.headers;
+  const failedAt = Date.parse(headerString(h, DLQ_HEADERS.failedAt) ?? '');
+  const sourcePartition = Number(headerString(h, DLQ_HEADERS.partition));
+  const originalHeaders: IHeaders = {};
+  for (const [name, value] of Object.entries(h ?? {})) if (!DEAD_LETTER_HEADER_NAMES.has(name)) originalHeaders[name] = value;
+  return {
+    dlq: { topic, partition, offset: message.offset },
+    failedAtMs: Number.isFinite(failedAt) ? failedAt : Number(message.timestamp),
+    code: headerString(h, DLQ_HEADERS.code) ?? 'unknown',
+    reason: headerString(h, DLQ_HEADERS.reason) ?? '',
+    source: {
+      topic: headerString(h, DLQ_HEADERS.topic),
+      partition: Number.isInteger(sourcePartition) && headerString(h, DLQ_HEADERS.partition) !== undefined ? sourcePartition : undefined,
+      offset: headerString(h, DLQ_HEADERS.offset),
+    },
+    key: message.key,
+    value: message.value,
+    originalHeaders,
+  };
+}
+
+/** Which dead letters `trailwatch dlq` acts on; an absent field lets everything through. */
+export interface DeadLetterFilter {
+  codes?: ReadonlySet<string>;
+  sourceTopics?: ReadonlySet<string>;
+  /** Dead-lettered at or after this time, ms since the epoch. */
+  sinceMs?: number;
+}
+
+export function matchesDeadLetter(letter: DeadLetterRecord, filter: DeadLetterFilter): boolean {
+  if (filter.codes && !filter.codes.has(letter.code)) return false;
+  if (filter.sourceTopics && (letter.source.topic === undefined || !filter.sourceTopics.has(letter.source.topic))) return false;
+  if (filter.sinceMs !== undefined && !(letter.failedAtMs >= filter.sinceMs)) return false;
+  return true;
+}
+
+/** The record to publish again: the original key, bytes and headers, and where it was replayed from. */
+export function replayRecord(letter: DeadLetterRecord): { key: Buffer | null; value: Buffer | null; headers: IHeaders } {
+  return {
+    key: letter.key,
+    value: letter.value,
+    headers: { ...letter.originalHeaders, [REPLAYED_FROM_HEADER]: deadLetterAddress(letter) },
+  };
+}
+
+export function deadLetterAddress(letter: DeadLetterRecord): string {
+  return `${letter.dlq.topic}/${letter.dlq.partition}/${letter.dlq.offset}`;
+}
+
+/**
+ * A one-line, terminal-safe look at some bytes: printable UTF-8 as a JSON string, anything else
+ * (Avro, the Confluent wire format, gzip) as hex; cut at `maxChars` characters with "…".
+ */
+export function previewBytes(bytes: Buffer | null | undefined, maxChars = 64): string {
+  if (bytes === null || bytes === undefined) return 'null';
+  if (bytes.length === 0) return '(empty)';
+  // A UTF-8 character is at most 4 bytes: this many bytes holds maxChars characters and one more.
+  const head = bytes.subarray(0, (maxChars + 1) * 4);
+  let text: string | undefined;
+  try {
+    // stream: a character cut in two at the end of `head` is held back, not an error.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(head, { stream: head.length < bytes.length });
+  } catch {
+    text = undefined;
+  }
+  if (text !== undefined && PRINTABLE.test(text)) {
+    const chars = [...text];
+    const cut = chars.length > maxChars || head.length < bytes.length;
+    return `${JSON.stringify(chars.slice(0, maxChars).join(''))}${cut ? '…' : ''}`;
+  }
+  const byteCount = Math.max(1, Math.floor(maxChars / 2));
+  return `hex:${bytes.subarray(0, byteCount).toString('hex')}${bytes.length > byteCount ? '…' : ''}`;
+}
+
+// Letters, marks, symbols, spaces, tabs and line breaks, and the joiners emoji need; no control,
+// format (bidi overrides that reorder a terminal line), private-use or unassigned characters.
+const PRINTABLE = /^(?:[\t\n\r\P{C}]|\u200C|\u200D)*$/u;
