@@ -1,6 +1,6 @@
 import type { Admin, Kafka } from 'kafkajs';
-import { ErrorCodes, TrailwatchError } from '../errors.ts';
 import type { Config, TopicsConfig } from '../config/schema.ts';
+import { ErrorCodes, TrailwatchError } from '../errors.ts';
 
 /** Creates trailwatch's topics when they are missing; existing topics are left as they are. */
 export async function ensureTopics(kafka: Kafka, topics: TopicsConfig): Promise<string[]> {
