@@ -38,6 +38,11 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TEST = {
   /** Default test files. */
   pattern: 'test/**/*.test.ts',
+  /**
+   * Run after the others, alone: they kill detectors and restart the broker, which would break
+   * tests running beside them.
+   */
+  soloPattern: 'test/**/*.solo.ts',
   /** Test files run side by side (the machine may have 2 cores). */
   concurrency: 2,
   /** Container images for the Docker path. */
@@ -51,6 +56,8 @@ const TEST = {
 interface Stack {
   brokers: string[];
   registryUrl: string;
+  /** The local stack, whose broker a solo test may restart. */
+  local?: boolean;
   /** How the stack was obtained, for the start line. */
   how: string;
   /** Stops what this script started; a no-op for a stack it only found. */
@@ -175,6 +182,7 @@ async function fromLocalStack(): Promise<Stack> {
   return {
     brokers: info.brokers,
     registryUrl: info.registryUrl,
+    local: true,
     how: info.reused ? `the local stack, already running (left running; logs in ${info.stateDir}/logs)` : 'the local stack',
     stop: info.reused
       ? async () => {}
@@ -185,22 +193,37 @@ async function fromLocalStack(): Promise<Stack> {
 }
 
 /** Splits extra arguments into file patterns (paths, globs) and runner flags. */
-function runnerArgs(extra: string[]): string[] {
-  const looksLikeFile = (a: string) => !a.startsWith('-') && (a.includes('/') || a.includes('*') || /\.[cm]?[jt]s$/.test(a));
+const looksLikeFile = (a: string) => !a.startsWith('-') && (a.includes('/') || a.includes('*') || /\.[cm]?[jt]s$/.test(a));
+
+/** The runs to make: the given files, or the default suite and then the solo tests on their own. */
+function runs(extra: string[]): string[][] {
   const files = extra.filter(looksLikeFile);
   const flags = extra.filter((a) => !looksLikeFile(a));
-  return ['--test', `--test-concurrency=${TEST.concurrency}`, ...flags, ...(files.length > 0 ? files : [TEST.pattern])];
+  if (files.length > 0) return [['--test', `--test-concurrency=${TEST.concurrency}`, ...flags, ...files]];
+  return [
+    ['--test', `--test-concurrency=${TEST.concurrency}`, ...flags, TEST.pattern],
+    ['--test', '--test-concurrency=1', ...flags, TEST.soloPattern],
+  ];
 }
 
-function runTests(stack: Stack, extra: string[]): Promise<number> {
+async function runTests(stack: Stack, extra: string[]): Promise<number> {
+  for (const args of runs(extra)) {
+    const code = await runOnce(stack, args);
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+function runOnce(stack: Stack, args: string[]): Promise<number> {
   const env = {
     ...process.env,
+    ...(stack.local ? { TRAILWATCH_TEST_LOCAL_STACK: '1' } : {}),
     KAFKA_BROKERS: stack.brokers.join(','),
     SCHEMA_REGISTRY_URL: stack.registryUrl,
     KAFKAJS_NO_PARTITIONER_WARNING: '1',
     NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --disable-warning=TimeoutNegativeWarning`.trim(),
   };
-  const child = spawn(process.execPath, runnerArgs(extra), { cwd: root, env, stdio: 'inherit' });
+  const child = spawn(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
   const forward = (signal: NodeJS.Signals) => () => {
     child.kill(signal);
   };

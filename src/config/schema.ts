@@ -137,6 +137,14 @@ export const detectorSchema = z.strictObject({
     .int()
     .positive()
     .default(7 * DAY_MS),
+  /** Most bytes fetched per partition and batch: bounds memory and the size of one transaction. */
+  fetchMaxBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024), // 1 MiB
+  /** A member silent this long is dropped from the group and its partitions move (broker minimum: 6 s). */
+  sessionTimeoutMs: z.number().int().positive().default(30_000), // thirty seconds
 });
 
 export const configSchema = z.strictObject({

@@ -99,7 +99,15 @@ export class DetectorRuntime {
     this.codec = new EventCodec(opts.registry);
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
-    this.consumer = opts.kafka.consumer({ groupId: opts.config.detector.groupId, readUncommitted: false });
+    const d = opts.config.detector;
+    this.consumer = opts.kafka.consumer({
+      groupId: d.groupId,
+      readUncommitted: false,
+      maxBytesPerPartition: d.fetchMaxBytes,
+      sessionTimeout: d.sessionTimeoutMs,
+      heartbeatInterval: Math.max(500, Math.floor(d.sessionTimeoutMs / 10)),
+      rebalanceTimeout: Math.max(10_000, 2 * d.sessionTimeoutMs),
+    });
     this.admin = opts.kafka.admin();
   }
 

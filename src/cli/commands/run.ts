@@ -23,6 +23,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${RUN_USAGE}\n`);
     return 0;
   }
+  // Listen from the start: a SIGTERM while connecting still ends in a clean stop and exit 0.
+  const signalled = waitForSignal();
   const session = await openSession(values, { autoStart: true });
   const onInsight = values.print ? (i: Insight) => process.stdout.write(`${JSON.stringify(i)}\n`) : undefined;
   const runtime = new DetectorRuntime({
@@ -33,7 +35,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     ...(onInsight ? { onInsight } : {}),
   });
   await runtime.start();
-  await waitForSignal();
+  const signal = await signalled;
+  session.logger.info({ signal }, 'stopping: finishing the batch in hand, committing, leaving the group');
   await runtime.stop();
   return 0;
 }
