@@ -384,8 +384,8 @@ export async function prepareKafka(
 
 /**
  * Adds (or replaces) the dev user's SCRAM credentials in a running broker with Kafka's own admin
- * tool (`kafka-configs --alter --add-config SCRAM-SHA-256=[…]`): for storage formatted before the
- * secure listeners existed. About two seconds, once.
+ * tool (`kafka-configs --alter --add-config SCRAM-SHA-256=[…]`, then SHA-512): for storage formatted
+ * before the secure listeners existed. About four seconds, once.
  */
 export async function addScramUsers(
   layout: KafkaLayout,
@@ -393,27 +393,36 @@ export async function addScramUsers(
 ): Promise<void> {
   const { username, password } = options.secure;
   options.log(`adding the SCRAM credentials of user ${username} to the existing Kafka storage`);
-  const result = await runCommand(
-    options.java.bin,
-    [
-      `-Dlog4j2.configurationFile=${layout.log4jFile}`,
-      '-cp',
-      join(options.dist.libsDir, '*'),
-      'kafka.admin.ConfigCommand',
-      '--bootstrap-server',
-      `127.0.0.1:${options.kafkaPort}`,
-      '--alter',
-      '--entity-type',
-      'users',
-      '--entity-name',
-      username,
-      '--add-config',
-      `SCRAM-SHA-256=[password=${password}],SCRAM-SHA-512=[password=${password}]`,
-    ],
-    { cwd: layout.dir },
-  );
-  if (result.code !== 0) {
-    throw commandFailure('adding SCRAM credentials', result, `Stop the stack and delete ${layout.dir} to reformat the storage with them.`);
+  // One mechanism per request: the broker refuses two changes to one user's credentials in the same
+  // request (DuplicateResourceException "cannot be altered twice"), which is what one
+  // `--add-config SCRAM-SHA-256=[…],SCRAM-SHA-512=[…]` sends when the user already exists.
+  for (const mechanism of ['SCRAM-SHA-256', 'SCRAM-SHA-512']) {
+    const result = await runCommand(
+      options.java.bin,
+      [
+        `-Dlog4j2.configurationFile=${layout.log4jFile}`,
+        '-cp',
+        join(options.dist.libsDir, '*'),
+        'kafka.admin.ConfigCommand',
+        '--bootstrap-server',
+        `127.0.0.1:${options.kafkaPort}`,
+        '--alter',
+        '--entity-type',
+        'users',
+        '--entity-name',
+        username,
+        '--add-config',
+        `${mechanism}=[password=${password}]`,
+      ],
+      { cwd: layout.dir },
+    );
+    if (result.code !== 0) {
+      throw commandFailure(
+        `adding ${mechanism} credentials`,
+        result,
+        `Stop the stack and delete ${layout.dir} to reformat the storage with them.`,
+      );
+    }
   }
   await writeFile(layout.scramMarkerFile, scramMarker(username, password));
 }
