@@ -10,6 +10,10 @@
  *   3. Otherwise (or TRAILWATCH_TEST_STACK=local): the local stack (src/stack/local.ts); a stack that
  *      was already running is reused and left running.
  *
+ * With the local stack, its secure listeners are passed on too (TRAILWATCH_TEST_SASL_BROKERS,
+ * TRAILWATCH_TEST_TLS_BROKERS, TRAILWATCH_TEST_CA_FILE, TRAILWATCH_TEST_SASL_USERNAME,
+ * TRAILWATCH_TEST_SASL_PASSWORD_FILE); elsewhere set them yourself, or the tests that need them skip.
+ *
  * Extra arguments go to the runner: paths or globs replace the default "test/**\/*.test.ts", flags
  * (e.g. --test-name-pattern=registry) are added. Example: npm test -- test/stack/local.test.ts
  */
@@ -21,7 +25,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorMessage } from '../src/errors.ts';
 import { kafkaHealthy } from '../src/stack/kafka.ts';
-import { stackDown, stackUp } from '../src/stack/local.ts';
+import { type SecureListeners, stackDown, stackUp } from '../src/stack/local.ts';
 
 // kafkajs 2.2.4 schedules a negative timeout on every connection, which Node 24 reports as a
 // TimeoutNegativeWarning (kafkajs issue #1751): harmless noise. Hidden here (the stack's health
@@ -60,6 +64,8 @@ interface Stack {
   local?: boolean;
   /** How the stack was obtained, for the start line. */
   how: string;
+  /** The local stack's SASL and TLS listeners, when it has them. */
+  secure?: SecureListeners | null;
   /** Stops what this script started; a no-op for a stack it only found. */
   stop: () => Promise<void>;
 }
@@ -184,6 +190,7 @@ async function fromLocalStack(): Promise<Stack> {
     registryUrl: info.registryUrl,
     local: true,
     how: info.reused ? `the local stack, already running (left running; logs in ${info.stateDir}/logs)` : 'the local stack',
+    secure: info.secure,
     stop: info.reused
       ? async () => {}
       : async () => {
@@ -206,6 +213,18 @@ function runs(extra: string[]): string[][] {
   ];
 }
 
+/** The variables test/helpers/stack.ts#secureTestStack reads; ones already set win. */
+function secureEnv(secure: SecureListeners | null | undefined): Record<string, string> {
+  if (!secure) return {};
+  return {
+    TRAILWATCH_TEST_SASL_BROKERS: secure.saslBrokers.join(','),
+    TRAILWATCH_TEST_TLS_BROKERS: secure.tlsBrokers.join(','),
+    TRAILWATCH_TEST_CA_FILE: secure.caFile,
+    TRAILWATCH_TEST_SASL_USERNAME: secure.username,
+    TRAILWATCH_TEST_SASL_PASSWORD_FILE: secure.passwordFile,
+  };
+}
+
 async function runTests(stack: Stack, extra: string[]): Promise<number> {
   for (const args of runs(extra)) {
     const code = await runOnce(stack, args);
@@ -216,6 +235,7 @@ async function runTests(stack: Stack, extra: string[]): Promise<number> {
 
 function runOnce(stack: Stack, args: string[]): Promise<number> {
   const env = {
+    ...secureEnv(stack.secure),
     ...process.env,
     ...(stack.local ? { TRAILWATCH_TEST_LOCAL_STACK: '1' } : {}),
     KAFKA_BROKERS: stack.brokers.join(','),

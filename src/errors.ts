@@ -17,7 +17,11 @@ export const ErrorCodes = {
   STACK: 'TW_STACK',
   STACK_PREREQUISITE: 'TW_STACK_PREREQUISITE',
   KAFKA: 'TW_KAFKA',
+  /** The broker refused the SASL login, or its TLS certificate is not trusted. */
+  KAFKA_AUTH: 'TW_KAFKA_AUTH',
   REGISTRY: 'TW_REGISTRY',
+  /** The schema registry answered 401/403 to the configured credentials (or their absence). */
+  REGISTRY_AUTH: 'TW_REGISTRY_AUTH',
   USAGE: 'TW_USAGE',
   INTERNAL: 'TW_INTERNAL',
 } as const;

@@ -1,4 +1,4 @@
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger };
 
@@ -16,13 +16,14 @@ const REDACT = [
   '*.authorization',
 ];
 
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+/** A pino logger on stderr (or `destination`, e.g. a test capturing lines) with every secret path redacted. */
+export function createLogger(options: { level?: string; name?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     {
       name: options.name ?? 'trailwatch',
       level: options.level ?? process.env.TRAILWATCH_LOG_LEVEL ?? 'info',
       redact: { paths: REDACT, censor: '****' },
     },
-    pino.destination({ dest: 2, sync: true }),
+    options.destination ?? pino.destination({ dest: 2, sync: true }),
   );
 }

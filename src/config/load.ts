@@ -151,6 +151,15 @@ function semanticProblems(c: Config): string[] {
   if (c.kafka.sasl && !c.kafka.sasl.password && !c.kafka.sasl.passwordFile) {
     problems.push('kafka.sasl: set password (TRAILWATCH_KAFKA__SASL__PASSWORD) or passwordFile');
   }
+  if (c.registry.username && !c.registry.password && !c.registry.passwordFile) {
+    problems.push('registry.username is set: set registry.password (TRAILWATCH_REGISTRY__PASSWORD) or registry.passwordFile');
+  }
+  if (!c.registry.username && (c.registry.password || c.registry.passwordFile)) {
+    problems.push('registry: a password without registry.username is never sent; set registry.username');
+  }
+  const tls = c.kafka.tls;
+  if (!tls.enabled && (tls.caFile || tls.certFile || tls.keyFile)) problems.push('kafka.tls: files are set but kafka.tls.enabled is false');
+  if (Boolean(tls.certFile) !== Boolean(tls.keyFile)) problems.push('kafka.tls: a client certificate needs both certFile and keyFile');
   return problems;
 }
 

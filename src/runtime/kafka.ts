@@ -17,7 +17,83 @@ function logCreator(logger: Logger) {
     };
 }
 
-export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
+/** The first error in a chain of causes (kafkajs wraps: retries exceeded → connection error → socket error). */
+function causes(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && e !== null && chain.length < 8; ) {
+    chain.push(e);
+    const o = e as { cause?: unknown; originalError?: unknown };
+    e = o.cause ?? o.originalError;
+  }
+  return chain;
+}
+
+const TLS_TRUST = /certificate|self[- ]signed|UNABLE_TO_VERIFY|CERT_|ERR_TLS|unable to get (local )?issuer/i;
+
+/**
+ * A failed connect as a TrailwatchError that names the fix, or null when it is not about
+ * credentials or trust: a refused SASL login (wrong user, password or mechanism) and a broker
+ * certificate the client does not trust. Never includes the password.
+ */
+export function kafkaConnectError(err: unknown, config: KafkaConfig): TrailwatchError | null {
+  const chain = causes(err);
+  const text = (e: unknown) => `${(e as Error)?.name ?? ''}: ${(e as Error)?.message ?? String(e)} ${(e as { code?: string })?.code ?? ''}`;
+  const brokers = config.brokers.join(',');
+  const sasl = chain.find((e) => (e as Error)?.name === 'KafkaJSSASLAuthenticationError');
+  if (sasl && config.sasl) {
+    return new TrailwatchError(
+      ErrorCodes.KAFKA_AUTH,
+      `Kafka at ${brokers} refused the SASL ${config.sasl.mechanism.toUpperCase()} login of user "${config.sasl.username}" ` +
+        `(${(sasl as Error).message}). Check kafka.sasl.username and the password ` +
+        '(TRAILWATCH_KAFKA__SASL__PASSWORD or kafka.sasl.passwordFile), and that the listener enables kafka.sasl.mechanism.',
+      { fault: 'user', canRetry: false, cause: err, details: { brokers: config.brokers, mechanism: config.sasl.mechanism } },
+    );
+  }
+  const tls = chain.find((e) => TLS_TRUST.test(text(e)));
+  if (tls && config.tls.enabled) {
+    return new TrailwatchError(
+      ErrorCodes.KAFKA_AUTH,
+      `the TLS certificate of Kafka at ${brokers} is not trusted (${(tls as Error).message ?? String(tls)}). ` +
+        'Set kafka.tls.caFile (TRAILWATCH_KAFKA__TLS__CA_FILE) to the PEM of the CA that signed it; ' +
+        'the broker address must match a name in the certificate.',
+      { fault: 'user', canRetry: false, cause: err, details: { brokers: config.brokers } },
+    );
+  }
+  return null;
+}
+
+/** Makes `connect()` reject with kafkaConnectError's message when it applies. */
+function explainConnect<T extends { connect: () => Promise<void> }>(client: T, config: KafkaConfig): T {
+  const connect = client.connect.bind(client);
+  client.connect = async () => {
+    try {
+      await connect();
+    } catch (err) {
+      throw kafkaConnectError(err, config) ?? err;
+    }
+  };
+  return client;
+}
+
+function readPem(file: string, key: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new TrailwatchError(ErrorCodes.CONFIG_INVALID, `cannot read ${key} ${file}: ${(err as Error).message}`, {
+      fault: 'user',
+      cause: err,
+    });
+  }
+}
+
+/**
+ * The kafkajs client for `config`. Its clients' `connect()` rejects with kafkaConnectError's
+ * message when the login or the broker's certificate is refused. `retries` bounds how often a
+ * connection failure is retried (default 8, about 80 s of backoff: a broker restarting); a
+ * refused SASL login is never retried, an untrusted certificate is (kafkajs cannot tell it from
+ * a broker that is down).
+ */
+export function createKafka(config: KafkaConfig, logger: Logger, tuning: { retries?: number } = {}): Kafka {
   if (config.brokers.length === 0) {
     throw new TrailwatchError(
       ErrorCodes.CONFIG_INVALID,
@@ -34,15 +110,15 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
     requestTimeout: config.requestTimeoutMs,
     logLevel: logLevel.INFO,
     logCreator: logCreator(logger.child({ component: 'kafkajs' })),
-    retry: { initialRetryTime: 300, retries: 8 },
+    retry: { initialRetryTime: 300, retries: tuning.retries ?? 8 },
   };
   if (config.tls.enabled) {
-    const read = (f: string | undefined) => (f ? readFileSync(f, 'utf8') : undefined);
+    const { caFile, certFile, keyFile } = config.tls;
     options.ssl = {
       rejectUnauthorized: config.tls.rejectUnauthorized,
-      ...(config.tls.caFile ? { ca: [read(config.tls.caFile) as string] } : {}),
-      ...(config.tls.certFile ? { cert: read(config.tls.certFile) } : {}),
-      ...(config.tls.keyFile ? { key: read(config.tls.keyFile) } : {}),
+      ...(caFile ? { ca: [readPem(caFile, 'kafka.tls.caFile')] } : {}),
+      ...(certFile ? { cert: readPem(certFile, 'kafka.tls.certFile') } : {}),
+      ...(keyFile ? { key: readPem(keyFile, 'kafka.tls.keyFile') } : {}),
     };
   }
   if (config.sasl) {
@@ -52,7 +128,12 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
       password: config.sasl.password ?? '',
     } as SASLOptions;
   }
-  return new Kafka(options);
+  const kafka = new Kafka(options);
+  const { producer, consumer, admin } = kafka;
+  kafka.producer = (c) => explainConnect(producer.call(kafka, c), config);
+  kafka.consumer = (c) => explainConnect(consumer.call(kafka, c), config);
+  kafka.admin = (c) => explainConnect(admin.call(kafka, c), config);
+  return kafka;
 }
 
 /**

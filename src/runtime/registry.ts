@@ -45,6 +45,16 @@ export async function registerContracts(registry: SchemaRegistry, topics: Topics
 /** A registry failure: unreachable or 5xx can be retried; 4xx is a request the registry refuses. */
 export function registryError(err: unknown, doing: string): TrailwatchError {
   const status = (err as { status?: number }).status;
+  if (status === 401 || status === 403) {
+    return new TrailwatchError(
+      ErrorCodes.REGISTRY_AUTH,
+      `schema registry refused the request (HTTP ${status}) while ${doing}: ` +
+        (status === 401
+          ? 'set registry.username and the password (TRAILWATCH_REGISTRY__PASSWORD or registry.passwordFile), or check them'
+          : 'the user lacks the registry role this needs (reading needs read access, registering needs developer or admin)'),
+      { fault: 'user', canRetry: false, cause: err, details: { status } },
+    );
+  }
   const retryable = status === undefined || status >= 500 || status === 429;
   return new TrailwatchError(ErrorCodes.REGISTRY, `schema registry failed while ${doing}: ${(err as Error).message}`, {
     fault: retryable ? 'external' : 'user',

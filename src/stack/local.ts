@@ -12,7 +12,16 @@ import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ErrorCodes, errorMessage, isTrailwatchError, TrailwatchError } from '../errors.ts';
-import { kafkaHealthy, kafkaJavaArgs, kafkaLayout, prepareKafka } from './kafka.ts';
+import {
+  addScramUsers,
+  kafkaHealthy,
+  kafkaJavaArgs,
+  kafkaLayout,
+  prepareKafka,
+  SASL_MECHANISMS,
+  saslPortFor,
+  tlsPortFor,
+} from './kafka.ts';
 import { ensureJava, ensureKafkaDist, ensureRegistryDist, type JavaRuntime } from './maven.ts';
 import { prepareRegistry, registryHealthy, registryJavaArgs, registryLayout, registryUrlFor } from './registry.ts';
 
@@ -26,6 +35,22 @@ export interface StackOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * The broker's secure listeners and the dev user that may use them. The password itself is never
+ * here, only the file holding it (mode 0600), so printing this is safe.
+ */
+export interface SecureListeners {
+  /** SASL_PLAINTEXT, mechanisms PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512. */
+  saslBrokers: string[];
+  mechanisms: readonly string[];
+  /** SSL, with a certificate for localhost and 127.0.0.1 signed by `caFile`. */
+  tlsBrokers: string[];
+  /** The CA certificate (PEM) that clients trust. */
+  caFile: string;
+  username: string;
+  passwordFile: string;
+}
+
 export interface StackInfo {
   brokers: string[];
   /** The Confluent-compatible API, e.g. http://127.0.0.1:18080/apis/ccompat/v7 */
@@ -36,14 +61,18 @@ export interface StackInfo {
   reused: boolean;
   stateDir: string;
   logs: { kafka: string; registry: string };
+  /** Null when the running broker was started by a trailwatch without secure listeners (restart it to get them). */
+  secure: SecureListeners | null;
 }
 
-interface StackStatus {
+export interface StackStatus {
   running: boolean;
   kafka: { pid: number | null; healthy: boolean };
   registry: { pid: number | null; healthy: boolean };
   brokers: string[];
   registryUrl: string;
+  /** As in StackInfo; null when the stack is not running or predates the secure listeners. */
+  secure: SecureListeners | null;
 }
 
 interface StackDefaults {
@@ -117,10 +146,11 @@ export function resolveStackOptions(options: StackOptions = {}): ResolvedOptions
     portFrom(options.controllerPort, 'controllerPort') ?? portFrom(env[PORT_ENV.controllerPort], PORT_ENV.controllerPort) ?? kafkaPort + 1;
   const registryPort =
     portFrom(options.registryPort, 'registryPort') ?? portFrom(env[PORT_ENV.registryPort], PORT_ENV.registryPort) ?? DEFAULTS.registryPort;
-  if (new Set([kafkaPort, controllerPort, registryPort]).size !== 3) {
+  if (new Set([kafkaPort, controllerPort, saslPortFor(kafkaPort), tlsPortFor(kafkaPort), registryPort]).size !== 5) {
     throw new TrailwatchError(
       ErrorCodes.STACK,
-      `the stack's ports must differ: Kafka ${kafkaPort}, controller ${controllerPort}, registry ${registryPort} ` +
+      `the stack's ports must differ: Kafka ${kafkaPort} (SASL ${saslPortFor(kafkaPort)}, TLS ${tlsPortFor(kafkaPort)}), ` +
+        `controller ${controllerPort}, registry ${registryPort} ` +
         `(${PORT_ENV.kafkaPort}, ${PORT_ENV.controllerPort}, ${PORT_ENV.registryPort})`,
       { fault: 'user' },
     );
@@ -162,10 +192,31 @@ interface StackRecord {
   registryVersion: string;
   startedAt: string;
   java: { kafka: string; registry: string };
+  /** True when the broker was started with the SASL and SSL listeners (absent in older records). */
+  secure?: boolean;
 }
 
+/**
+ * `<cache>/stack` for the default ports, `<cache>/stack-<kafka>-<controller>-<registry>` for any
+ * other set, so a second stack on other ports (another checkout, a test run) never shares state,
+ * pid files or the lock with the first.
+ */
 function stateDirOf(o: ResolvedOptions): string {
-  return join(o.cacheDir, 'stack');
+  const defaults =
+    o.kafkaPort === DEFAULTS.kafkaPort && o.controllerPort === DEFAULTS.kafkaPort + 1 && o.registryPort === DEFAULTS.registryPort;
+  return join(o.cacheDir, defaults ? 'stack' : `stack-${o.kafkaPort}-${o.controllerPort}-${o.registryPort}`);
+}
+
+function secureListeners(stateDir: string, kafkaPort: number): SecureListeners {
+  const { secure } = kafkaLayout(stateDir);
+  return {
+    saslBrokers: [`127.0.0.1:${saslPortFor(kafkaPort)}`],
+    mechanisms: SASL_MECHANISMS,
+    tlsBrokers: [`127.0.0.1:${tlsPortFor(kafkaPort)}`],
+    caFile: secure.caFile,
+    username: 'trailwatch',
+    passwordFile: secure.passwordFile,
+  };
 }
 
 function brokersFor(kafkaPort: number): string[] {
@@ -189,6 +240,8 @@ function components(
       ports: [
         { port: ports.kafkaPort, what: 'Kafka', env: PORT_ENV.kafkaPort },
         { port: ports.controllerPort, what: 'the Kafka controller', env: PORT_ENV.controllerPort },
+        { port: saslPortFor(ports.kafkaPort), what: "Kafka's SASL listener (Kafka port + 2)", env: PORT_ENV.kafkaPort },
+        { port: tlsPortFor(ports.kafkaPort), what: "Kafka's TLS listener (Kafka port + 3)", env: PORT_ENV.kafkaPort },
       ],
       healthy: () => kafkaHealthy(brokersFor(ports.kafkaPort)),
     },
@@ -504,7 +557,7 @@ async function up(o: ResolvedOptions, stateDir: string): Promise<StackInfo> {
     kafka: await runningPid(comps.kafka, stateDir, o.log),
     registry: await runningPid(comps.registry, stateDir, o.log),
   };
-  const result = (kafkaPid: number, registryPid: number, reused: boolean): StackInfo => ({
+  const result = (kafkaPid: number, registryPid: number, reused: boolean, secure: boolean): StackInfo => ({
     brokers: brokersFor(o.kafkaPort),
     registryUrl: registryUrlFor(o.registryPort),
     kafkaPid,
@@ -512,6 +565,7 @@ async function up(o: ResolvedOptions, stateDir: string): Promise<StackInfo> {
     reused,
     stateDir,
     logs: { kafka: comps.kafka.logFile, registry: comps.registry.logFile },
+    secure: secure ? secureListeners(stateDir, o.kafkaPort) : null,
   });
 
   if ((running.kafka !== null || running.registry !== null) && record) {
@@ -531,7 +585,9 @@ async function up(o: ResolvedOptions, stateDir: string): Promise<StackInfo> {
     const { kafka: kafkaPid, registry: registryPid } = running;
     await Promise.all([waitHealthy(comps.kafka, kafkaPid, null, deadline), waitHealthy(comps.registry, registryPid, null, deadline)]);
     o.log(`reusing the running local stack (Kafka pid ${kafkaPid}, registry pid ${registryPid})`);
-    return result(kafkaPid, registryPid, true);
+    const secure = record?.secure === true;
+    if (!secure) o.log('this Kafka was started without the SASL and TLS listeners; restart the stack (down, then up) to get them');
+    return result(kafkaPid, registryPid, true, secure);
   }
 
   // Fail on what the user must fix before downloading anything.
@@ -545,17 +601,27 @@ async function up(o: ResolvedOptions, stateDir: string): Promise<StackInfo> {
   const registryJava = await ensureJava(registryDist.javaMajor, o.cacheDir, o.log, registryWhat);
 
   const spawned: { c: Component; started: Started }[] = [];
+  let pendingScram: (() => Promise<void>) | null = null;
+  // A registry left running keeps its record; Kafka started now always has the secure listeners.
+  const secure = running.kafka === null || record?.secure === true;
   try {
     if (running.kafka === null) {
       const layout = kafkaLayout(stateDir);
-      await prepareKafka(layout, {
+      const prepared = await prepareKafka(layout, {
         kafkaPort: o.kafkaPort,
         controllerPort: o.controllerPort,
         java: kafkaJava,
         dist: kafkaDist,
         log: o.log,
       });
-      o.log(`starting ${kafkaWhat} on 127.0.0.1:${o.kafkaPort} (Java ${kafkaJava.version}; log ${layout.logFile})`);
+      if (prepared.scramPending) {
+        const options = { kafkaPort: o.kafkaPort, java: kafkaJava, dist: kafkaDist, secure: prepared.secure, log: o.log };
+        pendingScram = () => addScramUsers(layout, options);
+      }
+      o.log(
+        `starting ${kafkaWhat} on 127.0.0.1:${o.kafkaPort} (SASL ${saslPortFor(o.kafkaPort)}, TLS ${tlsPortFor(o.kafkaPort)}; ` +
+          `Java ${kafkaJava.version}; log ${layout.logFile})`,
+      );
       const started = await spawnDetached(
         kafkaJava,
         kafkaJavaArgs(layout, kafkaDist, kafkaJava, markerArgs('kafka', stateDir)),
@@ -591,6 +657,7 @@ async function up(o: ResolvedOptions, stateDir: string): Promise<StackInfo> {
           registryVersion: o.registryVersion,
           startedAt: new Date().toISOString(),
           java: { kafka: `${kafkaJava.version} (${kafkaJava.bin})`, registry: `${registryJava.version} (${registryJava.bin})` },
+          secure,
         } satisfies StackRecord,
         null,
         2,
@@ -609,8 +676,9 @@ async function up(o: ResolvedOptions, stateDir: string): Promise<StackInfo> {
       }),
     );
     if (pids.kafka === null || pids.registry === null) throw new TrailwatchError(ErrorCodes.INTERNAL, 'stack started without both pids');
+    if (pendingScram) await pendingScram();
     o.log(`local stack ready in ${seconds(t0)}: brokers 127.0.0.1:${o.kafkaPort}, registry ${registryUrlFor(o.registryPort)}`);
-    return result(pids.kafka, pids.registry, false);
+    return result(pids.kafka, pids.registry, false, secure);
   } catch (err) {
     // Never leave a half-started stack behind.
     await Promise.all(
@@ -678,5 +746,6 @@ export async function stackStatus(options: StackOptions = {}): Promise<StackStat
     registry: { pid: registryPid, healthy: registryOk },
     brokers: brokersFor(ports.kafkaPort),
     registryUrl: registryUrlFor(ports.registryPort),
+    secure: kafkaOk && record?.secure === true ? secureListeners(stateDir, ports.kafkaPort) : null,
   };
 }

