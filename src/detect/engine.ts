@@ -1,8 +1,24 @@
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AttributionAttribute, AuditEvent, Insight, InsightScope } from '../contracts/types.ts';
-import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
-import { type HeavyHitters, hhAdd, hhMerge, hhScale, hhTop, newHeavyHitters } from './sketch.ts';
+import { type AnomalyFacts, buildInsight, type ContributorAverages } from '../emit/insight.ts';
+import { hhAdd, hhMerge, hhTop, newHeavyHitters } from './sketch.ts';
+import {
+  BaselineSketches,
+  type BucketAcc,
+  type Contributors,
+  fromRecord,
+  hourlyOf,
+  type KeyRecord,
+  KeyState,
+  SKETCH_ATTRIBUTES,
+  SlotPool,
+  type Streak,
+  setHourly,
+  toRecord,
+} from './state.ts';
 import { spikeScore } from './stats.ts';
+
+export { type KeyRecord, KeyState } from './state.ts';
 
 /**
  * The detection engine: pure, synchronous, no Kafka inside. The live consumer, `trailwatch
@@ -33,69 +49,9 @@ const MAX_INTERNED = 1_000_000;
 /** `observed` of a key whose first bucket is not judged yet. */
 const UNBORN = -1;
 
-type Contributors = Record<AttributionAttribute, HeavyHitters>;
-
-interface BucketAcc {
-  count: number;
-  contributors: Contributors;
-}
-
-interface Streak {
-  startMs: number;
-  /** End (exclusive) of the last anomalous bucket. */
-  lastEndMs: number;
-  buckets: number;
-  count: number;
-  peakScore: number;
-  /** Highest bucket count of the anomaly: remembered as a burst once it ends. */
-  peakCount: number;
-  startScore: number;
-  contributors: Contributors;
-  /** Baseline as it stood when the streak began: the anomaly must not report itself as normal. */
-  baselineMean: number;
-  baselineMinutes: number;
-  belowStreak: number;
-  started: boolean;
-}
-
-/** Everything kept per key. Plain data, so a snapshot is JSON. */
-export interface KeyState extends InsightSubject {
-  id: string;
-  /** Start of the last bucket folded into the baseline; firstBucket − bucketMs before any. */
-  lastFoldedMs: number;
-  /** Buckets of history in the baseline (capped at the window). */
-  observed: number;
-  mean: number;
-  /** EWMA of squared residuals around the mean. */
-  variance: number;
-  /** EWMA of squared residuals around the hourly profile, learned from the start so it is ready when the profile is. */
-  hourlyVariance: number;
-  /** Hour-of-day profile: expected count per bucket in each UTC hour; null when seasonality is off. */
-  hourly: number[] | null;
-  /** Burst memory: the highest raw count of a bucket, fading with a one-week half-life. */
-  burst: number;
-  /** Today's highest suspicious-but-quiet count, and its minute of the day. */
-  dayPeak: number;
-  dayPeakMinute: number;
-  /** Whether today's peak came close to firing. */
-  dayPeakNear: boolean;
-  /** Yesterday's peak minute, −1 when there was none. */
-  prevPeakMinute: number;
-  /** Per-bucket EWMA of each contributor's count. */
-  /** Per-bucket EWMA of each contributor's count; created on first use (most keys stay tiny). */
-  baselineContributors: Partial<Contributors> | null;
-  /** Buckets not yet closed by the watermark, by bucket start. */
-  pending: Record<string, BucketAcc> | null;
-  /** An anomalous streak: a candidate before Start, the open Insight after it. */
-  streak: Streak | null;
-  lastEventMs: number;
-  /** Only aggregated per bucket and forwarded as a BucketPartial (to the stage that judges it), never judged here. */
-  forward?: true;
-}
-
 /** What names a key: the scope, the signal and where it is measured. */
 export type KeyIdentity = Pick<
-  KeyState,
+  KeyRecord,
   'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'
 >;
 
@@ -115,7 +71,7 @@ export interface EngineSnapshot {
   maxEventTimeMs: number;
   watermarkMs: number;
   closedThroughMs: number;
-  keys: KeyState[];
+  keys: KeyRecord[];
   seen: Array<[string, number]>;
   streamStartMs: Array<[string, number]>;
   metrics: EngineMetrics;
@@ -218,6 +174,10 @@ export class DetectionEngine {
   private readonly seasonalAfterBuckets: number;
   private readonly bucketsPerHour: number;
   private readonly burstDecay: number;
+  /** Where every key's numbers live (see state.ts): principal keys need no sketch of who called. */
+  private readonly principalPool: SlotPool;
+  private readonly actionPool: SlotPool;
+  private readonly sketches: BaselineSketches;
   readonly metrics: EngineMetrics = {
     eventsProcessed: 0,
     duplicates: 0,
@@ -249,6 +209,9 @@ export class DetectionEngine {
     this.bucketsPerHour = Math.max(1, Math.floor(HOUR_MS / config.bucketMs));
     this.burstDecay = 0.5 ** (config.bucketMs / BURST_HALF_LIFE_MS);
     this.seasonalAfterBuckets = Math.ceil((2 * DAY_MS) / config.bucketMs);
+    this.principalPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length - 1, this.seasonal);
+    this.actionPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length, this.seasonal);
+    this.sketches = new BaselineSketches(this.actionPool, (v) => this.intern(v));
   }
 
   get watermarkMs(): number {
@@ -344,7 +307,7 @@ export class DetectionEngine {
       maxEventTimeMs: this.maxEventTimeMs,
       watermarkMs: this.watermark,
       closedThroughMs: this.closedThroughMs,
-      keys: [...this.keys.values()],
+      keys: [...this.keys.values()].map((k) => this.record(k)),
       seen: [...this.seen.entries()],
       streamStartMs: [...this.streamStartMs.entries()],
       metrics: { ...this.metrics },
@@ -361,7 +324,7 @@ export class DetectionEngine {
     Object.assign(engine.metrics, s.metrics);
     for (const [id, t] of s.seen) engine.seen.set(id, t);
     for (const [account, t] of s.streamStartMs) engine.streamStartMs.set(account, t);
-    for (const k of s.keys) engine.adopt(k);
+    for (const k of s.keys) engine.adopt(fromRecord(k, engine.poolOf(k.scope), engine.sketches));
     return engine;
   }
 
@@ -416,7 +379,7 @@ export class DetectionEngine {
     const keys: Array<[string, string | null]> = [];
     for (const id of this.changes.keys) {
       const k = this.keys.get(id);
-      keys.push([id, k ? encodeKey(k) : null]);
+      keys.push([id, k ? encodeKey(this.record(k)) : null]);
     }
     const out: EngineChanges = {
       meta: this.meta(),
@@ -450,16 +413,24 @@ export class DetectionEngine {
       Object.assign(engine.metrics, meta.metrics);
       for (const [account, t] of meta.streamStartMs) engine.streamStartMs.set(account, t);
     }
-    const restored: KeyState[] = [];
+    const restored: KeyRecord[] = [];
     for (const encoded of keys) restored.push(decodeKey(encoded));
     // The LRU order is by activity: rebuild it so eviction and expiry pick the same keys.
     restored.sort((a, b) => a.lastEventMs - b.lastEventMs);
-    for (const k of restored) engine.adopt(k);
+    for (const k of restored) engine.adopt(fromRecord(k, engine.poolOf(k.scope), engine.sketches));
     for (const [id, t] of seen) if (t + config.bucketMs > engine.closedThroughMs) engine.seen.set(id, t);
     return engine;
   }
 
   // ── internals ────────────────────────────────────────────────────────────
+
+  private poolOf(scope: InsightScope): SlotPool {
+    return scope === 'principalAction' ? this.principalPool : this.actionPool;
+  }
+
+  private record(k: KeyState): KeyRecord {
+    return toRecord(k, this.actionPool, this.sketches, this.seasonal, this.config.topN);
+  }
 
   private adopt(k: KeyState): void {
     this.keys.set(k.id, k);
@@ -512,38 +483,31 @@ export class DetectionEngine {
       // Least recently active first: re-insert to move to the end, once per key and bucket
       // rather than per event (the map's order only has to be right to the bucket).
       if (k.lastEventMs < bucket) {
-        this.keys.delete(proto.id);
-        this.keys.set(proto.id, k);
+        // By the key's own id: the event's copy of the same string would be kept as a second one.
+        this.keys.delete(k.id);
+        this.keys.set(k.id, k);
       }
     } else {
       const forward = this.forwardScopes.has(proto.scope);
-      k = {
-        id: proto.id,
-        scope: proto.scope,
-        insightType: proto.insightType,
-        accountId: this.intern(proto.accountId),
-        region: this.intern(proto.region),
-        service: this.intern(proto.service),
-        action: this.intern(proto.action),
-        principal: proto.principal === null ? null : this.intern(proto.principal),
-        errorCode: proto.errorCode === null ? null : this.intern(proto.errorCode),
-        lastFoldedMs: bucket - this.config.bucketMs,
-        observed: UNBORN,
-        mean: 0,
-        variance: 0,
-        hourlyVariance: 0,
-        hourly: this.seasonal && !forward ? new Array<number>(24).fill(0) : null,
-        burst: 0,
-        dayPeak: 0,
-        dayPeakMinute: 0,
-        dayPeakNear: false,
-        prevPeakMinute: -1,
-        baselineContributors: null,
-        pending: null,
-        streak: null,
-        lastEventMs: eventTimeMs,
-      };
-      if (forward) k.forward = true;
+      k = new KeyState(
+        {
+          id: proto.id,
+          scope: proto.scope,
+          insightType: proto.insightType,
+          accountId: this.intern(proto.accountId),
+          region: this.intern(proto.region),
+          service: this.intern(proto.service),
+          action: this.intern(proto.action),
+          principal: proto.principal === null ? null : this.intern(proto.principal),
+          errorCode: proto.errorCode === null ? null : this.intern(proto.errorCode),
+        },
+        forward,
+        this.poolOf(proto.scope).alloc(),
+      );
+      k.lastFoldedMs = bucket - this.config.bucketMs;
+      k.observed = UNBORN;
+      k.prevPeakMinute = -1;
+      k.lastEventMs = eventTimeMs;
       this.metrics.keysCreated++;
       this.evictIfFull();
       this.keys.set(proto.id, k);
@@ -615,7 +579,7 @@ export class DetectionEngine {
 
   /** Expected count of a bucket: its hour's profile once two days of history exist, else the mean. */
   private expected(k: KeyState, bucket: number): number {
-    if (k.hourly && k.observed >= this.seasonalAfterBuckets) return k.hourly[this.hourSlot(bucket)] as number;
+    if (this.seasonal && k.observed >= this.seasonalAfterBuckets) return hourlyOf(this.actionPool, k, this.hourSlot(bucket));
     return k.mean;
   }
 
@@ -631,7 +595,7 @@ export class DetectionEngine {
   }
 
   private variance(k: KeyState): number {
-    return k.hourly && k.observed >= this.seasonalAfterBuckets ? k.hourlyVariance : k.variance;
+    return this.seasonal && k.observed >= this.seasonalAfterBuckets ? k.hourlyVariance : k.variance;
   }
 
   /**
@@ -643,35 +607,30 @@ export class DetectionEngine {
     const residual = count - k.mean;
     k.mean += a * residual;
     k.variance = (1 - a) * (k.variance + a * residual * residual);
-    if (k.hourly) {
+    if (this.seasonal) {
       const slot = this.hourSlot(bucket);
-      const hourlyResidual = count - (k.hourly[slot] as number);
+      const hourlyResidual = count - hourlyOf(this.actionPool, k, slot);
       k.hourlyVariance = (1 - a) * (k.hourlyVariance + a * hourlyResidual * hourlyResidual);
       // Each hour's slot sees bucketsPerHour buckets a day: a cumulative average at first, then
       // an EWMA over about SEASON_DAYS days.
       const visits =
         Math.floor(k.observed / (24 * this.bucketsPerHour)) * this.bucketsPerHour + Math.floor((bucket % HOUR_MS) / this.config.bucketMs);
       const as = Math.max(1 / (visits + 1), 1 / (SEASON_DAYS * this.bucketsPerHour));
-      const prev = k.hourly[slot] as number;
-      k.hourly[slot] = prev + as * (count - prev);
+      const prev = hourlyOf(this.actionPool, k, slot);
+      setHourly(this.actionPool, k, slot, prev + as * (count - prev));
     }
     if (Math.floor(bucket / DAY_MS) !== Math.floor(k.lastFoldedMs / DAY_MS)) this.closeDay(k, bucket);
     k.burst = Math.max(k.burst * this.burstDecay, raw);
-    if (contributors) k.baselineContributors ??= {};
-    const baseline = k.baselineContributors;
-    if (baseline) {
-      for (const attr of ATTRIBUTES) {
-        // A principal's own key needs no sketch of who called: it is always the principal.
-        if (attr === 'userIdentityArn' && k.scope === 'principalAction') continue;
-        let sketch = baseline[attr];
-        if (!sketch && contributors) {
-          sketch = newHeavyHitters(this.config.topN);
-          baseline[attr] = sketch;
-        }
-        if (!sketch) continue;
-        hhScale(sketch, 1 - a);
-        if (contributors) hhMerge(sketch, contributors[attr], a);
+    for (let i = 0; i < SKETCH_ATTRIBUTES.length; i++) {
+      const attr = SKETCH_ATTRIBUTES[i] as AttributionAttribute;
+      // A principal's own key needs no sketch of who called: it is always the principal.
+      if (attr === 'userIdentityArn' && k.scope === 'principalAction') continue;
+      if (!this.sketches.has(k, i)) {
+        if (!contributors) continue;
+        this.sketches.create(k, i);
       }
+      this.sketches.scale(k, i, 1 - a);
+      if (contributors) this.sketches.merge(k, i, contributors[attr], a);
     }
     if (k.observed < this.windowBuckets) k.observed++;
     k.lastFoldedMs = bucket;
@@ -824,8 +783,7 @@ export class DetectionEngine {
     if (attribute === 'userIdentityArn' && k.scope === 'principalAction' && k.principal !== null) {
       return [{ value: k.principal, count: baselineMean }];
     }
-    const sketch = k.baselineContributors?.[attribute];
-    return sketch ? hhTop(sketch, this.config.topN) : [];
+    return this.sketches.top(k, SKETCH_ATTRIBUTES.indexOf(attribute), this.config.topN);
   }
 
   /**
@@ -855,6 +813,7 @@ export class DetectionEngine {
     for (const b of Object.keys(k.pending ?? {})) this.pendingIndex.get(Number(b))?.delete(id);
     this.streaking.delete(id);
     this.keys.delete(id);
+    this.poolOf(k.scope).release(k.slot);
     this.changes?.keys.add(id);
   }
 
@@ -898,11 +857,11 @@ function toPartial(k: KeyState, bucketStartMs: number, acc: BucketAcc): BucketPa
   };
 }
 
-/** A key's checkpoint encoding: JSON of its plain state. */
-export function encodeKey(k: KeyState): string {
+/** A key's checkpoint encoding: JSON of its plain record (see KeyRecord). */
+export function encodeKey(k: KeyRecord): string {
   return JSON.stringify(k);
 }
 
-export function decodeKey(encoded: string): KeyState {
-  return JSON.parse(encoded) as KeyState;
+export function decodeKey(encoded: string): KeyRecord {
+  return JSON.parse(encoded) as KeyRecord;
 }
