@@ -40,6 +40,12 @@ const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 const NEAR_MISS = 0.8;
 /** Two daily peaks this close in time of day make a habit. */
 const HABIT_WINDOW_MINUTES = 90;
+/**
+ * Over-dispersion assumed at least, as variance / mean, while a key has less history than the
+ * hourly profile needs (two days): before that the baseline has not seen a whole day's cycle or a
+ * second burst, and its variance understates how much the key swings.
+ */
+const COLD_DISPERSION = 4;
 /** Baseline floor in events per minute: a key that never calls still needs a few calls to look unusual. */
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
@@ -658,7 +664,8 @@ export class DetectionEngine {
     const expected = this.expected(k, b);
     const lambda = Math.max(expected, this.meanFloor);
     const learning = k.observed * c.bucketMs < c.minHistoryMs;
-    const variance = this.variance(k);
+    const cold = k.observed < this.seasonalAfterBuckets;
+    const variance = Math.max(this.variance(k), cold ? COLD_DISPERSION * lambda : 0);
     const score = learning ? 0 : spikeScore(count, expected, variance, this.meanFloor);
     // Above the key's own usual bursts too: a CI role that deploys a few times a day at 10× is
     // doing what it does, not something new.
@@ -726,7 +733,9 @@ export class DetectionEngine {
       // the next day is a habit and joins the burst memory at midnight UTC: at about the same
       // time of day (a nightly job), or at any time when it came close to firing (deployments).
       // Poisson noise rarely does either. Ordinary buckets only keep the memory from fading.
-      const learn = Math.min(count, k.burst);
+      // In the cold start (learning, then the first two days) the key has no habits yet to
+      // recognise a burst by: a burst that did not fire then is remembered as it comes.
+      const learn = learning || cold ? count : Math.min(count, k.burst);
       if (score >= c.scoreThreshold / 2 && count > k.dayPeak) {
         k.dayPeakNear = score >= NEAR_MISS * c.scoreThreshold;
         k.dayPeak = count;
