@@ -101,6 +101,8 @@ export interface EngineHooks {
 export interface KeyView {
   id: string;
   learning: boolean;
+  /** Less history than the hourly profile needs (two days): scored with a wider dispersion, bursts remembered as they come. */
+  coldStart: boolean;
   historyMinutes: number;
   baselinePerMinute: number;
   inInsight: boolean;
@@ -297,6 +299,7 @@ export class DetectionEngine {
     return {
       id,
       learning: k.observed * this.config.bucketMs < this.config.minHistoryMs,
+      coldStart: k.observed < this.seasonalAfterBuckets,
       historyMinutes: Math.max(0, k.observed) * this.bucketMinutes,
       baselinePerMinute: k.mean / this.bucketMinutes,
       inInsight: k.streak?.started ?? false,
