@@ -1,8 +1,24 @@
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AttributionAttribute, AuditEvent, Insight, InsightScope } from '../contracts/types.ts';
-import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
-import { type HeavyHitters, hhAdd, hhMerge, hhScale, hhTop, newHeavyHitters } from './sketch.ts';
+import { type AnomalyFacts, buildInsight, type ContributorAverages } from '../emit/insight.ts';
+import { hhAdd, hhMerge, hhTop, newHeavyHitters } from './sketch.ts';
+import {
+  BaselineSketches,
+  type BucketAcc,
+  type Contributors,
+  fromRecord,
+  hourlyOf,
+  type KeyRecord,
+  KeyState,
+  SKETCH_ATTRIBUTES,
+  SlotPool,
+  type Streak,
+  setHourly,
+  toRecord,
+} from './state.ts';
 import { spikeScore } from './stats.ts';
+
+export { type KeyRecord, KeyState } from './state.ts';
 
 /**
  * The detection engine: pure, synchronous, no Kafka inside. The live consumer, `trailwatch
@@ -24,6 +40,12 @@ const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 const NEAR_MISS = 0.8;
 /** Two daily peaks this close in time of day make a habit. */
 const HABIT_WINDOW_MINUTES = 90;
+/**
+ * Over-dispersion assumed at least, as variance / mean, while a key has less history than the
+ * hourly profile needs (two days): before that the baseline has not seen a whole day's cycle or a
+ * second burst, and its variance understates how much the key swings.
+ */
+const COLD_DISPERSION = 4;
 /** Baseline floor in events per minute: a key that never calls still needs a few calls to look unusual. */
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
@@ -33,69 +55,9 @@ const MAX_INTERNED = 1_000_000;
 /** `observed` of a key whose first bucket is not judged yet. */
 const UNBORN = -1;
 
-type Contributors = Record<AttributionAttribute, HeavyHitters>;
-
-interface BucketAcc {
-  count: number;
-  contributors: Contributors;
-}
-
-interface Streak {
-  startMs: number;
-  /** End (exclusive) of the last anomalous bucket. */
-  lastEndMs: number;
-  buckets: number;
-  count: number;
-  peakScore: number;
-  /** Highest bucket count of the anomaly: remembered as a burst once it ends. */
-  peakCount: number;
-  startScore: number;
-  contributors: Contributors;
-  /** Baseline as it stood when the streak began: the anomaly must not report itself as normal. */
-  baselineMean: number;
-  baselineMinutes: number;
-  belowStreak: number;
-  started: boolean;
-}
-
-/** Everything kept per key. Plain data, so a snapshot is JSON. */
-export interface KeyState extends InsightSubject {
-  id: string;
-  /** Start of the last bucket folded into the baseline; firstBucket − bucketMs before any. */
-  lastFoldedMs: number;
-  /** Buckets of history in the baseline (capped at the window). */
-  observed: number;
-  mean: number;
-  /** EWMA of squared residuals around the mean. */
-  variance: number;
-  /** EWMA of squared residuals around the hourly profile, learned from the start so it is ready when the profile is. */
-  hourlyVariance: number;
-  /** Hour-of-day profile: expected count per bucket in each UTC hour; null when seasonality is off. */
-  hourly: number[] | null;
-  /** Burst memory: the highest raw count of a bucket, fading with a one-week half-life. */
-  burst: number;
-  /** Today's highest suspicious-but-quiet count, and its minute of the day. */
-  dayPeak: number;
-  dayPeakMinute: number;
-  /** Whether today's peak came close to firing. */
-  dayPeakNear: boolean;
-  /** Yesterday's peak minute, −1 when there was none. */
-  prevPeakMinute: number;
-  /** Per-bucket EWMA of each contributor's count. */
-  /** Per-bucket EWMA of each contributor's count; created on first use (most keys stay tiny). */
-  baselineContributors: Partial<Contributors> | null;
-  /** Buckets not yet closed by the watermark, by bucket start. */
-  pending: Record<string, BucketAcc> | null;
-  /** An anomalous streak: a candidate before Start, the open Insight after it. */
-  streak: Streak | null;
-  lastEventMs: number;
-  /** Only aggregated per bucket and forwarded as a BucketPartial (to the stage that judges it), never judged here. */
-  forward?: true;
-}
-
 /** What names a key: the scope, the signal and where it is measured. */
 export type KeyIdentity = Pick<
-  KeyState,
+  KeyRecord,
   'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'
 >;
 
@@ -115,7 +77,7 @@ export interface EngineSnapshot {
   maxEventTimeMs: number;
   watermarkMs: number;
   closedThroughMs: number;
-  keys: KeyState[];
+  keys: KeyRecord[];
   seen: Array<[string, number]>;
   streamStartMs: Array<[string, number]>;
   metrics: EngineMetrics;
@@ -139,6 +101,8 @@ export interface EngineHooks {
 export interface KeyView {
   id: string;
   learning: boolean;
+  /** Less history than the hourly profile needs (two days): scored with a wider dispersion, bursts remembered as they come. */
+  coldStart: boolean;
   historyMinutes: number;
   baselinePerMinute: number;
   inInsight: boolean;
@@ -218,6 +182,10 @@ export class DetectionEngine {
   private readonly seasonalAfterBuckets: number;
   private readonly bucketsPerHour: number;
   private readonly burstDecay: number;
+  /** Where every key's numbers live (see state.ts): principal keys need no sketch of who called. */
+  private readonly principalPool: SlotPool;
+  private readonly actionPool: SlotPool;
+  private readonly sketches: BaselineSketches;
   readonly metrics: EngineMetrics = {
     eventsProcessed: 0,
     duplicates: 0,
@@ -249,6 +217,9 @@ export class DetectionEngine {
     this.bucketsPerHour = Math.max(1, Math.floor(HOUR_MS / config.bucketMs));
     this.burstDecay = 0.5 ** (config.bucketMs / BURST_HALF_LIFE_MS);
     this.seasonalAfterBuckets = Math.ceil((2 * DAY_MS) / config.bucketMs);
+    this.principalPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length - 1, this.seasonal);
+    this.actionPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length, this.seasonal);
+    this.sketches = new BaselineSketches(this.actionPool, (v) => this.intern(v));
   }
 
   get watermarkMs(): number {
@@ -328,6 +299,7 @@ export class DetectionEngine {
     return {
       id,
       learning: k.observed * this.config.bucketMs < this.config.minHistoryMs,
+      coldStart: k.observed < this.seasonalAfterBuckets,
       historyMinutes: Math.max(0, k.observed) * this.bucketMinutes,
       baselinePerMinute: k.mean / this.bucketMinutes,
       inInsight: k.streak?.started ?? false,
@@ -344,7 +316,7 @@ export class DetectionEngine {
       maxEventTimeMs: this.maxEventTimeMs,
       watermarkMs: this.watermark,
       closedThroughMs: this.closedThroughMs,
-      keys: [...this.keys.values()],
+      keys: [...this.keys.values()].map((k) => this.record(k)),
       seen: [...this.seen.entries()],
       streamStartMs: [...this.streamStartMs.entries()],
       metrics: { ...this.metrics },
@@ -361,7 +333,7 @@ export class DetectionEngine {
     Object.assign(engine.metrics, s.metrics);
     for (const [id, t] of s.seen) engine.seen.set(id, t);
     for (const [account, t] of s.streamStartMs) engine.streamStartMs.set(account, t);
-    for (const k of s.keys) engine.adopt(k);
+    for (const k of s.keys) engine.adopt(fromRecord(k, engine.poolOf(k.scope), engine.sketches));
     return engine;
   }
 
@@ -416,7 +388,7 @@ export class DetectionEngine {
     const keys: Array<[string, string | null]> = [];
     for (const id of this.changes.keys) {
       const k = this.keys.get(id);
-      keys.push([id, k ? encodeKey(k) : null]);
+      keys.push([id, k ? encodeKey(this.record(k)) : null]);
     }
     const out: EngineChanges = {
       meta: this.meta(),
@@ -450,16 +422,24 @@ export class DetectionEngine {
       Object.assign(engine.metrics, meta.metrics);
       for (const [account, t] of meta.streamStartMs) engine.streamStartMs.set(account, t);
     }
-    const restored: KeyState[] = [];
+    const restored: KeyRecord[] = [];
     for (const encoded of keys) restored.push(decodeKey(encoded));
     // The LRU order is by activity: rebuild it so eviction and expiry pick the same keys.
     restored.sort((a, b) => a.lastEventMs - b.lastEventMs);
-    for (const k of restored) engine.adopt(k);
+    for (const k of restored) engine.adopt(fromRecord(k, engine.poolOf(k.scope), engine.sketches));
     for (const [id, t] of seen) if (t + config.bucketMs > engine.closedThroughMs) engine.seen.set(id, t);
     return engine;
   }
 
   // ── internals ────────────────────────────────────────────────────────────
+
+  private poolOf(scope: InsightScope): SlotPool {
+    return scope === 'principalAction' ? this.principalPool : this.actionPool;
+  }
+
+  private record(k: KeyState): KeyRecord {
+    return toRecord(k, this.actionPool, this.sketches, this.seasonal, this.config.topN);
+  }
 
   private adopt(k: KeyState): void {
     this.keys.set(k.id, k);
@@ -512,38 +492,31 @@ export class DetectionEngine {
       // Least recently active first: re-insert to move to the end, once per key and bucket
       // rather than per event (the map's order only has to be right to the bucket).
       if (k.lastEventMs < bucket) {
-        this.keys.delete(proto.id);
-        this.keys.set(proto.id, k);
+        // By the key's own id: the event's copy of the same string would be kept as a second one.
+        this.keys.delete(k.id);
+        this.keys.set(k.id, k);
       }
     } else {
       const forward = this.forwardScopes.has(proto.scope);
-      k = {
-        id: proto.id,
-        scope: proto.scope,
-        insightType: proto.insightType,
-        accountId: this.intern(proto.accountId),
-        region: this.intern(proto.region),
-        service: this.intern(proto.service),
-        action: this.intern(proto.action),
-        principal: proto.principal === null ? null : this.intern(proto.principal),
-        errorCode: proto.errorCode === null ? null : this.intern(proto.errorCode),
-        lastFoldedMs: bucket - this.config.bucketMs,
-        observed: UNBORN,
-        mean: 0,
-        variance: 0,
-        hourlyVariance: 0,
-        hourly: this.seasonal && !forward ? new Array<number>(24).fill(0) : null,
-        burst: 0,
-        dayPeak: 0,
-        dayPeakMinute: 0,
-        dayPeakNear: false,
-        prevPeakMinute: -1,
-        baselineContributors: null,
-        pending: null,
-        streak: null,
-        lastEventMs: eventTimeMs,
-      };
-      if (forward) k.forward = true;
+      k = new KeyState(
+        {
+          id: proto.id,
+          scope: proto.scope,
+          insightType: proto.insightType,
+          accountId: this.intern(proto.accountId),
+          region: this.intern(proto.region),
+          service: this.intern(proto.service),
+          action: this.intern(proto.action),
+          principal: proto.principal === null ? null : this.intern(proto.principal),
+          errorCode: proto.errorCode === null ? null : this.intern(proto.errorCode),
+        },
+        forward,
+        this.poolOf(proto.scope).alloc(),
+      );
+      k.lastFoldedMs = bucket - this.config.bucketMs;
+      k.observed = UNBORN;
+      k.prevPeakMinute = -1;
+      k.lastEventMs = eventTimeMs;
       this.metrics.keysCreated++;
       this.evictIfFull();
       this.keys.set(proto.id, k);
@@ -615,7 +588,7 @@ export class DetectionEngine {
 
   /** Expected count of a bucket: its hour's profile once two days of history exist, else the mean. */
   private expected(k: KeyState, bucket: number): number {
-    if (k.hourly && k.observed >= this.seasonalAfterBuckets) return k.hourly[this.hourSlot(bucket)] as number;
+    if (this.seasonal && k.observed >= this.seasonalAfterBuckets) return hourlyOf(this.actionPool, k, this.hourSlot(bucket));
     return k.mean;
   }
 
@@ -631,7 +604,7 @@ export class DetectionEngine {
   }
 
   private variance(k: KeyState): number {
-    return k.hourly && k.observed >= this.seasonalAfterBuckets ? k.hourlyVariance : k.variance;
+    return this.seasonal && k.observed >= this.seasonalAfterBuckets ? k.hourlyVariance : k.variance;
   }
 
   /**
@@ -643,35 +616,30 @@ export class DetectionEngine {
     const residual = count - k.mean;
     k.mean += a * residual;
     k.variance = (1 - a) * (k.variance + a * residual * residual);
-    if (k.hourly) {
+    if (this.seasonal) {
       const slot = this.hourSlot(bucket);
-      const hourlyResidual = count - (k.hourly[slot] as number);
+      const hourlyResidual = count - hourlyOf(this.actionPool, k, slot);
       k.hourlyVariance = (1 - a) * (k.hourlyVariance + a * hourlyResidual * hourlyResidual);
       // Each hour's slot sees bucketsPerHour buckets a day: a cumulative average at first, then
       // an EWMA over about SEASON_DAYS days.
       const visits =
         Math.floor(k.observed / (24 * this.bucketsPerHour)) * this.bucketsPerHour + Math.floor((bucket % HOUR_MS) / this.config.bucketMs);
       const as = Math.max(1 / (visits + 1), 1 / (SEASON_DAYS * this.bucketsPerHour));
-      const prev = k.hourly[slot] as number;
-      k.hourly[slot] = prev + as * (count - prev);
+      const prev = hourlyOf(this.actionPool, k, slot);
+      setHourly(this.actionPool, k, slot, prev + as * (count - prev));
     }
     if (Math.floor(bucket / DAY_MS) !== Math.floor(k.lastFoldedMs / DAY_MS)) this.closeDay(k, bucket);
     k.burst = Math.max(k.burst * this.burstDecay, raw);
-    if (contributors) k.baselineContributors ??= {};
-    const baseline = k.baselineContributors;
-    if (baseline) {
-      for (const attr of ATTRIBUTES) {
-        // A principal's own key needs no sketch of who called: it is always the principal.
-        if (attr === 'userIdentityArn' && k.scope === 'principalAction') continue;
-        let sketch = baseline[attr];
-        if (!sketch && contributors) {
-          sketch = newHeavyHitters(this.config.topN);
-          baseline[attr] = sketch;
-        }
-        if (!sketch) continue;
-        hhScale(sketch, 1 - a);
-        if (contributors) hhMerge(sketch, contributors[attr], a);
+    for (let i = 0; i < SKETCH_ATTRIBUTES.length; i++) {
+      const attr = SKETCH_ATTRIBUTES[i] as AttributionAttribute;
+      // A principal's own key needs no sketch of who called: it is always the principal.
+      if (attr === 'userIdentityArn' && k.scope === 'principalAction') continue;
+      if (!this.sketches.has(k, i)) {
+        if (!contributors) continue;
+        this.sketches.create(k, i);
       }
+      this.sketches.scale(k, i, 1 - a);
+      if (contributors) this.sketches.merge(k, i, contributors[attr], a);
     }
     if (k.observed < this.windowBuckets) k.observed++;
     k.lastFoldedMs = bucket;
@@ -699,7 +667,8 @@ export class DetectionEngine {
     const expected = this.expected(k, b);
     const lambda = Math.max(expected, this.meanFloor);
     const learning = k.observed * c.bucketMs < c.minHistoryMs;
-    const variance = this.variance(k);
+    const cold = k.observed < this.seasonalAfterBuckets;
+    const variance = Math.max(this.variance(k), cold ? COLD_DISPERSION * lambda : 0);
     const score = learning ? 0 : spikeScore(count, expected, variance, this.meanFloor);
     // Above the key's own usual bursts too: a CI role that deploys a few times a day at 10× is
     // doing what it does, not something new.
@@ -767,7 +736,9 @@ export class DetectionEngine {
       // the next day is a habit and joins the burst memory at midnight UTC: at about the same
       // time of day (a nightly job), or at any time when it came close to firing (deployments).
       // Poisson noise rarely does either. Ordinary buckets only keep the memory from fading.
-      const learn = Math.min(count, k.burst);
+      // In the cold start (learning, then the first two days) the key has no habits yet to
+      // recognise a burst by: a burst that did not fire then is remembered as it comes.
+      const learn = learning || cold ? count : Math.min(count, k.burst);
       if (score >= c.scoreThreshold / 2 && count > k.dayPeak) {
         k.dayPeakNear = score >= NEAR_MISS * c.scoreThreshold;
         k.dayPeak = count;
@@ -824,8 +795,7 @@ export class DetectionEngine {
     if (attribute === 'userIdentityArn' && k.scope === 'principalAction' && k.principal !== null) {
       return [{ value: k.principal, count: baselineMean }];
     }
-    const sketch = k.baselineContributors?.[attribute];
-    return sketch ? hhTop(sketch, this.config.topN) : [];
+    return this.sketches.top(k, SKETCH_ATTRIBUTES.indexOf(attribute), this.config.topN);
   }
 
   /**
@@ -855,6 +825,7 @@ export class DetectionEngine {
     for (const b of Object.keys(k.pending ?? {})) this.pendingIndex.get(Number(b))?.delete(id);
     this.streaking.delete(id);
     this.keys.delete(id);
+    this.poolOf(k.scope).release(k.slot);
     this.changes?.keys.add(id);
   }
 
@@ -898,11 +869,11 @@ function toPartial(k: KeyState, bucketStartMs: number, acc: BucketAcc): BucketPa
   };
 }
 
-/** A key's checkpoint encoding: JSON of its plain state. */
-export function encodeKey(k: KeyState): string {
+/** A key's checkpoint encoding: JSON of its plain record (see KeyRecord). */
+export function encodeKey(k: KeyRecord): string {
   return JSON.stringify(k);
 }
 
-export function decodeKey(encoded: string): KeyState {
-  return JSON.parse(encoded) as KeyState;
+export function decodeKey(encoded: string): KeyRecord {
+  return JSON.parse(encoded) as KeyRecord;
 }

@@ -1,0 +1,431 @@
+import type { AttributionAttribute, InsightScope, InsightType } from '../contracts/types.ts';
+import type { HeavyHitters } from './sketch.ts';
+
+export type Contributors = Record<AttributionAttribute, HeavyHitters>;
+
+export interface BucketAcc {
+  count: number;
+  contributors: Contributors;
+}
+
+export interface Streak {
+  startMs: number;
+  /** End (exclusive) of the last anomalous bucket. */
+  lastEndMs: number;
+  buckets: number;
+  count: number;
+  peakScore: number;
+  /** Highest bucket count of the anomaly: remembered as a burst once it ends. */
+  peakCount: number;
+  startScore: number;
+  contributors: Contributors;
+  /** Baseline as it stood when the streak began: the anomaly must not report itself as normal. */
+  baselineMean: number;
+  baselineMinutes: number;
+  belowStreak: number;
+  started: boolean;
+}
+
+/**
+ * Where a key's state lives. A million keys must fit in a process (≤ 1 KiB each), so the numbers
+ * of every key (baseline, burst memory, hourly profile, baseline contributor counts) sit in a few
+ * large Float64Arrays, one fixed-size slot per key, instead of in objects with boxed doubles and
+ * growable arrays. A `KeyState` is a small object naming its key and pointing at its slot.
+ *
+ * Checkpoints do not see the pool: `toRecord`/`fromRecord` convert to and from `KeyRecord`, plain
+ * JSON-safe data in the shape checkpoints have always had, so old checkpoints still load.
+ */
+
+/** Slots per chunk of the pool: chunks are allocated as keys arrive, never copied to grow. */
+const CHUNK_SLOTS = 4096;
+
+/** Offsets in a slot. */
+export const F = {
+  lastFoldedMs: 0,
+  observed: 1,
+  mean: 2,
+  variance: 3,
+  hourlyVariance: 4,
+  burst: 5,
+  dayPeak: 6,
+  dayPeakMinute: 7,
+  dayPeakNear: 8,
+  prevPeakMinute: 9,
+  lastEventMs: 10,
+} as const;
+const FIXED = 11;
+
+/**
+ * Baseline contributor sketches kept per key, by attribute; a sketch's slot area is its scale, then
+ * its counts. Who called is last: a principal's own key has no use for it, so its slots stop before.
+ */
+export const SKETCH_ATTRIBUTES = ['userAgent', 'errorCode', 'userIdentityArn'] as const satisfies AttributionAttribute[];
+export type SketchAttribute = (typeof SKETCH_ATTRIBUTES)[number];
+
+/** A key's checkpoint form (also its snapshot form): plain data. */
+export interface KeyRecord {
+  id: string;
+  scope: InsightScope;
+  insightType: InsightType;
+  accountId: string;
+  region: string;
+  service: string;
+  action: string;
+  principal: string | null;
+  errorCode: string | null;
+  lastFoldedMs: number;
+  observed: number;
+  mean: number;
+  variance: number;
+  hourlyVariance: number;
+  hourly: number[] | null;
+  burst: number;
+  dayPeak: number;
+  dayPeakMinute: number;
+  dayPeakNear: boolean;
+  prevPeakMinute: number;
+  baselineContributors: Partial<Record<AttributionAttribute, HeavyHitters>> | null;
+  pending: Record<string, BucketAcc> | null;
+  streak: Streak | null;
+  lastEventMs: number;
+  forward?: true;
+}
+
+/** Fixed-stride slots in chunked Float64Arrays, with a free list. */
+export class SlotPool {
+  readonly stride: number;
+  readonly capacity: number;
+  readonly hourlyAt = FIXED;
+  readonly hourly: boolean;
+  private readonly sketchesAt: number;
+  private readonly chunks: Float64Array[] = [];
+  private readonly free: number[] = [];
+  private next = 0;
+
+  /**
+   * `capacity`: counts kept per baseline sketch; `sketches`: how many of SKETCH_ATTRIBUTES a slot
+   * has room for; `hourly`: whether slots carry a 24-hour profile. Pools that differ only in
+   * `sketches` lay slots out alike, so one BaselineSketches serves them all.
+   */
+  constructor(capacity: number, sketches: number, hourly: boolean) {
+    this.capacity = capacity;
+    this.hourly = hourly;
+    this.sketchesAt = FIXED + (hourly ? 24 : 0);
+    this.stride = this.sketchesAt + sketches * (capacity + 1);
+  }
+
+  /** A zeroed slot: its chunk and its offset in the chunk. */
+  alloc(): { slot: number; f: Float64Array; o: number } {
+    const slot = this.free.pop() ?? this.next++;
+    const c = Math.floor(slot / CHUNK_SLOTS);
+    while (this.chunks.length <= c) this.chunks.push(new Float64Array(CHUNK_SLOTS * this.stride));
+    const f = this.chunks[c] as Float64Array;
+    const o = (slot % CHUNK_SLOTS) * this.stride;
+    f.fill(0, o, o + this.stride);
+    return { slot, f, o };
+  }
+
+  release(slot: number): void {
+    this.free.push(slot);
+  }
+
+  /** Where a sketch's scale sits in a slot; its counts follow. */
+  sketchAt(attr: number): number {
+    return this.sketchesAt + attr * (this.capacity + 1);
+  }
+}
+
+/** Everything kept per key: its identity, a slot of numbers, and the few things that are not numbers. */
+export class KeyState {
+  readonly id: string;
+  readonly scope: InsightScope;
+  readonly insightType: InsightType;
+  readonly accountId: string;
+  region: string;
+  readonly service: string;
+  readonly action: string;
+  readonly principal: string | null;
+  readonly errorCode: string | null;
+  /** Only aggregated per bucket and forwarded as a BucketPartial (to the stage that judges it), never judged here. */
+  readonly forward: boolean;
+  readonly slot: number;
+  /** The pool chunk holding this key's slot, and the slot's offset in it. */
+  readonly f: Float64Array;
+  readonly o: number;
+  /** Values of each baseline contributor sketch (by SKETCH_ATTRIBUTES index); null until first used. Counts are in the slot. */
+  sketches: [string[] | null, string[] | null, string[] | null];
+  /** Buckets not yet closed by the watermark, by bucket start. */
+  pending: Record<string, BucketAcc> | null;
+  /** An anomalous streak: a candidate before Start, the open Insight after it. */
+  streak: Streak | null;
+
+  constructor(
+    identity: Pick<KeyRecord, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>,
+    forward: boolean,
+    place: { slot: number; f: Float64Array; o: number },
+  ) {
+    this.id = identity.id;
+    this.scope = identity.scope;
+    this.insightType = identity.insightType;
+    this.accountId = identity.accountId;
+    this.region = identity.region;
+    this.service = identity.service;
+    this.action = identity.action;
+    this.principal = identity.principal;
+    this.errorCode = identity.errorCode;
+    this.forward = forward;
+    this.slot = place.slot;
+    this.f = place.f;
+    this.o = place.o;
+    this.sketches = [null, null, null];
+    this.pending = null;
+    this.streak = null;
+  }
+
+  get lastFoldedMs(): number {
+    return this.f[this.o + F.lastFoldedMs] as number;
+  }
+  set lastFoldedMs(v: number) {
+    this.f[this.o + F.lastFoldedMs] = v;
+  }
+  /** Buckets of history in the baseline (capped at the window); −1 before the first bucket is judged. */
+  get observed(): number {
+    return this.f[this.o + F.observed] as number;
+  }
+  set observed(v: number) {
+    this.f[this.o + F.observed] = v;
+  }
+  get mean(): number {
+    return this.f[this.o + F.mean] as number;
+  }
+  set mean(v: number) {
+    this.f[this.o + F.mean] = v;
+  }
+  /** EWMA of squared residuals around the mean. */
+  get variance(): number {
+    return this.f[this.o + F.variance] as number;
+  }
+  set variance(v: number) {
+    this.f[this.o + F.variance] = v;
+  }
+  /** EWMA of squared residuals around the hourly profile, learned from the start so it is ready when the profile is. */
+  get hourlyVariance(): number {
+    return this.f[this.o + F.hourlyVariance] as number;
+  }
+  set hourlyVariance(v: number) {
+    this.f[this.o + F.hourlyVariance] = v;
+  }
+  /** Burst memory: the highest raw count of a bucket, fading with a one-week half-life. */
+  get burst(): number {
+    return this.f[this.o + F.burst] as number;
+  }
+  set burst(v: number) {
+    this.f[this.o + F.burst] = v;
+  }
+  /** Today's highest suspicious-but-quiet count, and its minute of the day. */
+  get dayPeak(): number {
+    return this.f[this.o + F.dayPeak] as number;
+  }
+  set dayPeak(v: number) {
+    this.f[this.o + F.dayPeak] = v;
+  }
+  get dayPeakMinute(): number {
+    return this.f[this.o + F.dayPeakMinute] as number;
+  }
+  set dayPeakMinute(v: number) {
+    this.f[this.o + F.dayPeakMinute] = v;
+  }
+  /** Whether today's peak came close to firing. */
+  get dayPeakNear(): boolean {
+    return this.f[this.o + F.dayPeakNear] === 1;
+  }
+  set dayPeakNear(v: boolean) {
+    this.f[this.o + F.dayPeakNear] = v ? 1 : 0;
+  }
+  /** Yesterday's peak minute, −1 when there was none. */
+  get prevPeakMinute(): number {
+    return this.f[this.o + F.prevPeakMinute] as number;
+  }
+  set prevPeakMinute(v: number) {
+    this.f[this.o + F.prevPeakMinute] = v;
+  }
+  get lastEventMs(): number {
+    return this.f[this.o + F.lastEventMs] as number;
+  }
+  set lastEventMs(v: number) {
+    this.f[this.o + F.lastEventMs] = v;
+  }
+}
+
+const RESCALE_BELOW = 1e-100;
+
+/**
+ * A key's baseline contributor sketches: Space-Saving (as in sketch.ts, same arithmetic, so
+ * results do not depend on where the state lives) with the values in a small exact-size array on
+ * the key and the scale and counts in its slot.
+ */
+export class BaselineSketches {
+  private readonly pool: SlotPool;
+  private readonly intern: (value: string) => string;
+
+  constructor(pool: SlotPool, intern: (value: string) => string) {
+    this.pool = pool;
+    this.intern = intern;
+  }
+
+  has(k: KeyState, attr: number): boolean {
+    return k.sketches[attr] !== null;
+  }
+
+  create(k: KeyState, attr: number): void {
+    k.sketches[attr] = [];
+    k.f[k.o + this.pool.sketchAt(attr)] = 1;
+  }
+
+  add(k: KeyState, attr: number, value: string, weight: number): void {
+    const values = k.sketches[attr] as string[];
+    const at = k.o + this.pool.sketchAt(attr);
+    const f = k.f;
+    const stored = weight / (f[at] as number);
+    const i = values.indexOf(value);
+    if (i >= 0) {
+      f[at + 1 + i] = (f[at + 1 + i] as number) + stored;
+      return;
+    }
+    if (values.length < this.pool.capacity) {
+      f[at + 1 + values.length] = stored;
+      // A new exact-size array: a pushed-to (or spread) one reserves room for 17 values.
+      const next = new Array<string>(values.length + 1);
+      for (let j = 0; j < values.length; j++) next[j] = values[j] as string;
+      next[values.length] = this.intern(value);
+      k.sketches[attr] = next;
+      return;
+    }
+    let min = 0;
+    for (let j = 1; j < values.length; j++) if ((f[at + 1 + j] as number) < (f[at + 1 + min] as number)) min = j;
+    values[min] = this.intern(value);
+    f[at + 1 + min] = (f[at + 1 + min] as number) + stored;
+  }
+
+  merge(k: KeyState, attr: number, from: HeavyHitters, factor: number): void {
+    for (let i = 0; i < from.values.length; i++)
+      this.add(k, attr, from.values[i] as string, (from.counts[i] as number) * from.scale * factor);
+  }
+
+  scale(k: KeyState, attr: number, factor: number): void {
+    const values = k.sketches[attr] as string[];
+    const at = k.o + this.pool.sketchAt(attr);
+    const f = k.f;
+    f[at] = (f[at] as number) * factor;
+    const scale = f[at] as number;
+    if (scale < RESCALE_BELOW) {
+      for (let i = 0; i < values.length; i++) f[at + 1 + i] = (f[at + 1 + i] as number) * scale;
+      f[at] = 1;
+    }
+  }
+
+  top(k: KeyState, attr: number, n: number): Array<{ value: string; count: number }> {
+    const values = k.sketches[attr];
+    if (!values) return [];
+    const at = k.o + this.pool.sketchAt(attr);
+    const scale = k.f[at] as number;
+    return values
+      .map((value, i) => ({ value, count: (k.f[at + 1 + i] as number) * scale }))
+      .sort((a, b) => b.count - a.count || (a.value < b.value ? -1 : a.value > b.value ? 1 : 0))
+      .slice(0, n);
+  }
+
+  /** As a plain HeavyHitters (for checkpoints). */
+  toPlain(k: KeyState, attr: number, capacity: number): HeavyHitters | null {
+    const values = k.sketches[attr];
+    if (!values) return null;
+    const at = k.o + this.pool.sketchAt(attr);
+    return { capacity, values: [...values], counts: values.map((_, i) => k.f[at + 1 + i] as number), scale: k.f[at] as number };
+  }
+
+  fromPlain(k: KeyState, attr: number, sketch: HeavyHitters): void {
+    const n = Math.min(sketch.values.length, this.pool.capacity);
+    const at = k.o + this.pool.sketchAt(attr);
+    k.sketches[attr] = sketch.values.slice(0, n).map(this.intern);
+    k.f[at] = sketch.scale;
+    for (let i = 0; i < n; i++) k.f[at + 1 + i] = sketch.counts[i] as number;
+  }
+}
+
+/** A key's hourly profile value for an hour of the day. */
+export function hourlyOf(pool: SlotPool, k: KeyState, hour: number): number {
+  return k.f[k.o + pool.hourlyAt + hour] as number;
+}
+
+export function setHourly(pool: SlotPool, k: KeyState, hour: number, value: number): void {
+  k.f[k.o + pool.hourlyAt + hour] = value;
+}
+
+const NUMBERS = [
+  'lastFoldedMs',
+  'observed',
+  'mean',
+  'variance',
+  'hourlyVariance',
+  'burst',
+  'dayPeak',
+  'dayPeakMinute',
+  'prevPeakMinute',
+  'lastEventMs',
+] as const;
+
+/** The checkpoint form of a key. `hourly`: whether the engine keeps hourly profiles. */
+export function toRecord(k: KeyState, pool: SlotPool, sketches: BaselineSketches, hourly: boolean, topN: number): KeyRecord {
+  let baselineContributors: KeyRecord['baselineContributors'] = null;
+  SKETCH_ATTRIBUTES.forEach((attr, i) => {
+    const plain = sketches.toPlain(k, i, topN);
+    if (!plain) return;
+    baselineContributors ??= {};
+    baselineContributors[attr] = plain;
+  });
+  const record: KeyRecord = {
+    id: k.id,
+    scope: k.scope,
+    insightType: k.insightType,
+    accountId: k.accountId,
+    region: k.region,
+    service: k.service,
+    action: k.action,
+    principal: k.principal,
+    errorCode: k.errorCode,
+    lastFoldedMs: k.lastFoldedMs,
+    observed: k.observed,
+    mean: k.mean,
+    variance: k.variance,
+    hourlyVariance: k.hourlyVariance,
+    hourly: hourly && !k.forward ? Array.from({ length: 24 }, (_, h) => hourlyOf(pool, k, h)) : null,
+    burst: k.burst,
+    dayPeak: k.dayPeak,
+    dayPeakMinute: k.dayPeakMinute,
+    dayPeakNear: k.dayPeakNear,
+    prevPeakMinute: k.prevPeakMinute,
+    baselineContributors,
+    pending: k.pending,
+    streak: k.streak,
+    lastEventMs: k.lastEventMs,
+  };
+  if (k.forward) record.forward = true;
+  return record;
+}
+
+/** A key back from its checkpoint form, in a fresh slot. The record's pending and streak are taken over, not copied. */
+export function fromRecord(r: KeyRecord, pool: SlotPool, sketches: BaselineSketches): KeyState {
+  const k = new KeyState(r, r.forward === true, pool.alloc());
+  for (const name of NUMBERS) k[name] = r[name];
+  k.dayPeakNear = r.dayPeakNear;
+  // A record from an engine with another seasonality setting: the profile is kept only where a slot has room.
+  for (let h = 0; pool.hourly && r.hourly && h < Math.min(24, r.hourly.length); h++) setHourly(pool, k, h, r.hourly[h] as number);
+  SKETCH_ATTRIBUTES.forEach((attr, i) => {
+    const plain = r.baselineContributors?.[attr];
+    // A principal's slot has no room for who called (it is always the principal).
+    if (plain && !(attr === 'userIdentityArn' && r.scope === 'principalAction')) sketches.fromPlain(k, i, plain);
+  });
+  k.pending = r.pending;
+  k.streak = r.streak;
+  return k;
+}
