@@ -143,6 +143,16 @@ export const detectorSchema = z.strictObject({
     .int()
     .positive()
     .default(1024 * 1024), // 1 MiB
+  /**
+   * A batch, restore or idle advance stuck this long (a broker that never comes back, a client
+   * wedged after a failover) ends the process with status 1, for its supervisor to restart:
+   * state and offsets are transactional, so a restart loses nothing.
+   */
+  stallTimeoutMs: z
+    .number()
+    .int()
+    .positive()
+    .default(5 * 60_000), // five minutes
   /** A member silent this long is dropped from the group and its partitions move (broker minimum: 6 s). */
   sessionTimeoutMs: z.number().int().positive().default(30_000), // thirty seconds
 });

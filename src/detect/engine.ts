@@ -50,6 +50,8 @@ const COLD_DISPERSION = 4;
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
 const SNAPSHOT_VERSION = 1;
+/** Capacity of a bucket's sketches while partials add up in it: in effect unbounded (a few per upstream partition). */
+const EXACT_CAPACITY = 1_000_000;
 /** Interned identity strings kept at most; past it the pool starts over (correctness never depends on it). */
 const MAX_INTERNED = 1_000_000;
 /** `observed` of a key whose first bucket is not judged yet. */
@@ -349,7 +351,9 @@ export class DetectionEngine {
       }
       this.noteAccountStart(p.key.accountId, p.bucketStartMs);
       const k = this.touch(p.key, p.bucketStartMs, p.bucketStartMs, p.key.region);
-      const acc = this.accumulator(k, p.bucketStartMs);
+      // Exact sums while the bucket is open: partials arrive in an order that depends on timing,
+      // and a bounded sketch would depend on it too. Cut to size, in a fixed order, at close.
+      const acc = this.accumulator(k, p.bucketStartMs, EXACT_CAPACITY);
       acc.count += p.count;
       for (const attr of ATTRIBUTES) for (const [value, n] of p.contributors[attr]) hhAdd(acc.contributors[attr], value, n);
     }
@@ -527,16 +531,27 @@ export class DetectionEngine {
     return k;
   }
 
-  private accumulator(k: KeyState, bucket: number): BucketAcc {
+  private accumulator(k: KeyState, bucket: number, capacity = this.capacity): BucketAcc {
     const slot = String(bucket);
     k.pending ??= {};
     let acc = k.pending[slot];
     if (!acc) {
-      acc = { count: 0, contributors: newContributors(this.capacity) };
+      acc = { count: 0, contributors: newContributors(capacity) };
       k.pending[slot] = acc;
       this.indexPending(bucket, k.id);
     }
     return acc;
+  }
+
+  /** An exact accumulator (of partials) cut to the usual sketch size, largest first, ties by value: the same whatever the arrival order. */
+  private canonical(acc: BucketAcc): void {
+    for (const attr of ATTRIBUTES) {
+      const exact = acc.contributors[attr];
+      if (exact.capacity <= this.capacity) continue;
+      const sketch = newHeavyHitters(this.capacity);
+      for (const { value, count } of hhTop(exact, this.capacity)) hhAdd(sketch, value, count);
+      acc.contributors[attr] = sketch;
+    }
   }
 
   private indexPending(bucket: number, id: string): void {
@@ -570,6 +585,7 @@ export class DetectionEngine {
         if (Object.keys(k.pending).length === 0) k.pending = null;
       }
       this.changes?.keys.add(id);
+      if (acc) this.canonical(acc);
       if (k.forward) {
         if (acc) this.partials.push(toPartial(k, b, acc));
         continue;

@@ -33,6 +33,19 @@ export interface DetectorRuntimeOptions {
   onInsight?: (insight: Insight) => void;
   /** Wall clock, replaceable in tests. */
   now?: () => number;
+  /**
+   * The detector cannot go on (the consumer crashed for good, or work stalled past
+   * detector.stallTimeoutMs). Default: log and exit with status 1 for a supervisor to restart.
+   */
+  onFatal?: (err: Error) => void;
+}
+
+const STARTUP_RETRY_MS = 120_000;
+
+/** Whether a Kafka client error is worth another try (broker restarting, leader moving, coordinator loading). */
+function retriable(err: unknown): boolean {
+  const e = err as { retriable?: boolean; name?: string };
+  return e?.retriable === true || /Connection|NotLeader|Coordinator|Leader|Timeout/i.test(e?.name ?? '');
 }
 
 const IDLE_TICK_MS = 1_000;
@@ -92,6 +105,9 @@ export class DetectorRuntime {
   /** Serializes batches, idle ticks and rebalances: stages are single-threaded by design. */
   private chain: Promise<void> = Promise.resolve();
   private idleTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  /** Wall time the serialized work in hand began; null when idle. */
+  private busySince: number | null = null;
   private stopping = false;
 
   constructor(opts: DetectorRuntimeOptions) {
@@ -133,9 +149,32 @@ export class DetectorRuntime {
 
   async start(): Promise<void> {
     const { config } = this.opts;
-    await this.admin.connect();
-    this.topics = await ensureDetectorTopics(this.admin, config);
-    this.insightSchemaId = (await registerContracts(this.opts.registry, config.topics)).insight;
+    // A broker or registry that is restarting is waited for, not a reason to give up.
+    const deadline = this.now() + STARTUP_RETRY_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.admin.connect();
+        this.topics = await ensureDetectorTopics(this.admin, config);
+        this.insightSchemaId = (await registerContracts(this.opts.registry, config.topics)).insight;
+        break;
+      } catch (err) {
+        const canRetry = retriable(err) || (err as { canRetry?: boolean }).canRetry === true;
+        if (!canRetry || this.now() > deadline) throw err;
+        this.log.warn({ err: errorMessage(err), attempt }, 'Kafka or the registry is not ready: retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** attempt)));
+      }
+    }
+    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
+      if (payload.restart || this.stopping) return;
+      this.fatal(new Error(`the consumer crashed and will not restart: ${errorMessage(payload.error)}`));
+    });
+    this.watchdog = setInterval(() => {
+      const { stallTimeoutMs } = this.opts.config.detector;
+      if (this.busySince !== null && this.now() - this.busySince > stallTimeoutMs && !this.stopping) {
+        this.fatal(new Error(`no progress for ${stallTimeoutMs} ms (detector.stallTimeoutMs): restarting is safe, state is in Kafka`));
+      }
+    }, 1_000);
+    this.watchdog.unref();
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: [config.topics.events, this.topics.actions], fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
@@ -169,6 +208,7 @@ export class DetectorRuntime {
     if (this.stopping) return;
     this.stopping = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
+    if (this.watchdog) clearInterval(this.watchdog);
     await this.consumer.disconnect();
     await this.chain.catch(() => undefined);
     for (const task of [...this.tasks.values()]) await this.closeTask(task);
@@ -176,8 +216,21 @@ export class DetectorRuntime {
     this.log.info({ ...this.metrics, engine: this.engineMetrics() }, 'detector stopped');
   }
 
+  private fatal(err: Error): void {
+    this.log.fatal({ err: err.message }, 'detector cannot go on');
+    if (this.opts.onFatal) this.opts.onFatal(err);
+    else process.exit(1);
+  }
+
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn);
+    const run = this.chain.then(async () => {
+      this.busySince = this.now();
+      try {
+        return await fn();
+      } finally {
+        this.busySince = null;
+      }
+    });
     this.chain = run.then(
       () => undefined,
       () => undefined,
