@@ -53,9 +53,15 @@ async function main(argv: string[]): Promise<number> {
   return command(rest);
 }
 
+/** Once a command is done, a client library's lingering reconnect timer must not keep the process up. */
+function exitSoon(): void {
+  setTimeout(() => process.exit(), 2_000).unref();
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    exitSoon();
   },
   (err: unknown) => {
     if (err instanceof ConfigError || (isTrailwatchError(err) && err.fault === 'user')) {
@@ -66,5 +72,6 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`trailwatch: ${(err as Error)?.stack ?? String(err)}\n`);
     }
     process.exitCode = 1;
+    exitSoon();
   },
 );

@@ -48,8 +48,11 @@ export const topicsSchema = z.strictObject({
   events: z.string().min(1).default('trailwatch.events'),
   alerts: z.string().min(1).default('trailwatch.insights'),
   deadLetter: z.string().min(1).default('trailwatch.dlq'),
-  /** The detector's repartition topic: per-action bucket counts keyed by action, and watermarks. */
-  actions: z.string().min(1).default('trailwatch.actions'),
+  /**
+   * The detector's repartition topic (per-action bucket counts keyed by action, and watermarks).
+   * Null: `<detector.groupId>-actions-repartition`, so two detector groups never share one.
+   */
+  actions: z.string().min(1).nullable().default(null),
   /** Partitions for topics trailwatch creates itself. */
   partitions: z.number().int().positive().default(3),
   replicationFactor: z.number().int().positive().default(1),
@@ -137,6 +140,12 @@ export const detectorSchema = z.strictObject({
     .int()
     .positive()
     .default(7 * DAY_MS),
+  /** Larger event records are dead-lettered (TW_RECORD_TOO_LARGE) without being decoded. */
+  maxRecordBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024), // 1 MiB: an audit event is a few hundred bytes
   /** Most bytes fetched per partition and batch: bounds memory and the size of one transaction. */
   fetchMaxBytes: z
     .number()

@@ -112,7 +112,7 @@ export class DetectorRuntime {
 
   constructor(opts: DetectorRuntimeOptions) {
     this.opts = opts;
-    this.codec = new EventCodec(opts.registry);
+    this.codec = new EventCodec(opts.registry, { maxRecordBytes: opts.config.detector.maxRecordBytes });
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
     const d = opts.config.detector;

@@ -64,6 +64,11 @@ export function changelogTopics(groupId: string): { principal: string; action: s
   return { principal: `${groupId}-principal-changelog`, action: `${groupId}-action-changelog` };
 }
 
+/** The repartition topic: configured, or named after the group (as Kafka Streams names its own). */
+export function actionsTopic(config: Config): string {
+  return config.topics.actions ?? `${config.detector.groupId}-actions-repartition`;
+}
+
 /**
  * Creates what the detector needs: the public topics, the repartition topic, and one compacted
  * changelog per stage with as many partitions as the topic the stage reads (a task's state sits
@@ -93,11 +98,11 @@ export async function ensureDetectorTopics(admin: Admin, config: Config): Promis
       numPartitions: topics.partitions,
       configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 3_600_000) }],
     },
-    { topic: topics.actions, numPartitions: topics.partitions },
+    { topic: actionsTopic(config), numPartitions: topics.partitions },
   ]);
   const partitionsOf = async (topic: string) => (await admin.fetchTopicOffsets(topic)).length;
   const eventPartitions = await partitionsOf(topics.events);
-  const actionPartitions = await partitionsOf(topics.actions);
+  const actionPartitions = await partitionsOf(actionsTopic(config));
   const compacted = [{ name: 'cleanup.policy', value: 'compact' }];
   await create([
     { topic: changelogs.principal, numPartitions: eventPartitions, configEntries: compacted },
@@ -118,7 +123,7 @@ export async function ensureDetectorTopics(admin: Admin, config: Config): Promis
     }
   }
   return {
-    actions: topics.actions,
+    actions: actionsTopic(config),
     principalChangelog: changelogs.principal,
     actionChangelog: changelogs.action,
     eventPartitions,

@@ -37,7 +37,7 @@ describe('detector end to end', { timeout: 240_000 }, () => {
         kafka: { brokers: stack.brokers },
         registry: { url: stack.registryUrl },
         topics: { events: `tw-e2e-${run}.events`, alerts: `tw-e2e-${run}.insights`, deadLetter: `tw-e2e-${run}.dlq`, partitions: 3 },
-        detector: { groupId: `tw-e2e-${run}`, allowedLatenessMs: 60_000, minHistoryMs: 30 * 60_000, idleAdvanceMs: 3_000 },
+        detector: { groupId: `tw-e2e-${run}`, allowedLatenessMs: 60_000, minHistoryMs: 30 * 60_000, idleAdvanceMs: 3_000, maxRecordBytes: 4_096 },
       },
     });
     const kafka = createKafka(config.kafka, logger);
@@ -56,6 +56,7 @@ describe('detector end to end', { timeout: 240_000 }, () => {
       messages: [
         { key: 'bad-1', value: Buffer.from('{"eventName":"RunInstances"}'), headers: { origin: 'test' } },
         { key: 'bad-2', value: unknownId },
+        { key: 'bad-3', value: Buffer.concat([Buffer.from([0, 0, 0, 0, 1]), Buffer.alloc(5_000, 0x61)]) },
       ],
     });
     await raw.disconnect();
@@ -128,7 +129,7 @@ describe('detector end to end', { timeout: 240_000 }, () => {
           origin: headerString(m.headers, 'origin'),
           value: m.value as Buffer,
         });
-        return letters.length >= 2;
+        return letters.length >= 3;
       },
       60_000,
     );
@@ -139,7 +140,10 @@ describe('detector end to end', { timeout: 240_000 }, () => {
     assert.equal(letters[0]?.origin, 'test', 'original headers are kept');
     assert.equal(letters[0]?.value.toString(), '{"eventName":"RunInstances"}');
     assert.equal(letters[1]?.code, 'TW_SCHEMA_UNKNOWN');
-    assert.ok(runtime.metrics.recordsConsumed >= events.length + 2);
+    assert.equal(letters[2]?.code, 'TW_RECORD_TOO_LARGE');
+    assert.equal(letters[2]?.value.length, 5_005, 'the original bytes, all of them');
+    assert.deepEqual(runtime.metrics.deadLetters, { TW_DESERIALIZE: 1, TW_SCHEMA_UNKNOWN: 1, TW_RECORD_TOO_LARGE: 1 });
+    assert.ok(runtime.metrics.recordsConsumed >= events.length + 3);
     assert.equal(runtime.engineMetrics().eventsProcessed, events.length);
   });
 });
