@@ -37,7 +37,13 @@ describe('detector end to end', { timeout: 240_000 }, () => {
         kafka: { brokers: stack.brokers },
         registry: { url: stack.registryUrl },
         topics: { events: `tw-e2e-${run}.events`, alerts: `tw-e2e-${run}.insights`, deadLetter: `tw-e2e-${run}.dlq`, partitions: 3 },
-        detector: { groupId: `tw-e2e-${run}`, allowedLatenessMs: 60_000, minHistoryMs: 30 * 60_000, idleAdvanceMs: 3_000, maxRecordBytes: 4_096 },
+        detector: {
+          groupId: `tw-e2e-${run}`,
+          allowedLatenessMs: 60_000,
+          minHistoryMs: 30 * 60_000,
+          idleAdvanceMs: 3_000,
+          maxRecordBytes: 4_096,
+        },
       },
     });
     const kafka = createKafka(config.kafka, logger);
