@@ -28,12 +28,21 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
   });
 }
 
-async function topicRecordCount(brokers: string[], topic: string): Promise<number> {
+/**
+ * Records in `topic`, asked until it reaches `expected` or 15 s pass: a broker that has just
+ * created the topic may answer ListOffsets from metadata a moment old.
+ */
+async function topicRecordCount(brokers: string[], topic: string, expected: number): Promise<number> {
   const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
-    const offsets = await admin.fetchTopicOffsets(topic);
-    return offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      const count = offsets.reduce((n, o) => n + Number(o.high) - Number(o.low), 0);
+      if (count >= expected || Date.now() > deadline) return count;
+      await new Promise((r) => setTimeout(r, 250));
+    }
   } finally {
     await admin.disconnect();
   }
@@ -62,7 +71,7 @@ describe('trailwatch publish cloudtrail', { timeout: 180_000 }, () => {
     const r = await cli(['publish', 'cloudtrail', '--topic', topic, INVICTUS_DIR], env);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`^2900 records published to ${topic} from 55 files, 0 rejected`));
-    assert.equal(await topicRecordCount(stack.brokers, topic), 2900);
+    assert.equal(await topicRecordCount(stack.brokers, topic, 2900), 2900);
   });
 
   test('bad records are reported with file and index, the good ones are published, exit 2', async () => {
@@ -76,6 +85,6 @@ describe('trailwatch publish cloudtrail', { timeout: 180_000 }, () => {
     assert.match(r.stderr, /malformed\.json: malformed JSON at line 3/);
     const published = Number(/^(\d+) records published/.exec(r.stdout)?.[1]);
     assert.ok(published > 0);
-    assert.equal(await topicRecordCount(stack.brokers, topic), published);
+    assert.equal(await topicRecordCount(stack.brokers, topic, published), published);
   });
 });
