@@ -34,7 +34,11 @@ const HOUR_MS = 60 * MINUTE_MS;
 const DAY_MS = 24 * HOUR_MS;
 /** Days an hour-of-day slot averages over once it has warmed up. */
 const SEASON_DAYS = 7;
-/** Half-life of a key's burst memory: the highest recent count fades by half in a week. */
+/**
+ * Half-life of a key's burst memory, in working time: the highest recent count fades by half in
+ * seven working days. Saturdays and Sundays (UTC) do not count: a deploy role's Monday is judged
+ * against Friday's deployments, not against a memory the weekend faded.
+ */
 const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 /** A bucket scoring at least this share of the threshold is a near miss, remembered for the day. */
 const NEAR_MISS = 0.8;
@@ -149,6 +153,8 @@ export interface EngineChanges {
   accountStarts: Array<[string, number]>;
 }
 
+/** Saturday or Sunday, UTC (1970-01-01 was a Thursday). */
+const isWeekend = (ms: number): boolean => (((Math.floor(ms / DAY_MS) + 3) % 7) + 7) % 7 >= 5;
 const finiteOrNull = (n: number): number | null => (Number.isFinite(n) ? n : null);
 const orNegInf = (n: number | null | undefined): number => (n === null || n === undefined ? Number.NEGATIVE_INFINITY : n);
 
@@ -645,7 +651,7 @@ export class DetectionEngine {
       setHourly(this.actionPool, k, slot, prev + as * (count - prev));
     }
     if (Math.floor(bucket / DAY_MS) !== Math.floor(k.lastFoldedMs / DAY_MS)) this.closeDay(k, bucket);
-    k.burst = Math.max(k.burst * this.burstDecay, raw);
+    k.burst = Math.max(isWeekend(bucket) ? k.burst : k.burst * this.burstDecay, raw);
     for (let i = 0; i < SKETCH_ATTRIBUTES.length; i++) {
       const attr = SKETCH_ATTRIBUTES[i] as AttributionAttribute;
       // A principal's own key needs no sketch of who called: it is always the principal.
