@@ -42,6 +42,8 @@ const SEASON_DAYS = 7;
 const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 /** A bucket scoring at least this share of the threshold is a near miss, remembered for the day. */
 const NEAR_MISS = 0.8;
+/** A near miss recurring within this many days of the previous one is a habit. */
+const NEAR_MISS_RECUR_DAYS = 7;
 /** Two daily peaks this close in time of day make a habit. */
 const HABIT_WINDOW_MINUTES = 90;
 /**
@@ -526,6 +528,7 @@ export class DetectionEngine {
       k.lastFoldedMs = bucket - this.config.bucketMs;
       k.observed = UNBORN;
       k.prevPeakMinute = -1;
+      k.nearDay = -1;
       k.lastEventMs = eventTimeMs;
       this.metrics.keysCreated++;
       this.evictIfFull();
@@ -614,12 +617,20 @@ export class DetectionEngine {
     return k.mean;
   }
 
-  /** At the first bucket of a new UTC day: a peak that recurred at about the same time is a habit. */
+  /**
+   * At the first bucket of a new UTC day: a peak that recurred at about the same time is a habit,
+   * and so is a near miss that recurs within a week (deployments skip weekends and some days).
+   */
   private closeDay(k: KeyState, bucket: number): void {
-    const yesterday = Math.floor(bucket / DAY_MS) - Math.floor(k.lastFoldedMs / DAY_MS) === 1;
+    const closed = Math.floor(k.lastFoldedMs / DAY_MS);
+    const yesterday = Math.floor(bucket / DAY_MS) - closed === 1;
     if (k.dayPeak > 0 && k.prevPeakMinute >= 0 && yesterday) {
       const apart = Math.abs(k.dayPeakMinute - k.prevPeakMinute);
       if (k.dayPeakNear || Math.min(apart, 1_440 - apart) <= HABIT_WINDOW_MINUTES) k.burst = Math.max(k.burst, k.dayPeak);
+    }
+    if (k.dayPeak > 0 && k.dayPeakNear) {
+      if (k.nearDay >= 0 && closed - k.nearDay <= NEAR_MISS_RECUR_DAYS) k.burst = Math.max(k.burst, k.dayPeak);
+      k.nearDay = closed;
     }
     k.prevPeakMinute = k.dayPeak > 0 && yesterday ? k.dayPeakMinute : -1;
     k.dayPeak = 0;

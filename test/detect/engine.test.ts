@@ -232,6 +232,15 @@ describe('habits over days', () => {
     assert.deepEqual(startDays(wednesday), [9]);
   });
 
+  test('a near miss that recurs within a week is a habit, on days far apart and at any time', () => {
+    const deployments = [burst(0, 10, 20), burst(2, 9, 26), burst(4, 15, 26)];
+    const out = runAll(new DetectionEngine(cfg), days(8, all(...deployments, burst(7, 11, 45))));
+    assert.deepEqual(startDays(out), []);
+    // Without the recurrence the Monday burst stands out.
+    const once = runAll(new DetectionEngine(cfg), days(8, all(burst(0, 10, 20), burst(2, 9, 26), burst(7, 11, 45))));
+    assert.deepEqual(startDays(once), [7]);
+  });
+
   test('a slow ramp cannot teach the burst memory while it climbs', () => {
     const ramp = (day: number, minute: number) =>
       day === 3 && minute >= 600 && minute < 720 ? Math.floor((21 * (minute - 600 + 1)) / 120) : 0;
