@@ -34,10 +34,16 @@ const HOUR_MS = 60 * MINUTE_MS;
 const DAY_MS = 24 * HOUR_MS;
 /** Days an hour-of-day slot averages over once it has warmed up. */
 const SEASON_DAYS = 7;
-/** Half-life of a key's burst memory: the highest recent count fades by half in a week. */
+/**
+ * Half-life of a key's burst memory, in working time: the highest recent count fades by half in
+ * seven working days. Saturdays and Sundays (UTC) do not count: a deploy role's Monday is judged
+ * against Friday's deployments, not against a memory the weekend faded.
+ */
 const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 /** A bucket scoring at least this share of the threshold is a near miss, remembered for the day. */
 const NEAR_MISS = 0.8;
+/** A near miss recurring within this many days of the previous one is a habit. */
+const NEAR_MISS_RECUR_DAYS = 7;
 /** Two daily peaks this close in time of day make a habit. */
 const HABIT_WINDOW_MINUTES = 90;
 /**
@@ -149,6 +155,8 @@ export interface EngineChanges {
   accountStarts: Array<[string, number]>;
 }
 
+/** Saturday or Sunday, UTC (1970-01-01 was a Thursday). */
+const isWeekend = (ms: number): boolean => (((Math.floor(ms / DAY_MS) + 3) % 7) + 7) % 7 >= 5;
 const finiteOrNull = (n: number): number | null => (Number.isFinite(n) ? n : null);
 const orNegInf = (n: number | null | undefined): number => (n === null || n === undefined ? Number.NEGATIVE_INFINITY : n);
 
@@ -520,6 +528,7 @@ export class DetectionEngine {
       k.lastFoldedMs = bucket - this.config.bucketMs;
       k.observed = UNBORN;
       k.prevPeakMinute = -1;
+      k.nearDay = -1;
       k.lastEventMs = eventTimeMs;
       this.metrics.keysCreated++;
       this.evictIfFull();
@@ -608,12 +617,20 @@ export class DetectionEngine {
     return k.mean;
   }
 
-  /** At the first bucket of a new UTC day: a peak that recurred at about the same time is a habit. */
+  /**
+   * At the first bucket of a new UTC day: a peak that recurred at about the same time is a habit,
+   * and so is a near miss that recurs within a week (deployments skip weekends and some days).
+   */
   private closeDay(k: KeyState, bucket: number): void {
-    const yesterday = Math.floor(bucket / DAY_MS) - Math.floor(k.lastFoldedMs / DAY_MS) === 1;
+    const closed = Math.floor(k.lastFoldedMs / DAY_MS);
+    const yesterday = Math.floor(bucket / DAY_MS) - closed === 1;
     if (k.dayPeak > 0 && k.prevPeakMinute >= 0 && yesterday) {
       const apart = Math.abs(k.dayPeakMinute - k.prevPeakMinute);
       if (k.dayPeakNear || Math.min(apart, 1_440 - apart) <= HABIT_WINDOW_MINUTES) k.burst = Math.max(k.burst, k.dayPeak);
+    }
+    if (k.dayPeak > 0 && k.dayPeakNear) {
+      if (k.nearDay >= 0 && closed - k.nearDay <= NEAR_MISS_RECUR_DAYS) k.burst = Math.max(k.burst, k.dayPeak);
+      k.nearDay = closed;
     }
     k.prevPeakMinute = k.dayPeak > 0 && yesterday ? k.dayPeakMinute : -1;
     k.dayPeak = 0;
@@ -645,7 +662,7 @@ export class DetectionEngine {
       setHourly(this.actionPool, k, slot, prev + as * (count - prev));
     }
     if (Math.floor(bucket / DAY_MS) !== Math.floor(k.lastFoldedMs / DAY_MS)) this.closeDay(k, bucket);
-    k.burst = Math.max(k.burst * this.burstDecay, raw);
+    k.burst = Math.max(isWeekend(bucket) ? k.burst : k.burst * this.burstDecay, raw);
     for (let i = 0; i < SKETCH_ATTRIBUTES.length; i++) {
       const attr = SKETCH_ATTRIBUTES[i] as AttributionAttribute;
       // A principal's own key needs no sketch of who called: it is always the principal.

@@ -52,8 +52,9 @@ export const F = {
   dayPeakNear: 8,
   prevPeakMinute: 9,
   lastEventMs: 10,
+  nearDay: 11,
 } as const;
-const FIXED = 11;
+const FIXED = 12;
 
 /**
  * Baseline contributor sketches kept per key, by attribute; a sketch's slot area is its scale, then
@@ -84,6 +85,8 @@ export interface KeyRecord {
   dayPeakMinute: number;
   dayPeakNear: boolean;
   prevPeakMinute: number;
+  /** UTC day number of the last day whose peak nearly fired, −1 when none (absent in older checkpoints). */
+  nearDay?: number;
   baselineContributors: Partial<Record<AttributionAttribute, HeavyHitters>> | null;
   pending: Record<string, BucketAcc> | null;
   streak: Streak | null;
@@ -249,6 +252,13 @@ export class KeyState {
   set prevPeakMinute(v: number) {
     this.f[this.o + F.prevPeakMinute] = v;
   }
+  /** UTC day number (days since the epoch) of the last day whose peak nearly fired; −1 when none. */
+  get nearDay(): number {
+    return this.f[this.o + F.nearDay] as number;
+  }
+  set nearDay(v: number) {
+    this.f[this.o + F.nearDay] = v;
+  }
   get lastEventMs(): number {
     return this.f[this.o + F.lastEventMs] as number;
   }
@@ -404,6 +414,7 @@ export function toRecord(k: KeyState, pool: SlotPool, sketches: BaselineSketches
     dayPeakMinute: k.dayPeakMinute,
     dayPeakNear: k.dayPeakNear,
     prevPeakMinute: k.prevPeakMinute,
+    nearDay: k.nearDay,
     baselineContributors,
     pending: k.pending,
     streak: k.streak,
@@ -418,6 +429,7 @@ export function fromRecord(r: KeyRecord, pool: SlotPool, sketches: BaselineSketc
   const k = new KeyState(r, r.forward === true, pool.alloc());
   for (const name of NUMBERS) k[name] = r[name];
   k.dayPeakNear = r.dayPeakNear;
+  k.nearDay = r.nearDay ?? -1;
   // A record from an engine with another seasonality setting: the profile is kept only where a slot has room.
   for (let h = 0; pool.hourly && r.hourly && h < Math.min(24, r.hourly.length); h++) setHourly(pool, k, h, r.hourly[h] as number);
   SKETCH_ATTRIBUTES.forEach((attr, i) => {

@@ -214,6 +214,33 @@ describe('habits over days', () => {
     assert.deepEqual(startDays(out), []);
   });
 
+  // T0 is a Monday: day 4 is a Friday, days 5 and 6 the weekend, day 7 the next Monday.
+  /** A deployment-like burst of `calls` a minute for ten minutes from `hour` on `day`. */
+  const burst = (day: number, hour: number, calls: number) => (d: number, minute: number) =>
+    d === day && minute >= hour * 60 && minute < hour * 60 + 10 ? calls : 0;
+  const all =
+    (...parts: Array<(d: number, minute: number) => number>) =>
+    (d: number, minute: number) =>
+      parts.reduce((sum, part) => sum + part(d, minute), 0);
+
+  test('the burst memory does not fade over the weekend', () => {
+    // Remembered in the cold start (Monday); a somewhat bigger burst the next Monday is still
+    // within the key's habit, while the Wednesday after, a week of working days on, it stands out.
+    const monday = runAll(new DetectionEngine(cfg), days(8, all(burst(0, 10, 20), burst(7, 10, 24))));
+    assert.deepEqual(startDays(monday), []);
+    const wednesday = runAll(new DetectionEngine(cfg), days(10, all(burst(0, 10, 20), burst(9, 10, 24))));
+    assert.deepEqual(startDays(wednesday), [9]);
+  });
+
+  test('a near miss that recurs within a week is a habit, on days far apart and at any time', () => {
+    const deployments = [burst(0, 10, 20), burst(2, 9, 26), burst(4, 15, 26)];
+    const out = runAll(new DetectionEngine(cfg), days(8, all(...deployments, burst(7, 11, 45))));
+    assert.deepEqual(startDays(out), []);
+    // Without the recurrence the Monday burst stands out.
+    const once = runAll(new DetectionEngine(cfg), days(8, all(burst(0, 10, 20), burst(2, 9, 26), burst(7, 11, 45))));
+    assert.deepEqual(startDays(once), [7]);
+  });
+
   test('a slow ramp cannot teach the burst memory while it climbs', () => {
     const ramp = (day: number, minute: number) =>
       day === 3 && minute >= 600 && minute < 720 ? Math.floor((21 * (minute - 600 + 1)) / 120) : 0;
