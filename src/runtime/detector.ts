@@ -269,7 +269,8 @@ export class DetectorRuntime {
       maxInFlightRequests: 1,
       transactionTimeout: 60_000,
       createPartitioner: Partitioners.DefaultPartitioner,
-      retry: { retries: 10, initialRetryTime: 300, maxRetryTime: 10_000 },
+      // Unlimited, as exactly-once wants; a broker that never answers trips detector.stallTimeoutMs.
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 },
     });
     await producer.connect();
     try {

@@ -10,7 +10,11 @@ function logCreator(logger: Logger) {
     ({ level, log }: { level: number; log: { message: string } & Record<string, unknown> }) => {
       const { message, ...rest } = log;
       const fields = { ...rest, component: 'kafkajs' };
-      if (level === logLevel.ERROR) logger.error(fields, message);
+      // An error response the client retries by itself (a leader moving, a transaction still
+      // completing) is not ours to report: if the retries run out, the call throws and we log it.
+      const retried = rest.retryCount !== undefined || message.startsWith('Response ');
+      if (level === logLevel.ERROR && retried) logger.debug(fields, message);
+      else if (level === logLevel.ERROR) logger.error(fields, message);
       else if (level === logLevel.WARN) logger.warn(fields, message);
       else if (level === logLevel.INFO) logger.debug(fields, message);
       else logger.trace(fields, message);
