@@ -1,6 +1,6 @@
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AttributionAttribute, AuditEvent, Insight, InsightScope } from '../contracts/types.ts';
-import { type AnomalyFacts, buildInsight, type ContributorAverages } from '../emit/insight.ts';
+import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
 import { hhAdd, hhMerge, hhTop, newHeavyHitters } from './sketch.ts';
 import {
   BaselineSketches,
@@ -14,6 +14,7 @@ import {
   SlotPool,
   type Streak,
   setHourly,
+  subjectOf,
   toRecord,
 } from './state.ts';
 import { spikeScore } from './stats.ts';
@@ -64,10 +65,21 @@ const MAX_INTERNED = 1_000_000;
 const UNBORN = -1;
 
 /** What names a key: the scope, the signal and where it is measured. */
-export type KeyIdentity = Pick<
-  KeyRecord,
-  'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'
->;
+export type KeyIdentity = InsightSubject & { id: string };
+
+/** Every counter at zero; also the start of a sum over several engines. */
+export function emptyEngineMetrics(): EngineMetrics {
+  return {
+    eventsProcessed: 0,
+    duplicates: 0,
+    lateEvents: 0,
+    keysCreated: 0,
+    keysEvicted: 0,
+    keysExpired: 0,
+    insightsStarted: 0,
+    insightsEnded: 0,
+  };
+}
 
 export interface EngineMetrics {
   eventsProcessed: number;
@@ -151,8 +163,6 @@ export interface EngineChanges {
   keys: Array<[string, string | null]>;
   /** Event ids first seen since the previous drain, with their event times. */
   seen: Array<[string, number]>;
-  /** Accounts whose first bucket is new or earlier since the previous drain. */
-  accountStarts: Array<[string, number]>;
 }
 
 /** Saturday or Sunday, UTC (1970-01-01 was a Thursday). */
@@ -196,28 +206,19 @@ export class DetectionEngine {
   private readonly principalPool: SlotPool;
   private readonly actionPool: SlotPool;
   private readonly sketches: BaselineSketches;
-  readonly metrics: EngineMetrics = {
-    eventsProcessed: 0,
-    duplicates: 0,
-    lateEvents: 0,
-    keysCreated: 0,
-    keysEvicted: 0,
-    keysExpired: 0,
-    insightsStarted: 0,
-    insightsEnded: 0,
-  };
+  readonly metrics: EngineMetrics = emptyEngineMetrics();
 
   private readonly onBucket: EngineHooks['onBucket'];
   private readonly forwardScopes: ReadonlySet<InsightScope>;
   private partials: BucketPartial[] = [];
   /** Change tracking for incremental checkpoints; null unless `trackChanges`. */
-  private readonly changes: { keys: Set<string>; seen: Array<[string, number]>; accountStarts: Map<string, number> } | null;
+  private readonly changes: { keys: Set<string>; seen: Array<[string, number]> } | null;
 
   constructor(config: DetectorConfig, options: EngineOptions = {}) {
     this.config = config;
     this.onBucket = options.onBucket;
     this.forwardScopes = new Set(options.forwardScopes ?? []);
-    this.changes = options.trackChanges ? { keys: new Set(), seen: [], accountStarts: new Map() } : null;
+    this.changes = options.trackChanges ? { keys: new Set(), seen: [] } : null;
     this.windowBuckets = Math.max(2, Math.floor(config.baselineWindowMs / config.bucketMs));
     this.capacity = config.topN * 2;
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
@@ -379,7 +380,6 @@ export class DetectionEngine {
     const known = this.streamStartMs.get(accountId);
     if (known !== undefined && known <= bucketStartMs) return;
     this.streamStartMs.set(accountId, bucketStartMs);
-    this.changes?.accountStarts.set(accountId, bucketStartMs);
   }
 
   /** Engine-wide checkpoint state. */
@@ -406,11 +406,9 @@ export class DetectionEngine {
       meta: this.meta(),
       keys,
       seen: this.changes.seen,
-      accountStarts: [...this.changes.accountStarts.entries()],
     };
     this.changes.keys.clear();
     this.changes.seen = [];
-    this.changes.accountStarts.clear();
     return out;
   }
 
@@ -804,14 +802,7 @@ export class DetectionEngine {
     return {
       state,
       keyId: k.id,
-      scope: k.scope,
-      insightType: k.insightType,
-      accountId: k.accountId,
-      region: k.region,
-      service: k.service,
-      action: k.action,
-      principal: k.principal,
-      errorCode: k.errorCode,
+      ...subjectOf(k),
       startTimeMs: s.startMs,
       endTimeMs: state === 'End' ? s.lastEndMs : null,
       bucketMs: this.config.bucketMs,
@@ -885,17 +876,7 @@ function toPartial(k: KeyState, bucketStartMs: number, acc: BucketAcc): BucketPa
     contributors[attr] = sketch.values.map((v, i) => [v, (sketch.counts[i] as number) * sketch.scale]);
   }
   return {
-    key: {
-      id: k.id,
-      scope: k.scope,
-      insightType: k.insightType,
-      accountId: k.accountId,
-      region: k.region,
-      service: k.service,
-      action: k.action,
-      principal: k.principal,
-      errorCode: k.errorCode,
-    },
+    key: { id: k.id, ...subjectOf(k) },
     bucketStartMs,
     count: acc.count,
     contributors,

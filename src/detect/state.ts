@@ -1,4 +1,5 @@
 import type { AttributionAttribute, InsightScope, InsightType } from '../contracts/types.ts';
+import type { InsightSubject } from '../emit/insight.ts';
 import type { HeavyHitters } from './sketch.ts';
 
 export type Contributors = Record<AttributionAttribute, HeavyHitters>;
@@ -64,16 +65,8 @@ export const SKETCH_ATTRIBUTES = ['userAgent', 'errorCode', 'userIdentityArn'] a
 export type SketchAttribute = (typeof SKETCH_ATTRIBUTES)[number];
 
 /** A key's checkpoint form (also its snapshot form): plain data. */
-export interface KeyRecord {
+export interface KeyRecord extends InsightSubject {
   id: string;
-  scope: InsightScope;
-  insightType: InsightType;
-  accountId: string;
-  region: string;
-  service: string;
-  action: string;
-  principal: string | null;
-  errorCode: string | null;
   lastFoldedMs: number;
   observed: number;
   mean: number;
@@ -395,14 +388,7 @@ export function toRecord(k: KeyState, pool: SlotPool, sketches: BaselineSketches
   });
   const record: KeyRecord = {
     id: k.id,
-    scope: k.scope,
-    insightType: k.insightType,
-    accountId: k.accountId,
-    region: k.region,
-    service: k.service,
-    action: k.action,
-    principal: k.principal,
-    errorCode: k.errorCode,
+    ...subjectOf(k),
     lastFoldedMs: k.lastFoldedMs,
     observed: k.observed,
     mean: k.mean,
@@ -440,4 +426,18 @@ export function fromRecord(r: KeyRecord, pool: SlotPool, sketches: BaselineSketc
   k.pending = r.pending;
   k.streak = r.streak;
   return k;
+}
+
+/** What a key is about, as plain data (the key's fields are accessors on its slot). */
+export function subjectOf(k: InsightSubject): InsightSubject {
+  return {
+    scope: k.scope,
+    insightType: k.insightType,
+    accountId: k.accountId,
+    region: k.region,
+    service: k.service,
+    action: k.action,
+    principal: k.principal,
+    errorCode: k.errorCode,
+  };
 }

@@ -1,7 +1,7 @@
 import { Partitioners } from 'kafkajs';
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
-import { type BucketPartial, DetectionEngine, type EngineChanges, type EngineMeta, type EngineOptions } from './engine.ts';
+import { type BucketPartial, DetectionEngine, type EngineMeta, type EngineOptions } from './engine.ts';
 
 /**
  * The detector's topology, pure. Two stages, each partitioned like the Kafka topic it reads:
@@ -217,8 +217,6 @@ export class ActionStage {
     return [...this.upstream.entries()];
   }
 }
-
-export type { EngineChanges };
 
 export interface TopologyOptions extends EngineOptions {
   /** Partitions of the events topic. */

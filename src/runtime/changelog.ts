@@ -3,7 +3,6 @@ import type { Kafka, Message, Producer } from 'kafkajs';
 import type { EngineChanges, EngineMeta } from '../detect/engine.ts';
 import type { StageCheckpoint, UpstreamClock } from '../detect/topology.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
 
 /**
  * A stage partition's state in a compacted changelog topic, one changelog partition per task
@@ -110,7 +109,6 @@ export async function restorePartition(opts: {
   topic: string;
   partition: number;
   groupId: string;
-  logger: Logger;
   /** Called while reading, to keep the caller's consumer group membership alive. */
   heartbeat?: () => Promise<void>;
   timeoutMs?: number;

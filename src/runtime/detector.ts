@@ -2,7 +2,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, P
 import { Partitioners } from 'kafkajs';
 import type { Config } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
-import type { EngineMetrics } from '../detect/engine.ts';
+import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
 import { type ActionRecord, ActionStage, PrincipalStage, type StageOutput, type WatermarkMarker } from '../detect/topology.ts';
 import { BadRecordError, ErrorCodes, errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -129,16 +129,7 @@ export class DetectorRuntime {
 
   /** Sum of every owned stage engine's counters. */
   engineMetrics(): EngineMetrics {
-    const sum: EngineMetrics = {
-      eventsProcessed: 0,
-      duplicates: 0,
-      lateEvents: 0,
-      keysCreated: 0,
-      keysEvicted: 0,
-      keysExpired: 0,
-      insightsStarted: 0,
-      insightsEnded: 0,
-    };
+    const sum = emptyEngineMetrics();
     for (const t of this.tasks.values()) {
       const m = (t.principal ?? t.action)?.engine.metrics;
       if (!m) continue;
@@ -280,7 +271,6 @@ export class DetectorRuntime {
         topic: changelog,
         partition,
         groupId: config.detector.groupId,
-        logger: this.log,
         heartbeat,
       });
       const options = { trackChanges: true };

@@ -363,18 +363,14 @@ export async function prepareKafka(
   options.log(`formatting Kafka storage in ${layout.dataDir} (cluster id ${clusterId})`);
   const result = await runCommand(
     options.java.bin,
-    [
-      `-Dlog4j2.configurationFile=${layout.log4jFile}`,
-      '-cp',
-      join(options.dist.libsDir, '*'),
-      'kafka.tools.StorageTool',
+    kafkaToolArgs(layout, options.dist, 'kafka.tools.StorageTool', [
       'format',
       '--cluster-id',
       clusterId,
       '--config',
       layout.propertiesFile,
       ...scramArgs(secure.username, secure.password),
-    ],
+    ]),
     { cwd: layout.dir },
   );
   if (result.code !== 0) throw commandFailure('formatting Kafka storage', result, `To start over, delete ${layout.dir}.`);
@@ -399,11 +395,7 @@ export async function addScramUsers(
   for (const mechanism of ['SCRAM-SHA-256', 'SCRAM-SHA-512']) {
     const result = await runCommand(
       options.java.bin,
-      [
-        `-Dlog4j2.configurationFile=${layout.log4jFile}`,
-        '-cp',
-        join(options.dist.libsDir, '*'),
-        'kafka.admin.ConfigCommand',
+      kafkaToolArgs(layout, options.dist, 'kafka.admin.ConfigCommand', [
         '--bootstrap-server',
         `127.0.0.1:${options.kafkaPort}`,
         '--alter',
@@ -413,7 +405,7 @@ export async function addScramUsers(
         username,
         '--add-config',
         `${mechanism}=[password=${password}]`,
-      ],
+      ]),
       { cwd: layout.dir },
     );
     if (result.code !== 0) {
@@ -425,6 +417,11 @@ export async function addScramUsers(
     }
   }
   await writeFile(layout.scramMarkerFile, scramMarker(username, password));
+}
+
+/** JVM arguments that run one of Kafka's command-line tools (what its bin/*.sh scripts do). */
+function kafkaToolArgs(layout: KafkaLayout, dist: KafkaDist, mainClass: string, args: string[]): string[] {
+  return [`-Dlog4j2.configurationFile=${layout.log4jFile}`, '-cp', join(dist.libsDir, '*'), mainClass, ...args];
 }
 
 /** JVM arguments that start the broker (like kafka-server-start.sh, without the shell scripts). */

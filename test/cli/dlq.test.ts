@@ -1,34 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { BadRecordError, type ErrorCode, ErrorCodes } from '../../src/errors.ts';
 import { DLQ_HEADERS, headerString, REPLAYED_FROM_HEADER, sendDeadLetters } from '../../src/runtime/dead-letter.ts';
+import { cli, startCli } from '../helpers/cli.ts';
 import { consumeUntil, createTopics, testKafka, uniqueName } from '../helpers/kafka.ts';
 import { REPO_ROOT } from '../helpers/shared.ts';
 import { type TestStackEndpoints, testStack } from '../helpers/stack.ts';
-
-const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: { ...process.env, TRAILWATCH_LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Resolves once `read()` contains `text`; rejects after `timeoutMs`. */
 async function waitFor(read: () => string, text: string, timeoutMs = 30_000): Promise<void> {
@@ -249,26 +228,14 @@ describe('trailwatch dlq', { timeout: 180_000 }, () => {
         },
       ]);
     await send('1', 'before the command started');
-    const child = spawn(process.execPath, [MAIN, 'dlq', 'show', '--topic', topic, '--follow'], {
-      env: { ...process.env, TRAILWATCH_LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await waitFor(() => stderr, `following ${topic}`);
-    assert.match(stdout, /reason: before the command started/);
+    const { child, stdout, stderr, closed } = startCli(['dlq', 'show', '--topic', topic, '--follow'], env);
+    await waitFor(stderr, `following ${topic}`);
+    assert.match(stdout(), /reason: before the command started/);
     await send('2', 'while it followed');
-    await waitFor(() => stdout, 'reason: while it followed');
+    await waitFor(stdout, 'reason: while it followed');
     child.kill('SIGINT');
-    assert.equal(await closed, 0, stderr);
-    assert.match(stdout, new RegExp(`${topic}: showing 2 of 2 dead letters\n {2}TW_NORMALIZE {2}2\n$`));
+    assert.equal(await closed, 0, stderr());
+    assert.match(stdout(), new RegExp(`${topic}: showing 2 of 2 dead letters\n {2}TW_NORMALIZE {2}2\n$`));
   });
 
   test('replay: a dry run sends nothing; then exactly the matching records, once, with their bytes and headers', async () => {

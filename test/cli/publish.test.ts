@@ -1,32 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
+import { cli } from '../helpers/cli.ts';
 import { uniqueName } from '../helpers/kafka.ts';
 import { FIXTURES_DIR, INVICTUS_DIR, REPO_ROOT, sharedCloudTrailMissing } from '../helpers/shared.ts';
 import { testStack } from '../helpers/stack.ts';
-
-const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
-
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], {
-      env: { ...process.env, TRAILWATCH_LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /**
  * Records in `topic`, asked until it reaches `expected` or 15 s pass: a broker that has just

@@ -224,35 +224,31 @@ describe('exactly-once Insights through crashes, a broker restart and rebalances
 
     // 4. a carries on alone until the alerts topic holds as many Insights as the golden run, and a bit longer.
     const registry = new SchemaRegistry({ host: config.registry.url });
-    const got: Insight[] = [];
-    await consumeUntil(
-      testKafka(config.kafka.brokers),
-      config.topics.alerts,
-      async (message) => {
-        got.push(JSON.parse(JSON.stringify(await registry.decode(message.value as Buffer))) as Insight);
-        return got.length >= expected.length;
-      },
-      300_000,
-    ).catch((err: unknown) => {
-      throw new Error(`${got.length} of ${expected.length} Insights arrived (logs in ${logDir}): ${String(err)}`);
-    });
+    /** Every committed Insight on the alerts topic, from the beginning, until `expected.length` have come (and `settleMs` more). */
+    const readAlerts = async (timeoutMs: number, settleMs = 0): Promise<Insight[]> => {
+      const read: Insight[] = [];
+      await consumeUntil(
+        testKafka(config.kafka.brokers),
+        config.topics.alerts,
+        async (message) => {
+          read.push(JSON.parse(JSON.stringify(await registry.decode(message.value as Buffer))) as Insight);
+          return read.length >= expected.length;
+        },
+        timeoutMs,
+        { settleMs },
+      ).catch((err: unknown) => {
+        throw new Error(`${read.length} of ${expected.length} Insights arrived (logs in ${logDir}): ${String(err)}`);
+      });
+      return read;
+    };
+    await readAlerts(300_000);
     await sleep(5_000);
     assert.deepEqual(await a.stop(), { code: 0, signal: null }, 'SIGTERM: a clean exit');
     t.diagnostic(`the supervised member restarted itself ${a.restarts()} time(s)`);
 
     // Read everything committed once more, from the beginning, now that nothing writes.
-    const all: Insight[] = [];
-    await consumeUntil(
-      testKafka(config.kafka.brokers),
-      config.topics.alerts,
-      async (message) => {
-        all.push(JSON.parse(JSON.stringify(await registry.decode(message.value as Buffer))) as Insight);
-        return all.length >= expected.length;
-      },
-      60_000,
-      // Keep reading a while past the count: a duplicate would come after it.
-      { settleMs: 4_000 },
-    );
+    // Keep reading a while past the count: a duplicate would come after it.
+    const all = await readAlerts(60_000, 4_000);
     const byId = (xs: Insight[]) => [...xs].sort((x, y) => (x.eventID < y.eventID ? -1 : x.eventID > y.eventID ? 1 : 0));
     const ids = all.map((i) => i.eventID);
     assert.equal(new Set(ids).size, ids.length, 'no Insight twice');
