@@ -56,6 +56,23 @@ export const topicsSchema = z.strictObject({
   /** Partitions for topics trailwatch creates itself. */
   partitions: z.number().int().positive().default(3),
   replicationFactor: z.number().int().positive().default(1),
+  /**
+   * `retention.ms` of the events topic when trailwatch creates it (-1: keep forever). Records are
+   * stamped with the time they were published, so this is how long a detector may fall behind.
+   */
+  eventsRetentionMs: z
+    .number()
+    .int()
+    .min(-1)
+    .refine((v) => v !== 0, 'must be -1 (keep forever) or a positive number of ms')
+    .default(7 * DAY_MS),
+  /** `retention.ms` of the alerts topic when trailwatch creates it (-1: keep forever). */
+  alertsRetentionMs: z
+    .number()
+    .int()
+    .min(-1)
+    .refine((v) => v !== 0, 'must be -1 (keep forever) or a positive number of ms')
+    .default(30 * DAY_MS),
 });
 
 export const detectorSchema = z.strictObject({

@@ -1,6 +1,20 @@
-import type { Admin, Kafka } from 'kafkajs';
+import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import type { Config, TopicsConfig } from '../config/schema.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
+
+const DEAD_LETTER_RETENTION_MS = 30 * 24 * 3_600_000; // a month: dead letters wait for a fix and a replay
+
+/**
+ * The explicit configs of a public topic trailwatch creates: its retention never falls back to
+ * the broker's default (a development broker's may be a day, or hours), whose deletes would
+ * take records a detector has not read yet.
+ */
+export function createdTopicConfig(topics: TopicsConfig, topic: string): Array<{ name: string; value: string }> {
+  if (topic === topics.events) return [{ name: 'retention.ms', value: String(topics.eventsRetentionMs) }];
+  if (topic === topics.alerts) return [{ name: 'retention.ms', value: String(topics.alertsRetentionMs) }];
+  if (topic === topics.deadLetter) return [{ name: 'retention.ms', value: String(DEAD_LETTER_RETENTION_MS) }];
+  return [];
+}
 
 /** Creates trailwatch's topics when they are missing; existing topics are left as they are. */
 export async function ensureTopics(kafka: Kafka, topics: TopicsConfig): Promise<string[]> {
@@ -18,8 +32,7 @@ export async function ensureTopics(kafka: Kafka, topics: TopicsConfig): Promise<
           topic,
           numPartitions: topics.partitions,
           replicationFactor: topics.replicationFactor,
-          // Dead letters are kept a month: they wait for a fix and a replay.
-          configEntries: topic === topics.deadLetter ? [{ name: 'retention.ms', value: String(30 * 24 * 3_600_000) }] : [],
+          configEntries: createdTopicConfig(topics, topic),
         })),
       });
     }
@@ -91,13 +104,9 @@ export async function ensureDetectorTopics(admin: Admin, config: Config): Promis
     );
   };
   await create([
-    { topic: topics.events, numPartitions: topics.partitions },
-    { topic: topics.alerts, numPartitions: topics.partitions },
-    {
-      topic: topics.deadLetter,
-      numPartitions: topics.partitions,
-      configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 3_600_000) }],
-    },
+    { topic: topics.events, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.events) },
+    { topic: topics.alerts, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.alerts) },
+    { topic: topics.deadLetter, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.deadLetter) },
     { topic: actionsTopic(config), numPartitions: topics.partitions },
   ]);
   const partitionsOf = async (topic: string) => (await admin.fetchTopicOffsets(topic)).length;
@@ -129,4 +138,92 @@ export async function ensureDetectorTopics(admin: Admin, config: Config): Promis
     eventPartitions,
     actionPartitions,
   };
+}
+
+/** The configs of a topic that decide when the broker deletes its records. */
+export interface TopicRetention {
+  topic: string;
+  partitions: number;
+  /** -1: no time limit. */
+  retentionMs: number;
+  /** Per partition; -1: no size limit. */
+  retentionBytes: number;
+  cleanupPolicy: string;
+  timestampType: string;
+}
+
+// kafkajs is CommonJS and Node cannot see this enum as a named export.
+const { ConfigResourceTypes } = kafkajs;
+
+const RETENTION_CONFIGS = ['retention.ms', 'retention.bytes', 'cleanup.policy', 'message.timestamp.type'];
+
+/** Reads a topic's retention configs (its own, or the broker's defaults it inherits). */
+export async function describeRetention(admin: Admin, topic: string): Promise<TopicRetention> {
+  const { resources } = await admin.describeConfigs({
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: RETENTION_CONFIGS }],
+    includeSynonyms: false,
+  });
+  const entries = new Map((resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
+  const num = (name: string): number => {
+    const value = Number(entries.get(name));
+    return Number.isFinite(value) ? value : -1;
+  };
+  return {
+    topic,
+    partitions: (await admin.fetchTopicOffsets(topic)).length,
+    retentionMs: num('retention.ms'),
+    retentionBytes: num('retention.bytes'),
+    cleanupPolicy: entries.get('cleanup.policy') ?? 'delete',
+    timestampType: entries.get('message.timestamp.type') ?? 'CreateTime',
+  };
+}
+
+/**
+ * Below this, `retention.ms` may delete published records before a detector reads them: a
+ * detector stopped over a night or a weekend, or catching up on a large backfill, is normal.
+ */
+export const MIN_SAFE_RETENTION_MS = 24 * 3_600_000; // one day
+
+/**
+ * Why the broker could delete records published to `r.topic` before a detector reads them; empty
+ * when nothing in its configs does. The rule (README, "Publishing"):
+ *   - `cleanup.policy` includes `compact`: compaction keeps only the latest record per key, and the
+ *     events topic's key is account|principal, so it drops almost every event;
+ *   - `retention.ms` is set and below a day (MIN_SAFE_RETENTION_MS);
+ *   - `retention.bytes` is set and below the bytes this run writes to one partition
+ *     (`bytesPerPartition`, when known): the oldest segments go first, this run's among them.
+ * The timestamp type does not matter: publish stamps records with its own wall clock, so
+ * CreateTime and LogAppendTime both count retention from the publish.
+ */
+export function retentionRisks(r: TopicRetention, bytesPerPartition?: number): string[] {
+  const risks: string[] = [];
+  if (/compact/.test(r.cleanupPolicy))
+    risks.push(`cleanup.policy=${r.cleanupPolicy} keeps only the latest record of each account|principal key`);
+  if (r.retentionMs >= 0 && r.retentionMs < MIN_SAFE_RETENTION_MS) {
+    risks.push(`retention.ms=${r.retentionMs} (${formatDuration(r.retentionMs)}) deletes records that long after they are published`);
+  }
+  if (r.retentionBytes >= 0 && bytesPerPartition !== undefined && bytesPerPartition > r.retentionBytes) {
+    risks.push(
+      `retention.bytes=${r.retentionBytes} per partition is less than the ${bytesPerPartition} bytes this run wrote to one partition`,
+    );
+  }
+  return risks;
+}
+
+/** One line naming the topic, what is at risk and the two fixes. */
+export function retentionWarning(r: TopicRetention, risks: string[], brokers: readonly string[]): string {
+  const fix =
+    `kafka-configs --bootstrap-server ${brokers[0] ?? '<broker>'} --alter --entity-type topics --entity-name ${r.topic} ` +
+    `--add-config retention.ms=${7 * MIN_SAFE_RETENTION_MS},retention.bytes=-1${/compact/.test(r.cleanupPolicy) ? ',cleanup.policy=delete' : ''}`;
+  return (
+    `warning: topic ${r.topic} may delete published records before a detector reads them: ${risks.join('; ')} ` +
+    `(retention.ms=${r.retentionMs}, retention.bytes=${r.retentionBytes}). Fix: ${fix}, or publish to a new topic ` +
+    '(trailwatch creates it with retention.ms = topics.eventsRetentionMs)'
+  );
+}
+
+function formatDuration(ms: number): string {
+  if (ms >= 3_600_000) return `${+(ms / 3_600_000).toFixed(1)} h`;
+  if (ms >= 60_000) return `${+(ms / 60_000).toFixed(1)} min`;
+  return `${+(ms / 1000).toFixed(1)} s`;
 }
