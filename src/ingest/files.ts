@@ -3,6 +3,7 @@
  * plain or gzipped. Nothing here throws for bad input: a missing path, a corrupt file or a bad
  * record becomes an error item carrying file and index, so a publish run reports it and goes on.
  */
+import { isAscii } from 'node:buffer';
 import type { Dirent, Stats } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -97,13 +98,25 @@ export async function expandInputPaths(paths: readonly string[], exts: readonly 
  */
 export async function* readCloudTrailDeliveries(paths: string[], options: ReadDeliveriesOptions = {}): AsyncGenerator<DeliveryItem> {
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  for (const entry of await expandInputPaths(paths, CLOUDTRAIL_EXTENSIONS)) {
+  const entries = await expandInputPaths(paths, CLOUDTRAIL_EXTENSIONS);
+  // The next file is read and gunzipped (in libuv's thread pool) while this one's records are
+  // parsed and used: reading overlaps with the work on the main thread.
+  const load = (i: number): Promise<LoadedBytes> | null => {
+    const entry = entries[i];
+    return entry?.kind === 'file' ? loadBytes(entry.file, maxFileBytes) : null;
+  };
+  let next = load(0);
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i] as ExpandedPath;
+    const current = next;
+    next = load(i + 1);
     if (entry.kind === 'error') {
       yield entry;
       continue;
     }
     const { file } = entry;
-    const loaded = await readDocument(file, maxFileBytes);
+    const bytes = await (current as Promise<LoadedBytes>);
+    const loaded = 'error' in bytes ? bytes : parseDocument(file, bytes.bytes);
     if ('error' in loaded) {
       yield loaded.error;
       continue;
@@ -297,8 +310,10 @@ export function locateJsonError(text: string): JsonErrorLocation | null {
 }
 
 type Loaded = { value: unknown } | { error: DeliveryErrorItem };
+type LoadedBytes = { bytes: Buffer } | { error: DeliveryErrorItem };
 
-async function readDocument(file: string, maxFileBytes: number): Promise<Loaded> {
+/** The file's bytes, gunzipped when they are gzip. */
+async function loadBytes(file: string, maxFileBytes: number): Promise<LoadedBytes> {
   let raw: Buffer;
   try {
     const { size } = await stat(file);
@@ -332,9 +347,15 @@ async function readDocument(file: string, maxFileBytes: number): Promise<Loaded>
     return { error: fileError(file, null, 'named .gz but not gzip data') };
   }
 
+  return { bytes };
+}
+
+function parseDocument(file: string, bytes: Buffer): Loaded {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+    // ASCII (what CloudTrail writes, non-ASCII escaped) is UTF-8 that decodes byte for byte: the
+    // one-byte copy is several times faster than decoding, and gives JSON.parse a one-byte string.
+    text = isAscii(bytes) ? bytes.toString('latin1') : new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch (err) {
     return { error: fileError(file, null, 'not valid UTF-8 text', err) };
   }

@@ -1,9 +1,9 @@
-import type { AuditEvent } from '../../contracts/types.ts';
+import { BadRecordError, type TrailwatchError } from '../../errors.ts';
 import { normalizeDeliveries, readCloudTrailDeliveries } from '../../ingest/files.ts';
 import { createKafka } from '../../runtime/kafka.ts';
-import { EventPublisher } from '../../runtime/publisher.ts';
+import { DEFAULT_BATCH_RECORDS, EventPublisher } from '../../runtime/publisher.ts';
 import { createRegistry } from '../../runtime/registry.ts';
-import { ensureTopics } from '../../runtime/topics.ts';
+import { describeRetention, ensureTopics, retentionRisks, retentionWarning, type TopicRetention } from '../../runtime/topics.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
 import { openSession } from '../connect.ts';
 
@@ -13,10 +13,15 @@ Reads CloudTrail deliveries (.json and .json.gz files holding {"Records": [...]}
 are walked recursively), normalizes every record to an AuditEvent and publishes it as Avro
 (Confluent wire format, schema in the registry) to the events topic, keyed by account|principal.
 A record that cannot be normalized is reported as file:index: reason and the rest go on.
+Records are stamped with the time they are published (event time is in the value), so the
+broker's retention counts from the publish. Warnings (stderr): a topic whose retention or
+compaction could delete records before a detector reads them, and records older than
+detector.maxEventAgeMs, which a live detector dead-letters.
 
 Options:
       --topic NAME       events topic (default: topics.events, "trailwatch.events")
-      --batch-size N     records per produce request (default 500)
+      --batch-size N     records per produce request (default 2000; fewer when one partition's
+                         share would pass 512 KiB)
       --dry-run          normalize and report only; publish nothing, no Kafka needed
 ${COMMON_HELP}
 
@@ -37,55 +42,107 @@ export async function publishCommand(argv: string[]): Promise<number> {
   if (format !== 'cloudtrail')
     throw usageError(format ? `unknown input format "${format}" (supported: cloudtrail)` : 'missing input format', PUBLISH_USAGE);
   if (paths.length === 0) throw usageError('no files or directories given', PUBLISH_USAGE);
-  const batchSize = intOption(values['batch-size'], 'batch-size', PUBLISH_USAGE) ?? 500;
+  const batchSize = intOption(values['batch-size'], 'batch-size', PUBLISH_USAGE) ?? DEFAULT_BATCH_RECORDS;
   const dryRun = values['dry-run'] ?? false;
 
   const started = performance.now();
   let publisher: EventPublisher | undefined;
   let topic = values.topic ?? '';
+  let maxEventAgeMs = 0;
+  let retention: (() => Promise<TopicRetention>) | undefined;
+  let brokers: string[] = [];
+  const warned = new Set<string>();
   if (!dryRun) {
     const session = await openSession(values, { autoStart: true, overrides: values.topic ? { topics: { events: values.topic } } : {} });
     topic = session.config.topics.events;
+    maxEventAgeMs = session.config.detector.maxEventAgeMs;
+    brokers = session.config.kafka.brokers;
     const kafka = createKafka(session.config.kafka, session.logger);
-    await ensureTopics(kafka, session.config.topics);
-    publisher = new EventPublisher(kafka, createRegistry(session.config.registry), session.config.topics);
+    const created = await ensureTopics(kafka, session.config.topics);
+    retention = async () => {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        return await describeRetention(admin, topic);
+      } finally {
+        await admin.disconnect();
+      }
+    };
+    // A topic trailwatch just created has the retention it chose; one that was there may not.
+    if (!created.includes(topic)) warnRetention(await retention(), undefined, brokers, warned);
+    publisher = new EventPublisher(kafka, createRegistry(session.config.registry), session.config.topics, { batchRecords: batchSize });
     await publisher.start();
   }
 
   let published = 0;
   let rejected = 0;
+  let tooOld = 0;
+  const oldBeforeMs = Date.now() - maxEventAgeMs;
   const files = new Map<string, { ok: number; bad: number }>();
-  let batch: AuditEvent[] = [];
-  const flush = async (): Promise<void> => {
-    if (publisher) await publisher.publish(batch);
-    published += batch.length;
-    batch = [];
+  const reject = (file: string, index: number | null, error: TrailwatchError): void => {
+    rejected++;
+    const stats = files.get(file);
+    if (stats) stats.bad++;
+    const where = index === null || error.message.startsWith(file) ? '' : `${file}:${index}: `;
+    process.stderr.write(`rejected ${where}${error.message} [${error.code}]\n`);
   };
+  let lastProgress = 0;
   try {
     for await (const item of normalizeDeliveries(readCloudTrailDeliveries(paths))) {
-      const stats = files.get(item.file) ?? { ok: 0, bad: 0 };
-      files.set(item.file, stats);
+      let stats = files.get(item.file);
+      if (!stats) {
+        stats = { ok: 0, bad: 0 };
+        files.set(item.file, stats);
+      }
       if (item.kind === 'error') {
-        rejected++;
-        stats.bad++;
-        const where = item.index === null || item.error.message.startsWith(item.file) ? '' : `${item.file}:${item.index}: `;
-        process.stderr.write(`rejected ${where}${item.error.message} [${item.error.code}]\n`);
+        reject(item.file, item.index, item.error);
         continue;
       }
+      if (publisher) {
+        try {
+          publisher.enqueue(item.event);
+        } catch (err) {
+          if (!(err instanceof BadRecordError)) throw err;
+          reject(item.file, item.index, err);
+          continue;
+        }
+        if (publisher.backlogged) await publisher.ready();
+        if (item.event.eventTimeMs < oldBeforeMs) tooOld++;
+      }
       stats.ok++;
-      batch.push(item.event);
-      if (batch.length >= batchSize) {
-        await flush();
-        // Progress for people; logs and CI get only the summary.
-        if (process.stderr.isTTY) process.stderr.write(`… ${published} records ${dryRun ? 'normalized' : 'published'}\x1b[K\r`);
+      published++;
+      // Progress for people; logs and CI get only the summary.
+      if (process.stderr.isTTY && published - lastProgress >= batchSize) {
+        lastProgress = published;
+        process.stderr.write(`… ${publisher?.acknowledgedRecords ?? published} records ${dryRun ? 'normalized' : 'published'}\x1b[K\r`);
       }
     }
-    await flush();
+    await publisher?.flush();
   } finally {
     await publisher?.stop();
   }
+  if (publisher && retention) warnRetention(await retention(), Math.max(0, ...publisher.bytesPerPartition), brokers, warned);
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   const verb = dryRun ? 'normalized' : `published to ${topic}`;
   process.stdout.write(`${published} records ${verb} from ${files.size} files, ${rejected} rejected, in ${seconds} s\n`);
+  if (tooOld > 0) {
+    process.stderr.write(
+      `warning: ${tooOld} of the published records are older than detector.maxEventAgeMs (${formatDays(maxEventAgeMs)}): ` +
+        'a live detector dead-letters them as TW_TIMESTAMP_OUT_OF_BOUNDS. To detect on them, run the detector with a larger ' +
+        'detector.maxEventAgeMs (e.g. TRAILWATCH_DETECTOR__MAX_EVENT_AGE_MS), or run `trailwatch backtest` over the files\n',
+    );
+  }
   return rejected > 0 ? 2 : 0;
+}
+
+/** Prints the retention warning once per risk found. */
+function warnRetention(r: TopicRetention, bytesPerPartition: number | undefined, brokers: string[], warned: Set<string>): void {
+  const risks = retentionRisks(r, bytesPerPartition).filter((risk) => !warned.has(risk));
+  if (risks.length === 0) return;
+  for (const risk of risks) warned.add(risk);
+  process.stderr.write(`${retentionWarning(r, risks, brokers)}\n`);
+}
+
+function formatDays(ms: number): string {
+  return `${+(ms / 86_400_000).toFixed(1)} days`;
 }
