@@ -10,6 +10,8 @@ export const ErrorCodes = {
   CONFIG_INVALID: 'TW_CONFIG_INVALID',
   DESERIALIZE: 'TW_DESERIALIZE',
   SCHEMA_UNKNOWN: 'TW_SCHEMA_UNKNOWN',
+  /** The record's writer schema cannot be read as trailwatch's own (a change that is not BACKWARD compatible). */
+  SCHEMA_INCOMPATIBLE: 'TW_SCHEMA_INCOMPATIBLE',
   NORMALIZE: 'TW_NORMALIZE',
   INPUT_FILE: 'TW_INPUT_FILE',
   TIMESTAMP_OUT_OF_BOUNDS: 'TW_TIMESTAMP_OUT_OF_BOUNDS',
