@@ -21,6 +21,10 @@ export const ErrorCodes = {
   KAFKA: 'TW_KAFKA',
   /** The broker refused the SASL login, or its TLS certificate is not trusted. */
   KAFKA_AUTH: 'TW_KAFKA_AUTH',
+  /** A newer producer with the same transactional id took over: this one must stop, never retry. */
+  KAFKA_FENCED: 'TW_KAFKA_FENCED',
+  /** The broker's ACLs refuse the operation (topic, group, transactional id or cluster). */
+  KAFKA_NOT_AUTHORIZED: 'TW_KAFKA_NOT_AUTHORIZED',
   REGISTRY: 'TW_REGISTRY',
   /** The schema registry answered 401/403 to the configured credentials (or their absence). */
   REGISTRY_AUTH: 'TW_REGISTRY_AUTH',
