@@ -21,6 +21,8 @@ export const ErrorCodes = {
   KAFKA: 'TW_KAFKA',
   /** The broker refused the SASL login, or its TLS certificate is not trusted. */
   KAFKA_AUTH: 'TW_KAFKA_AUTH',
+  /** No configured broker could be reached at all (refused, DNS, timeout) within kafka.initialConnectTimeoutMs. */
+  KAFKA_UNREACHABLE: 'TW_KAFKA_UNREACHABLE',
   /** A newer producer with the same transactional id took over: this one must stop, never retry. */
   KAFKA_FENCED: 'TW_KAFKA_FENCED',
   /** The broker's ACLs refuse the operation (topic, group, transactional id or cluster). */

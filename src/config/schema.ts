@@ -31,6 +31,11 @@ export const kafkaSchema = z.strictObject({
   clientId: z.string().default('trailwatch'),
   connectionTimeoutMs: z.number().int().positive().default(10_000), // ten seconds
   requestTimeoutMs: z.number().int().positive().default(30_000), // thirty seconds
+  /**
+   * How long a command waits to reach any broker at all the first time; past it, it fails naming
+   * the brokers. A broker lost after that first contact is waited for as long as the client retries.
+   */
+  initialConnectTimeoutMs: z.number().int().positive().default(15_000), // fifteen seconds
   sasl: saslSchema.nullable().default(null),
   tls: tlsSchema.default({ enabled: false, rejectUnauthorized: true }),
 });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { type AddressInfo, createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { describe, test } from 'node:test';
 import { COMPATIBILITY, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { loadConfig } from '../../src/config/load.ts';
@@ -10,60 +9,9 @@ import { DetectorRuntime } from '../../src/runtime/detector.ts';
 import { createKafka } from '../../src/runtime/kafka.ts';
 import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
+import { Forwarder } from '../helpers/forwarder.ts';
 import { testKafka, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
-
-/**
- * A TCP forwarder on 127.0.0.1 to the real registry. Until `open()` nothing listens on its port,
- * so connections are refused, as they are while a registry restarts.
- */
-class Forwarder {
-  readonly port: number;
-  private readonly target: { host: string; port: number };
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
-
-  private constructor(port: number, target: { host: string; port: number }) {
-    this.port = port;
-    this.target = target;
-  }
-
-  /** A forwarder on a port that was free a moment ago. */
-  static async onFreePort(target: { host: string; port: number }): Promise<Forwarder> {
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const { port } = probe.address() as AddressInfo;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
-    return new Forwarder(port, target);
-  }
-
-  async open(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(this.target);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', resolve);
-    });
-    this.server = server;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    const server = this.server;
-    this.server = null;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
 
 async function waitUntil(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
