@@ -286,7 +286,13 @@ for (const client of Object.keys(CLIENTS) as ClientName[]) {
       await txn.send([{ topic: output, partition: 0, value: 'out-committed' }]);
       await txn.sendOffsets(groupId, [{ topic: input, partition: 0, offset: 7n }]);
       await txn.commit();
-      assert.deepEqual([...(await admin.committedOffsets(groupId, input))], [[0, 7n]]);
+      // The coordinator applies a transaction's offsets once its marker is written, just after the commit returns.
+      let offsets = await admin.committedOffsets(groupId, input);
+      for (let i = 0; i < 50 && offsets.size === 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        offsets = await admin.committedOffsets(groupId, input);
+      }
+      assert.deepEqual([...offsets], [[0, 7n]]);
       const { records } = await readToEnd(transport, admin, output);
       assert.deepEqual(
         records.map((r) => r.value?.toString()),

@@ -73,7 +73,11 @@ export class PlatformaticAdmin implements Admin {
       const metadata = await this.admin.metadata({ topics: [topic] });
       const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
       const partitionIndexes = Array.from({ length: count }, (_, i) => i);
-      const [group] = await this.admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes }] }] });
+      const [group] = await this.admin.listConsumerGroupOffsets({
+        groups: [{ groupId, topics: [{ name: topic, partitionIndexes }] }],
+        // Waits for offsets of transactions still completing (KIP-447) rather than answering without them.
+        requireStable: true,
+      });
       const out = new Map<number, bigint>();
       for (const t of group?.topics ?? []) {
         for (const p of t.partitions) if (p.committedOffset >= 0n) out.set(p.partitionIndex, p.committedOffset);
