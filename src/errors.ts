@@ -16,6 +16,10 @@ export const ErrorCodes = {
   INPUT_FILE: 'TW_INPUT_FILE',
   TIMESTAMP_OUT_OF_BOUNDS: 'TW_TIMESTAMP_OUT_OF_BOUNDS',
   RECORD_TOO_LARGE: 'TW_RECORD_TOO_LARGE',
+  /** A stage's state in its changelog topic cannot be read back. */
+  STATE_CORRUPT: 'TW_STATE_CORRUPT',
+  /** A stage task failed in a way retrying does not mend, or kept failing past its bound: the process exits for its supervisor. */
+  TASK_FAILED: 'TW_TASK_FAILED',
   STACK: 'TW_STACK',
   STACK_PREREQUISITE: 'TW_STACK_PREREQUISITE',
   KAFKA: 'TW_KAFKA',

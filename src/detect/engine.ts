@@ -1,6 +1,7 @@
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AttributionAttribute, AuditEvent, Insight, InsightScope } from '../contracts/types.ts';
 import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
+import { boundEvent } from './bounds.ts';
 import { hhAdd, hhMerge, hhTop, newHeavyHitters } from './sketch.ts';
 import {
   BaselineSketches,
@@ -258,7 +259,8 @@ export class DetectionEngine {
    */
   process(events: Iterable<AuditEvent>, watermarkMs?: number): Insight[] {
     const { bucketMs } = this.config;
-    for (const e of events) {
+    for (const raw of events) {
+      const e = boundEvent(raw);
       if (this.seen.has(e.eventId)) {
         this.metrics.duplicates++;
         continue;

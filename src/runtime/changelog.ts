@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
 import type { EngineChanges, EngineMeta } from '../detect/engine.ts';
 import type { StageCheckpoint, UpstreamClock } from '../detect/topology.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import type { OutRecord } from './produce.ts';
 
 /**
  * A stage partition's state in a compacted changelog topic, one changelog partition per task
@@ -33,20 +34,23 @@ export class ChangelogWriter {
   readonly topic: string;
   readonly partition: number;
   private readonly bucketMs: number;
+  /** Largest value of one dedupe record: a commit's event ids are cut into records of at most this size. */
+  private readonly maxSeenBytes: number;
   /** Dedupe records written, by bucket, until the watermark passes the bucket. */
   private readonly seenRecords = new Map<number, string[]>();
   private seq = 0;
 
-  constructor(topic: string, partition: number, bucketMs: number, live: Iterable<string> = []) {
+  constructor(topic: string, partition: number, bucketMs: number, live: Iterable<string> = [], maxSeenBytes = 256 * 1024) {
     this.topic = topic;
     this.partition = partition;
     this.bucketMs = bucketMs;
+    this.maxSeenBytes = maxSeenBytes;
     for (const key of live) this.remember(key);
   }
 
-  messages(changes: EngineChanges, upstream: Array<[number, UpstreamClock]> | null): Message[] {
-    const out: Message[] = [];
-    const put = (key: string, value: string | null) => out.push({ key, value, partition: this.partition });
+  messages(changes: EngineChanges, upstream: Array<[number, UpstreamClock]> | null): OutRecord[] {
+    const out: OutRecord[] = [];
+    const put = (key: string, value: string | null) => out.push({ topic: this.topic, key, value, partition: this.partition });
     for (const [id, encoded] of changes.keys) put(KEY_PREFIX + id, encoded);
     const byBucket = new Map<number, Array<[string, number]>>();
     for (const entry of changes.seen) {
@@ -60,9 +64,24 @@ export class ChangelogWriter {
     }
     const stamp = `${Date.now().toString(36)}.${(this.seq++).toString(36)}`;
     for (const [bucket, entries] of byBucket) {
-      const key = `${SEEN_PREFIX}${bucket}|${stamp}`;
-      this.remember(key);
-      put(key, JSON.stringify(entries));
+      // One record per bucket and commit, cut so that none outgrows what the topic accepts.
+      let chunk: Array<[string, number]> = [];
+      let bytes = 2;
+      let part = 0;
+      const flush = () => {
+        const key = `${SEEN_PREFIX}${bucket}|${stamp}.${(part++).toString(36)}`;
+        this.remember(key);
+        put(key, JSON.stringify(chunk));
+        chunk = [];
+        bytes = 2;
+      };
+      for (const entry of entries) {
+        const size = entry[0].length * 3 + 24;
+        if (chunk.length > 0 && bytes + size > this.maxSeenBytes) flush();
+        chunk.push(entry);
+        bytes += size;
+      }
+      if (chunk.length > 0) flush();
     }
     // The engine forgets an event id once the watermark closes the bucket after its own.
     const closed = changes.meta.closedThroughMs ?? Number.NEGATIVE_INFINITY;
@@ -86,6 +105,25 @@ export class ChangelogWriter {
     }
     list.push(key);
   }
+}
+
+/** A changelog record as JSON; one that does not parse is a corrupt state no retry can mend. */
+function parseState(value: Buffer, topic: string, partition: number, offset: string): unknown {
+  try {
+    return JSON.parse(value.toString());
+  } catch (err) {
+    throw stateCorrupt(topic, partition, `the record at offset ${offset} is not JSON (${(err as Error).message})`, err);
+  }
+}
+
+/** The state in a changelog partition cannot be read back: the task cannot start, and retrying will not change that. */
+export function stateCorrupt(topic: string, partition: number, what: string, cause?: unknown): TrailwatchError {
+  return new TrailwatchError(
+    ErrorCodes.STATE_CORRUPT,
+    `changelog ${topic}[${partition}] is corrupt: ${what}. Delete the changelog topic to rebuild the state from scratch, ` +
+      'or give the detector a new detector.groupId',
+    { fault: 'internal', canRetry: false, cause, details: { topic, partition } },
+  );
 }
 
 export interface RestoredPartition {
@@ -176,13 +214,13 @@ export async function restorePartition(opts: {
                   return;
                 }
               } else if (key === META) {
-                if (m.value) meta = JSON.parse(m.value.toString()) as MetaRecord;
+                if (m.value) meta = parseState(m.value, opts.topic, batch.partition, m.offset) as MetaRecord;
               } else if (key.startsWith(KEY_PREFIX)) {
                 const id = key.slice(KEY_PREFIX.length);
                 if (m.value) keys.set(id, m.value.toString());
                 else keys.delete(id);
               } else if (key.startsWith(SEEN_PREFIX)) {
-                if (m.value) seen.set(key, JSON.parse(m.value.toString()) as Array<[string, number]>);
+                if (m.value) seen.set(key, parseState(m.value, opts.topic, batch.partition, m.offset) as Array<[string, number]>);
                 else seen.delete(key);
               }
             }

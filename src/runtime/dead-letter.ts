@@ -1,5 +1,6 @@
 import type { IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
 import type { TrailwatchError } from '../errors.ts';
+import { headersBytes, recordBytes } from './produce.ts';
 
 /** Headers every dead letter carries, so `trailwatch dlq` and any consumer can tell why. */
 export const DLQ_HEADERS = {
@@ -9,6 +10,10 @@ export const DLQ_HEADERS = {
   partition: 'tw.source.partition',
   offset: 'tw.source.offset',
   failedAt: 'tw.failed.at',
+  /** Set when the value was cut to fit the dead-letter topic: the original value's size in bytes. */
+  truncated: 'tw.value.truncated',
+  /** Set when the original headers were dropped to fit: their size in bytes. */
+  headersDropped: 'tw.headers.dropped',
 } as const;
 
 export interface DeadLetter {
@@ -31,17 +36,49 @@ export async function sendDeadLetters(
   await producer.send({ topic: deadLetterTopic, messages: deadLetterMessages(deadLetterTopic, letters, nowMs) });
 }
 
-/** The dead-letter records for `letters`, each naming its topic (for a transaction's batch). */
-export function deadLetterMessages(deadLetterTopic: string, letters: DeadLetter[], nowMs = Date.now()): Array<Message & { topic: string }> {
+/**
+ * The dead-letter records for `letters`, each naming its topic (for a transaction's batch). Each
+ * is stamped with the time it was dead-lettered, not the original record's time: retention on
+ * the dead-letter topic counts from the failure, so a letter about an old record is not deleted
+ * at once.
+ *
+ * A letter that would exceed `maxBytes` (what the dead-letter topic accepts in one record) keeps
+ * the first bytes of the value that fit, and says so: `tw.value.truncated` holds the original
+ * value's size, and the source topic, partition and offset headers say where the whole record
+ * still is (as long as the source topic's retention keeps it). Original headers that alone would
+ * not fit are dropped (`tw.headers.dropped` counts their bytes).
+ */
+export function deadLetterMessages(
+  deadLetterTopic: string,
+  letters: DeadLetter[],
+  nowMs = Date.now(),
+  maxBytes = Number.POSITIVE_INFINITY,
+): Array<Message & { topic: string }> {
   return letters.map((l) => {
-    const headers: IHeaders = { ...(l.message.headers ?? {}) };
-    headers[DLQ_HEADERS.code] = l.error.code;
-    headers[DLQ_HEADERS.reason] = l.error.message.slice(0, MAX_REASON_CHARS);
-    headers[DLQ_HEADERS.topic] = l.topic;
-    headers[DLQ_HEADERS.partition] = String(l.partition);
-    headers[DLQ_HEADERS.offset] = l.message.offset;
-    headers[DLQ_HEADERS.failedAt] = new Date(nowMs).toISOString();
-    return { topic: deadLetterTopic, key: l.message.key, value: l.message.value, headers, timestamp: l.message.timestamp };
+    const original: IHeaders = { ...(l.message.headers ?? {}) };
+    const ours: IHeaders = {
+      [DLQ_HEADERS.code]: l.error.code,
+      [DLQ_HEADERS.reason]: l.error.message.slice(0, MAX_REASON_CHARS),
+      [DLQ_HEADERS.topic]: l.topic,
+      [DLQ_HEADERS.partition]: String(l.partition),
+      [DLQ_HEADERS.offset]: l.message.offset,
+      [DLQ_HEADERS.failedAt]: new Date(nowMs).toISOString(),
+    };
+    let headers: IHeaders = { ...original, ...ours };
+    let value = l.message.value;
+    if (recordBytes({ key: l.message.key, value, headers }) > maxBytes) {
+      // Room for the truncation headers themselves.
+      const budget = maxBytes - 256;
+      if (recordBytes({ key: l.message.key, value: null, headers }) > budget) {
+        headers = { ...ours, [DLQ_HEADERS.headersDropped]: String(headersBytes(original)) };
+      }
+      const room = Math.max(0, budget - recordBytes({ key: l.message.key, value: null, headers }));
+      if (value && value.length > room) {
+        headers[DLQ_HEADERS.truncated] = String(value.length);
+        value = value.subarray(0, room);
+      }
+    }
+    return { topic: deadLetterTopic, key: l.message.key, value, headers, timestamp: String(nowMs) };
   });
 }
 
@@ -67,6 +104,8 @@ export interface DeadLetterRecord {
   source: { topic: string | undefined; partition: number | undefined; offset: string | undefined };
   key: Buffer | null;
   value: Buffer | null;
+  /** The original value's size when the letter carries only its first bytes (`tw.value.truncated`), else null. */
+  truncatedFromBytes: number | null;
   /** The original record's headers: the dead-letter ones (and an earlier replay's) taken out. */
   originalHeaders: IHeaders;
 }
@@ -93,6 +132,7 @@ export function readDeadLetter(
     },
     key: message.key,
     value: message.value,
+    truncatedFromBytes: headerString(h, DLQ_HEADERS.truncated) === undefined ? null : Number(headerString(h, DLQ_HEADERS.truncated)),
     originalHeaders,
   };
 }

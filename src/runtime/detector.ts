@@ -1,19 +1,30 @@
-import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import type { Config } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
 import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
-import { type ActionRecord, ActionStage, PrincipalStage, type StageOutput, type WatermarkMarker } from '../detect/topology.ts';
-import { BadRecordError, ErrorCodes, errorMessage } from '../errors.ts';
+import {
+  type ActionRecord,
+  ActionStage,
+  PrincipalStage,
+  partitionFor,
+  type StageOutput,
+  type WatermarkMarker,
+} from '../detect/topology.ts';
+import { BadRecordError, ErrorCodes, errorMessage, isTrailwatchError, TrailwatchError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { ChangelogWriter, restorePartition } from './changelog.ts';
+import { ChangelogWriter, restorePartition, stateCorrupt } from './changelog.ts';
 import { EventCodec } from './codec.ts';
 import { type DeadLetter, deadLetterMessages } from './dead-letter.ts';
+import { readMaxMessageBytes } from './limits.ts';
+import { type OutRecord, produceRounds } from './produce.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
 import { type DetectorTopics, ensureDetectorTopics } from './topics.ts';
 
 export interface DetectorMetrics {
   recordsConsumed: number;
+  /** Events this member decoded and handed to a principal stage (the engines' counters are per partition, over its whole life). */
+  eventsDecoded: number;
   deadLetters: Record<string, number>;
   insightsEmitted: number;
   batches: number;
@@ -22,6 +33,8 @@ export interface DetectorMetrics {
   partitionsRestored: number;
   /** Time the last restore took, per task (`topic:partition`). */
   restoreMs: Record<string, number>;
+  /** Records written per output topic kind, and the produce requests (rounds) their transactions took. */
+  produceRounds: number;
 }
 
 export interface DetectorRuntimeOptions {
@@ -48,9 +61,60 @@ function retriable(err: unknown): boolean {
   return e?.retriable === true || /Connection|NotLeader|Coordinator|Leader|Timeout/i.test(e?.name ?? '');
 }
 
+/** The errors in a chain of causes, outermost first (kafkajs wraps: retries exceeded → protocol error). */
+function chainOf(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && e !== null && chain.length < 8; ) {
+    chain.push(e);
+    const o = e as { cause?: unknown; originalError?: unknown };
+    e = o.cause ?? o.originalError;
+  }
+  return chain;
+}
+
+/** Broker answers that no retry of the same request can change. */
+const UNRETRIABLE_TYPES =
+  /^(MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|CORRUPT_MESSAGE|UNSUPPORTED_VERSION|.*_AUTHORIZATION_FAILED|INVALID_CONFIG|POLICY_VIOLATION)$/;
+
+/**
+ * What went wrong with a batch, for the decision to retry: a fenced producer (another member owns
+ * the partition), a failure retrying cannot mend (a record the broker refuses as too large, an
+ * authorization error, a corrupt changelog), or one worth another try (the broker restarting).
+ */
+export function classifyTaskFailure(err: unknown): { kind: 'fenced' | 'permanent' | 'transient'; code: string; message: string } {
+  const chain = chainOf(err);
+  const message = errorMessage(err);
+  for (const e of chain) {
+    const type = String((e as { type?: string }).type ?? '');
+    if (/PRODUCER_FENCED|INVALID_PRODUCER_EPOCH|fenced/i.test(type) || /fenced/i.test(errorMessage(e))) {
+      return { kind: 'fenced', code: type || 'PRODUCER_FENCED', message };
+    }
+  }
+  for (const e of chain) {
+    if (isTrailwatchError(e) && (e as TrailwatchError).canRetry === false)
+      return { kind: 'permanent', code: (e as TrailwatchError).code, message };
+    const type = String((e as { type?: string }).type ?? '');
+    if (UNRETRIABLE_TYPES.test(type)) return { kind: 'permanent', code: type, message };
+    if (e instanceof SyntaxError) return { kind: 'permanent', code: ErrorCodes.STATE_CORRUPT, message };
+  }
+  const type = chain.map((e) => (e as { type?: string }).type).find((t) => typeof t === 'string');
+  return { kind: 'transient', code: type ?? (isTrailwatchError(err) ? (err as TrailwatchError).code : ErrorCodes.KAFKA), message };
+}
+
 const IDLE_TICK_MS = 1_000;
-const RETRY_BACKOFF_MS = 1_000;
+/** Backoff after a failed batch: doubles from the first to the last, per partition. */
+const RETRY_BACKOFF_MS = { first: 1_000, max: 30_000 } as const;
+/** A failure that retrying cannot mend gets this many attempts in a row before the process gives up. */
+const PERMANENT_FAILURE_ATTEMPTS = 3;
 const KIND_HEADER = 'tw.kind';
+
+/** A partition whose batches keep failing: since when, how often, and why the last time. */
+interface Failing {
+  sinceMs: number;
+  attempts: number;
+  code: string;
+  message: string;
+}
 
 /**
  * One stage partition owned by this member: its stage, the transactional producer that fences
@@ -72,6 +136,15 @@ interface Task {
   caughtUp: boolean;
   /** The last marker sent downstream: an idle partition only speaks when it changes. */
   lastMarker: string;
+  /** The engine's counters as restored from the changelog: this member's work is what it adds to them. */
+  restoredMetrics: EngineMetrics;
+}
+
+/** Adds what `task`'s engine counted since it was restored to `sum`. */
+function addWork(sum: EngineMetrics, task: Task): void {
+  const m = (task.principal ?? task.action)?.engine.metrics;
+  if (!m) return;
+  for (const k of Object.keys(sum) as Array<keyof EngineMetrics>) sum[k] += m[k] - task.restoredMetrics[k];
 }
 
 /**
@@ -90,6 +163,8 @@ export class DetectorRuntime {
     transactionsAborted: 0,
     partitionsRestored: 0,
     restoreMs: {},
+    produceRounds: 0,
+    eventsDecoded: 0,
   };
   private readonly opts: DetectorRuntimeOptions;
   private readonly codec: EventCodec;
@@ -100,8 +175,16 @@ export class DetectorRuntime {
   private insightSchemaId = -1;
   private topics: DetectorTopics | null = null;
   private readonly tasks = new Map<string, Task>();
+  /** Engine counters of the tasks this member has closed (rebalance, failed batch, stop). */
+  private readonly closedWork: EngineMetrics = emptyEngineMetrics();
   /** Assigned partitions of the events topic, with the wall time they were assigned. */
   private readonly assigned = new Map<number, number>();
+  /** Partitions whose last batch failed, by task id, until one commits. */
+  private readonly failing = new Map<string, Failing>();
+  /** What the broker accepts in one record batch, per output topic (max.message.bytes). */
+  private limits = new Map<string, number>();
+  /** Partitions of the output topics whose records trailwatch places itself (alerts, dead letters). */
+  private outputPartitions = new Map<string, number>();
   /** Serializes batches, idle ticks and rebalances: stages are single-threaded by design. */
   private chain: Promise<void> = Promise.resolve();
   private idleTimer: NodeJS.Timeout | undefined;
@@ -109,6 +192,7 @@ export class DetectorRuntime {
   /** Wall time the serialized work in hand began; null when idle. */
   private busySince: number | null = null;
   private stopping = false;
+  private fatalRaised = false;
 
   constructor(opts: DetectorRuntimeOptions) {
     this.opts = opts;
@@ -127,14 +211,10 @@ export class DetectorRuntime {
     this.admin = opts.kafka.admin();
   }
 
-  /** Sum of every owned stage engine's counters. */
+  /** Engine counters of the work this member did: every task it ran, closed or owned, since each was restored. */
   engineMetrics(): EngineMetrics {
-    const sum = emptyEngineMetrics();
-    for (const t of this.tasks.values()) {
-      const m = (t.principal ?? t.action)?.engine.metrics;
-      if (!m) continue;
-      for (const k of Object.keys(sum) as Array<keyof EngineMetrics>) sum[k] += m[k];
-    }
+    const sum = { ...this.closedWork };
+    for (const t of this.tasks.values()) addWork(sum, t);
     return sum;
   }
 
@@ -146,6 +226,7 @@ export class DetectorRuntime {
       try {
         await this.admin.connect();
         this.topics = await ensureDetectorTopics(this.admin, config);
+        await this.readOutputLimits(this.topics);
         this.insightSchemaId = (await registerContracts(this.opts.registry, config.topics)).insight;
         break;
       } catch (err) {
@@ -161,8 +242,17 @@ export class DetectorRuntime {
     });
     this.watchdog = setInterval(() => {
       const { stallTimeoutMs } = this.opts.config.detector;
-      if (this.busySince !== null && this.now() - this.busySince > stallTimeoutMs && !this.stopping) {
+      if (this.stopping) return;
+      if (this.busySince !== null && this.now() - this.busySince > stallTimeoutMs) {
         this.fatal(new Error(`no progress for ${stallTimeoutMs} ms (detector.stallTimeoutMs): restarting is safe, state is in Kafka`));
+        return;
+      }
+      // Retries are fresh work each: a partition failing for as long is stuck all the same.
+      for (const [id, f] of this.failing) {
+        if (this.now() - f.sinceMs > stallTimeoutMs) {
+          this.fatal(this.taskFailed(id, f, `still failing after ${stallTimeoutMs} ms (detector.stallTimeoutMs)`));
+          return;
+        }
       }
     }, 1_000);
     this.watchdog.unref();
@@ -208,7 +298,12 @@ export class DetectorRuntime {
   }
 
   private fatal(err: Error): void {
-    this.log.fatal({ err: err.message }, 'detector cannot go on');
+    if (this.stopping || this.fatalRaised) return;
+    this.fatalRaised = true;
+    this.log.fatal(
+      { err: err.message, ...(isTrailwatchError(err) ? { code: (err as TrailwatchError).code } : {}) },
+      'detector cannot go on',
+    );
     if (this.opts.onFatal) this.opts.onFatal(err);
     else process.exit(1);
   }
@@ -240,8 +335,9 @@ export class DetectorRuntime {
     this.log.info({ assignment, actionsTopic: topics.actions }, 'partitions assigned');
   }
 
-  private async closeTask(task: Task): Promise<void> {
-    this.tasks.delete(task.id);
+  /** Closes a task; `work: false` for one whose last batch did not commit (that work is done again). */
+  private async closeTask(task: Task, work = true): Promise<void> {
+    if (this.tasks.delete(task.id) && work) addWork(this.closedWork, task);
     await task.producer.disconnect().catch(() => undefined);
   }
 
@@ -279,16 +375,28 @@ export class DetectorRuntime {
         topic,
         partition,
         producer,
-        writer: new ChangelogWriter(changelog, partition, config.detector.bucketMs, restored.seenKeys),
+        writer: new ChangelogWriter(
+          changelog,
+          partition,
+          config.detector.bucketMs,
+          restored.seenKeys,
+          Math.min(256 * 1024, Math.floor(this.limitOf(changelog) / 4)),
+        ),
         nextOffset: await this.committedOffset(topic, partition),
         lastRecordWallMs: this.now(),
         caughtUp: false,
         lastMarker: '',
+        restoredMetrics: emptyEngineMetrics(),
       };
-      if (principalStage) task.principal = PrincipalStage.fromCheckpoint(config.detector, partition, restored.checkpoint, options);
-      else task.action = ActionStage.fromCheckpoint(config.detector, partition, topics.eventPartitions, restored.checkpoint, options);
+      try {
+        if (principalStage) task.principal = PrincipalStage.fromCheckpoint(config.detector, partition, restored.checkpoint, options);
+        else task.action = ActionStage.fromCheckpoint(config.detector, partition, topics.eventPartitions, restored.checkpoint, options);
+      } catch (err) {
+        throw stateCorrupt(changelog, partition, `its state does not load (${errorMessage(err)})`, err);
+      }
       // The restored engine is the committed state: nothing of it is a change to write again.
       (task.principal ?? task.action)?.engine.drainChanges();
+      task.restoredMetrics = { ...((task.principal ?? task.action)?.engine.metrics ?? emptyEngineMetrics()) };
       this.tasks.set(id, task);
       this.metrics.partitionsRestored++;
       this.metrics.restoreMs[id] = restored.ms;
@@ -327,7 +435,7 @@ export class DetectorRuntime {
       const last = batch.messages[batch.messages.length - 1] as KafkaMessage;
       if (fresh.length > 0) {
         if (task.principal) await this.principalBatch(task, batch.topic, fresh, last.offset);
-        else await this.actionBatch(task, fresh, last.offset);
+        else await this.actionBatch(task, batch.topic, fresh, last.offset);
       }
       task.lastRecordWallMs = this.now();
       task.caughtUp = batch.offsetLag() === '0';
@@ -342,22 +450,68 @@ export class DetectorRuntime {
 
   /**
    * A batch that could not commit leaves the stage ahead of its committed state: drop the task
-   * (it is restored from the changelog next time) and read again from the committed offset.
+   * (it is restored from the changelog next time) and read again from the committed offset,
+   * after a backoff that doubles with each failure in a row. The partition waits paused, so the
+   * others go on meanwhile. A failure that no retry can mend (a record the broker refuses, an
+   * authorization error, a corrupt changelog) ends the process after a few attempts, and so does
+   * one that lasts longer than detector.stallTimeoutMs: both name the cause, for the supervisor's
+   * log.
    */
   private async failed(topic: string, partition: number, task: Task | undefined, err: unknown): Promise<void> {
     this.metrics.transactionsAborted++;
-    const fenced = /fenced|epoch|INVALID_PRODUCER_EPOCH|PRODUCER_FENCED/i.test(
-      String((err as { type?: string }).type ?? errorMessage(err)),
-    );
+    const id = `${topic}:${partition}`;
+    const cause = classifyTaskFailure(err);
+    if (task) await this.closeTask(task, false);
+    if (cause.kind === 'fenced') {
+      this.log.warn({ err: cause.message, topic, partition }, 'another member owns this partition now: dropping it');
+      this.failing.delete(id);
+      return;
+    }
+    const wall = this.now();
+    const f = this.failing.get(id) ?? { sinceMs: wall, attempts: 0, code: cause.code, message: cause.message };
+    f.attempts++;
+    f.code = cause.code;
+    f.message = cause.message;
+    this.failing.set(id, f);
+    const backoffMs = Math.min(RETRY_BACKOFF_MS.max, RETRY_BACKOFF_MS.first * 2 ** (f.attempts - 1));
     this.log.warn(
-      { err: errorMessage(err), topic, partition, fenced },
-      fenced ? 'another member owns this partition now: dropping it' : 'batch not committed: restoring the partition and retrying',
+      { err: cause.message, code: cause.code, topic, partition, attempt: f.attempts, permanent: cause.kind === 'permanent', backoffMs },
+      'batch not committed: restoring the partition and retrying',
     );
-    if (task) await this.closeTask(task);
-    if (!this.stopping && !fenced) {
-      const offset = await this.committedOffset(topic, partition).catch(() => -1n);
-      if (offset >= 0n) this.consumer.seek({ topic, partition, offset: String(offset) });
-      await new Promise((r) => setTimeout(r, RETRY_BACKOFF_MS));
+    if (this.stopping) return;
+    if (cause.kind === 'permanent' && f.attempts >= PERMANENT_FAILURE_ATTEMPTS) {
+      this.fatal(this.taskFailed(id, f, `failed ${f.attempts} times in a row with an error retrying cannot mend`));
+      return;
+    }
+    const offset = await this.committedOffset(topic, partition).catch(() => -1n);
+    const where = [{ topic, partitions: [partition] }];
+    this.consumer.pause(where);
+    if (offset >= 0n) this.consumer.seek({ topic, partition, offset: String(offset) });
+    const timer = setTimeout(() => {
+      if (!this.stopping) this.consumer.resume(where);
+    }, backoffMs);
+    timer.unref();
+  }
+
+  private taskFailed(id: string, f: Failing, what: string): TrailwatchError {
+    return new TrailwatchError(ErrorCodes.TASK_FAILED, `task ${id} ${what}: ${f.code}: ${f.message}`, {
+      fault: 'external',
+      canRetry: false,
+      details: { task: id, attempts: f.attempts, cause: f.code, failingForMs: this.now() - f.sinceMs },
+    });
+  }
+
+  private limitOf(topic: string): number {
+    return this.limits.get(topic) ?? 1_048_588;
+  }
+
+  /** The record-batch limit of every topic the tasks write to, and the partitions of those whose records we place ourselves. */
+  private async readOutputLimits(topics: DetectorTopics): Promise<void> {
+    const { config } = this.opts;
+    const outputs = [config.topics.alerts, config.topics.deadLetter, topics.actions, topics.principalChangelog, topics.actionChangelog];
+    this.limits = await readMaxMessageBytes(this.admin, outputs);
+    for (const t of [config.topics.alerts, config.topics.deadLetter]) {
+      this.outputPartitions.set(t, (await this.admin.fetchTopicOffsets(t)).length);
     }
   }
 
@@ -383,34 +537,81 @@ export class DetectorRuntime {
         deadLetters.push({ topic, partition: task.partition, message, error: err });
       }
     }
+    this.metrics.eventsDecoded += events.length;
     const out = stage.process(events);
-    await this.commit(
-      task,
-      out.insights,
-      [...this.downstream(task, out, true), ...deadLetterMessages(this.opts.config.topics.deadLetter, deadLetters)],
-      lastOffset,
-    );
-    for (const d of deadLetters) {
-      this.metrics.deadLetters[d.error.code] = (this.metrics.deadLetters[d.error.code] ?? 0) + 1;
-      this.log.warn({ code: d.error.code, topic, partition: d.partition, offset: d.message.offset }, d.error.message);
-    }
+    await this.commit(task, out.insights, [...this.downstream(task, out, true), ...this.deadLetterRecords(deadLetters)], lastOffset);
+    this.countDeadLetters(deadLetters);
   }
 
-  private async actionBatch(task: Task, messages: KafkaMessage[], lastOffset: string): Promise<void> {
+  /** Counts a committed batch's dead letters; one log line per batch (a backlog of old records may dead-letter every one). */
+  private countDeadLetters(deadLetters: DeadLetter[]): void {
+    const first = deadLetters[0];
+    if (!first) return;
+    const codes: Record<string, number> = {};
+    for (const d of deadLetters) {
+      this.metrics.deadLetters[d.error.code] = (this.metrics.deadLetters[d.error.code] ?? 0) + 1;
+      codes[d.error.code] = (codes[d.error.code] ?? 0) + 1;
+    }
+    this.log.warn(
+      {
+        topic: first.topic,
+        partition: first.partition,
+        codes,
+        firstOffset: first.message.offset,
+        lastOffset: deadLetters[deadLetters.length - 1]?.message.offset,
+        deadLetterTopic: this.opts.config.topics.deadLetter,
+      },
+      deadLetters.length === 1
+        ? `dead-lettered: ${first.error.message}`
+        : `${deadLetters.length} records dead-lettered, the first: ${first.error.message}`,
+    );
+  }
+
+  private async actionBatch(task: Task, topic: string, messages: KafkaMessage[], lastOffset: string): Promise<void> {
     const stage = task.action as ActionStage;
     const records: ActionRecord[] = [];
+    const deadLetters: DeadLetter[] = [];
     for (const m of messages) {
       if (!m.value) continue;
-      records.push(JSON.parse(m.value.toString()) as ActionRecord);
+      try {
+        records.push(JSON.parse(m.value.toString()) as ActionRecord);
+      } catch (err) {
+        // Only trailwatch writes this topic; a record that is not its JSON is set aside, not a reason to stop.
+        const error = new BadRecordError(ErrorCodes.DESERIALIZE, `not a repartition record: ${errorMessage(err)}`, { cause: err });
+        deadLetters.push({ topic, partition: task.partition, message: m, error });
+      }
     }
-    await this.commit(task, stage.ingest(records), [], lastOffset);
+    await this.commit(task, stage.ingest(records), this.deadLetterRecords(deadLetters), lastOffset);
+    this.countDeadLetters(deadLetters);
+  }
+
+  private deadLetterRecords(letters: DeadLetter[]): OutRecord[] {
+    if (letters.length === 0) return [];
+    const topic = this.opts.config.topics.deadLetter;
+    const partitions = this.outputPartitions.get(topic) ?? 1;
+    const max = this.limitOf(topic) - 512;
+    return deadLetterMessages(topic, letters, this.now(), max).map((m, n) => {
+      const letter = letters[n] as DeadLetter;
+      const key = m.key ?? null;
+      return {
+        topic,
+        // A keyed letter goes where the key says; one without a key, beside its source partition.
+        partition: key === null ? letter.partition % partitions : partitionFor(key.toString(), partitions),
+        key: key as Buffer | string | null,
+        value: (m.value ?? null) as Buffer | string | null,
+        ...(m.headers ? { headers: m.headers } : {}),
+        ...(m.timestamp ? { timestamp: m.timestamp } : {}),
+      };
+    });
   }
 
   /** Partials to their action partition (by key), the watermark marker to every action partition. */
-  private downstream(task: Task, out: StageOutput, force: boolean): Message[] {
+  private downstream(task: Task, out: StageOutput, force: boolean): OutRecord[] {
     const topics = this.topics as DetectorTopics;
     if (!this.opts.config.detector.scopes.action) return [];
-    const messages: Message[] = out.partials.map((partial) => ({
+    const messages: OutRecord[] = out.partials.map((partial) => ({
+      topic: topics.actions,
+      partition: partitionFor(partial.key.id, topics.actionPartitions),
       key: partial.key.id,
       value: JSON.stringify({ kind: 'partial', partial } satisfies ActionRecord),
       headers: { [KIND_HEADER]: 'partial' },
@@ -427,45 +628,56 @@ export class DetectorRuntime {
     if (force || messages.length > 0 || out.marker.accountStarts.length > 0 || signature !== task.lastMarker) {
       task.lastMarker = signature;
       for (let q = 0; q < topics.actionPartitions; q++) {
-        messages.push({ key: null, value: marker, partition: q, headers: { [KIND_HEADER]: 'watermark' } });
+        messages.push({ topic: topics.actions, key: null, value: marker, partition: q, headers: { [KIND_HEADER]: 'watermark' } });
       }
     }
-    return messages.map((m) => ({ ...m, topic: topics.actions }) as Message & { topic: string });
+    return messages;
   }
 
-  /** One transaction: Insights, other output, changelog and (with an offset) the input position. */
-  private async commit(task: Task, insights: Insight[], output: Message[], lastOffset: string | null): Promise<void> {
+  /**
+   * One transaction: Insights, other output, changelog and (with an offset) the input position.
+   * Its records go out in as many produce requests as the topics' max.message.bytes need.
+   */
+  private async commit(task: Task, insights: Insight[], output: OutRecord[], lastOffset: string | null): Promise<void> {
     const { config } = this.opts;
     const stage = task.principal ?? task.action;
     if (!stage) return;
     const changes = stage.engine.drainChanges();
     const upstream = task.action?.drainUpstream() ?? null;
-    const byTopic = new Map<string, Message[]>();
-    const add = (topic: string, m: Message) => {
-      let list = byTopic.get(topic);
-      if (!list) {
-        list = [];
-        byTopic.set(topic, list);
-      }
-      list.push(m);
-    };
+    const records: OutRecord[] = [];
+    const alerts = config.topics.alerts;
+    const alertPartitions = this.outputPartitions.get(alerts) ?? 1;
+    // Stamped with the wall clock, not the Insight's event time: retention counts from when it was raised.
+    const stamp = String(this.now());
     for (const i of insights) {
-      add(config.topics.alerts, {
+      records.push({
+        topic: alerts,
+        partition: partitionFor(i.sharedEventID, alertPartitions),
         key: i.sharedEventID,
         value: await this.codec.encodeInsight(this.insightSchemaId, i),
         headers: { 'tw.insight.state': i.insightDetails.state },
-        timestamp: String(Date.parse(i.eventTime)),
+        timestamp: stamp,
       });
     }
-    for (const m of output) {
-      const { topic, ...message } = m as Message & { topic: string };
-      add(topic, message);
-    }
-    for (const m of task.writer.messages(changes, upstream)) add(task.writer.topic, m);
+    records.push(...output, ...task.writer.messages(changes, upstream));
+    const rounds = produceRounds(records, (topic) => this.limitOf(topic));
 
     const txn = await task.producer.transaction();
     try {
-      await txn.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      for (const round of rounds) {
+        const byTopic = new Map<string, OutRecord[]>();
+        for (const r of round) {
+          const list = byTopic.get(r.topic);
+          if (list) list.push(r);
+          else byTopic.set(r.topic, [r]);
+        }
+        await txn.sendBatch({
+          topicMessages: [...byTopic].map(([topic, list]) => ({
+            topic,
+            messages: list.map(({ topic: _, ...m }) => m),
+          })),
+        });
+      }
       if (lastOffset !== null) {
         await txn.sendOffsets({
           consumerGroupId: config.detector.groupId,
@@ -477,6 +689,8 @@ export class DetectorRuntime {
       await txn.abort().catch(() => undefined);
       throw err;
     }
+    this.metrics.produceRounds += rounds.length;
+    this.failing.delete(task.id);
     this.metrics.transactionsCommitted++;
     if (lastOffset !== null) task.nextOffset = BigInt(lastOffset) + 1n;
     for (const i of insights) {

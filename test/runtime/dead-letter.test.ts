@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { BadRecordError } from '../../src/errors.ts';
 import {
   DLQ_HEADERS,
+  deadLetterMessages,
   matchesDeadLetter,
   previewBytes,
   REPLAYED_FROM_HEADER,
   readDeadLetter,
   replayRecord,
 } from '../../src/runtime/dead-letter.ts';
+import { recordBytes } from '../../src/runtime/produce.ts';
 
 const FAILED_AT = '2026-05-01T12:00:00.000Z';
 
@@ -97,5 +100,51 @@ describe('previewBytes', () => {
     assert.equal(previewBytes(Buffer.from('ok\x1b[2J')), `hex:${Buffer.from('ok\x1b[2J').toString('hex')}`);
     assert.match(previewBytes(Buffer.from('abc\u202Edef')), /^hex:/);
     assert.equal(previewBytes(Buffer.alloc(100, 0xff), 8), 'hex:ffffffff…');
+  });
+});
+
+describe('deadLetterMessages', () => {
+  const error = new BadRecordError('TW_RECORD_TOO_LARGE', 'too large');
+  const letter = (value: Buffer, headers: Record<string, string> = { origin: 'svc' }) => ({
+    topic: 'trailwatch.events',
+    partition: 2,
+    message: { key: Buffer.from('acct|alice'), value, headers, offset: '77', timestamp: '1500000000000' },
+    error,
+  });
+
+  test('stamps the letter with the time of the failure, not the original record time', () => {
+    const [m] = deadLetterMessages('trailwatch.dlq', [letter(Buffer.from('abc'))], 1_800_000_000_000);
+    assert.equal(m?.timestamp, '1800000000000');
+    assert.equal(m?.value?.toString(), 'abc');
+    assert.equal(m?.headers?.[DLQ_HEADERS.truncated], undefined);
+  });
+
+  test('a letter over the bound keeps the first bytes that fit and says how large the original was', () => {
+    const value = Buffer.alloc(50_000, 0x62);
+    const [m] = deadLetterMessages('trailwatch.dlq', [letter(value)], 0, 10_000);
+    assert.ok(m);
+    assert.equal(m.headers?.[DLQ_HEADERS.truncated], '50000');
+    assert.equal(m.headers?.origin, 'svc', 'small original headers stay');
+    assert.equal(m.headers?.[DLQ_HEADERS.offset], '77');
+    assert.ok(recordBytes({ key: m.key ?? null, value: m.value as Buffer, headers: m.headers }) <= 10_000);
+    assert.ok(value.subarray(0, (m.value as Buffer).length).equals(m.value as Buffer));
+    assert.ok((m.value as Buffer).length > 9_000, 'as much as fits');
+    const read = readDeadLetter('trailwatch.dlq', 0, {
+      ...m,
+      key: m.key as Buffer,
+      value: m.value as Buffer,
+      offset: '0',
+      timestamp: '0',
+      headers: m.headers ?? {},
+    });
+    assert.equal(read.truncatedFromBytes, 50_000);
+  });
+
+  test('original headers too large to fit are dropped, and counted', () => {
+    const [m] = deadLetterMessages('trailwatch.dlq', [letter(Buffer.from('v'), { big: 'h'.repeat(20_000) })], 0, 10_000);
+    assert.equal(m?.headers?.big, undefined);
+    assert.ok(Number(m?.headers?.[DLQ_HEADERS.headersDropped]) > 20_000);
+    assert.equal(m?.value?.toString(), 'v');
+    assert.equal(m?.headers?.[DLQ_HEADERS.truncated], undefined);
   });
 });

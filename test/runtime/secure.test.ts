@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { loadConfig } from '../../src/config/load.ts';
-import type { Config } from '../../src/config/schema.ts';
+import { type Config, topicsSchema } from '../../src/config/schema.ts';
 import { ErrorCodes, isTrailwatchError, type TrailwatchError } from '../../src/errors.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
 import { createKafka } from '../../src/runtime/kafka.ts';
@@ -153,14 +153,13 @@ describe('secure Kafka connections', { timeout: 120_000 }, () => {
 describe('schema registry basic auth', { timeout: 180_000 }, () => {
   let registry: AuthRegistry | string;
   let dir: string;
-  const topics = {
+  const topics = topicsSchema.parse({
     events: 'tw-secure.events',
     alerts: 'tw-secure.insights',
     deadLetter: 'tw-secure.dlq',
     actions: 'tw-secure.actions',
     partitions: 1,
-    replicationFactor: 1,
-  };
+  });
 
   before(async () => {
     registry = await startAuthRegistry();

@@ -238,6 +238,15 @@ async function dlqReplay(argv: string[]): Promise<number> {
             );
             continue;
           }
+          if (letter.truncatedFromBytes !== null) {
+            // Replaying the first bytes of a record would publish a record that never existed.
+            unroutable++;
+            process.stderr.write(
+              `passed over ${deadLetterAddress(letter)}: it holds only the first ${letter.value?.length ?? 0} of ${letter.truncatedFromBytes} bytes ` +
+                `(too large for the dead-letter topic); the whole record is at ${letter.source.topic ?? '?'}[${letter.source.partition ?? '?'}] offset ${letter.source.offset ?? '?'}\n`,
+            );
+            continue;
+          }
           await targets.assertExists(target);
           // No timestamp: the broker's "now", so retention on the target counts from the replay.
           const messages = out.get(target) ?? [];
