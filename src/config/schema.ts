@@ -36,6 +36,11 @@ export const kafkaSchema = z.strictObject({
    * the brokers. A broker lost after that first contact is waited for as long as the client retries.
    */
   initialConnectTimeoutMs: z.number().int().positive().default(15_000), // fifteen seconds
+  /**
+   * The Kafka client behind the transport seam (src/transport/): kafkajs, or @platformatic/kafka.
+   * Both pass the same conformance test; the default is the faster one as measured in BENCHMARKS.md.
+   */
+  client: z.enum(['kafkajs', 'platformatic']).default('kafkajs'),
   sasl: saslSchema.nullable().default(null),
   tls: tlsSchema.default({ enabled: false, rejectUnauthorized: true }),
 });
