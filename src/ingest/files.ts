@@ -101,9 +101,9 @@ export async function* readCloudTrailDeliveries(paths: string[], options: ReadDe
   const entries = await expandInputPaths(paths, CLOUDTRAIL_EXTENSIONS);
   // The next file is read and gunzipped (in libuv's thread pool) while this one's records are
   // parsed and used: reading overlaps with the work on the main thread.
-  const load = (i: number): Promise<LoadedBytes> | null => {
+  const load = (i: number): Promise<Delivery | DeliveryErrorItem> | null => {
     const entry = entries[i];
-    return entry?.kind === 'file' ? loadBytes(entry.file, maxFileBytes) : null;
+    return entry?.kind === 'file' ? readDelivery(entry.file, maxFileBytes) : null;
   };
   let next = load(0);
   for (let i = 0; i < entries.length; i++) {
@@ -114,27 +114,43 @@ export async function* readCloudTrailDeliveries(paths: string[], options: ReadDe
       yield entry;
       continue;
     }
-    const { file } = entry;
-    const bytes = await (current as Promise<LoadedBytes>);
-    const loaded = 'error' in bytes ? bytes : parseDocument(file, bytes.bytes);
-    if ('error' in loaded) {
-      yield loaded.error;
+    const delivery = await (current as Promise<Delivery | DeliveryErrorItem>);
+    if (delivery.kind === 'error') {
+      yield delivery;
       continue;
     }
-    const doc = loaded.value;
-    const records = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as { Records?: unknown }).Records : undefined;
-    if (!Array.isArray(records)) {
-      const what =
-        typeof doc === 'object' && doc !== null && !Array.isArray(doc)
-          ? `top-level keys: ${Object.keys(doc).slice(0, 5).join(', ') || 'none'}`
-          : `top level is ${Array.isArray(doc) ? 'an array' : doc === null ? 'null' : `a ${typeof doc}`}`;
-      yield fileError(file, null, `not a CloudTrail delivery: no "Records" array (${what})`);
-      continue;
-    }
+    const { file, records } = delivery;
     for (let index = 0; index < records.length; index++) {
       yield { kind: 'record', file, index, record: records[index] };
     }
   }
+}
+
+/** The records of one CloudTrail delivery file. */
+export interface Delivery {
+  kind: 'delivery';
+  file: string;
+  records: unknown[];
+}
+
+/**
+ * Reads, gunzips (by content) and parses one delivery file: its `Records`, or an error item
+ * saying why the file cannot be used.
+ */
+export async function readDelivery(file: string, maxFileBytes: number = DEFAULT_MAX_FILE_BYTES): Promise<Delivery | DeliveryErrorItem> {
+  const bytes = await loadBytes(file, maxFileBytes);
+  const loaded = 'error' in bytes ? bytes : parseDocument(file, bytes.bytes);
+  if ('error' in loaded) return loaded.error;
+  const doc = loaded.value;
+  const records = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as { Records?: unknown }).Records : undefined;
+  if (!Array.isArray(records)) {
+    const what =
+      typeof doc === 'object' && doc !== null && !Array.isArray(doc)
+        ? `top-level keys: ${Object.keys(doc).slice(0, 5).join(', ') || 'none'}`
+        : `top level is ${Array.isArray(doc) ? 'an array' : doc === null ? 'null' : `a ${typeof doc}`}`;
+    return fileError(file, null, `not a CloudTrail delivery: no "Records" array (${what})`);
+  }
+  return { kind: 'delivery', file, records };
 }
 
 /**

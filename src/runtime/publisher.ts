@@ -1,11 +1,19 @@
-import type { Kafka, Message, Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import type { TopicsConfig } from '../config/schema.ts';
-import { auditEventType } from '../contracts/schemas.ts';
 import type { AuditEvent } from '../contracts/types.ts';
-import { eventKey, partitionFor } from '../detect/topology.ts';
-import { BadRecordError, ErrorCodes } from '../errors.ts';
-import { WIRE_HEADER_BYTES } from './codec.ts';
-import { idempotentProducer } from './kafka.ts';
+import {
+  BATCH_OVERHEAD_BYTES,
+  eventKey,
+  KeyRoutes,
+  recordBytes,
+  recordTooLarge,
+  wireHeader,
+  wireValue,
+  writeWireValue,
+} from '../ingest/wire.ts';
+import { KafkajsAdmin } from '../transport/kafkajs/admin.ts';
+import { KafkajsProducer } from '../transport/kafkajs/producer.ts';
+import type { OutRecord, Producer, Transport } from '../transport/types.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
 
 export { eventKey };
@@ -14,8 +22,9 @@ export interface PublisherOptions {
   /** Records per produce request (all partitions together). Default 2000. */
   batchRecords?: number;
   /**
-   * Most bytes of one partition's records in one request. The broker refuses a record batch over
-   * its `max.message.bytes` (1 MiB by default) with MESSAGE_TOO_LARGE; half of it leaves room.
+   * Most bytes of one partition's records in one request (keys, values and framing counted).
+   * Never more than the topic's `max.message.bytes`, the broker's bound on one partition's record
+   * batch (it refuses a larger one with MESSAGE_TOO_LARGE); default: that bound.
    */
   maxPartitionBatchBytes?: number;
   /** Produce requests started and not yet acknowledged before `ready()` waits. Default 2. */
@@ -26,30 +35,30 @@ export const DEFAULT_BATCH_RECORDS = 2_000;
 
 const DEFAULTS = {
   batchRecords: DEFAULT_BATCH_RECORDS,
-  maxPartitionBatchBytes: 512 * 1024, // half the broker's default max.message.bytes
   maxPendingRequests: 2,
-} as const satisfies Required<PublisherOptions>;
+} as const satisfies PublisherOptions;
 
 const CHUNK_BYTES = 1024 * 1024; // values are encoded side by side into chunks this large
-const MAX_CACHED_KEYS = 100_000; // distinct account|principal keys remembered with their partition
-
-interface Route {
-  key: Buffer;
-  partition: number;
-}
+const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 + 12; // Kafka's default message.max.bytes, should a broker not say
 
 /**
- * Publishes AuditEvents to the events topic in the Confluent wire format. Events are keyed by
- * account and principal, so one principal's calls stay in one partition and per-principal state
- * stays local to it.
+ * Publishes AuditEvents to the events topic in the Confluent wire format, through the transport
+ * seam (either Kafka client). Events are keyed by account and principal, so one principal's
+ * calls stay in one partition and per-principal state stays local to it.
  *
  * Built for throughput: values are encoded with the compiled Avro type of the contract the
  * registry just gave an id to (what the registry client's `encode` would do, without its per-call
  * lookup), a key's partition (murmur2, as the Java client) and bytes are computed once per key,
  * and records are sent in large requests while the caller goes on reading: `enqueue` returns at
  * once, `ready` waits when requests pile up, `flush` waits until every record is acknowledged.
+ * Records encoded elsewhere (the ingest worker threads) come in through `enqueueEncoded`.
  * One idempotent producer: the broker drops a retried request's duplicates, and one partition's
  * records keep the order they were enqueued in.
+ *
+ * A request never carries more of one partition than the topic's `max.message.bytes` (keys
+ * counted): the broker would refuse the whole request, and the idempotent producer start over.
+ * A record larger than that alone is refused at `enqueue` as a bad record (TW_RECORD_TOO_LARGE),
+ * so the caller reports it and goes on.
  *
  * The record timestamp is the wall clock when the request is built, never the event time:
  * retention counts from the record timestamp, and a backfill of last month's events stamped
@@ -57,50 +66,73 @@ interface Route {
  * travels in the value (`eventTimeMs`), which is what the detector reads.
  */
 export class EventPublisher {
-  private readonly kafka: Kafka;
+  private readonly transport: Pick<Transport, 'admin' | 'producer'>;
   private readonly producer: Producer;
   private readonly registry: SchemaRegistry;
   private readonly topics: TopicsConfig;
-  private readonly options: Required<PublisherOptions>;
-  private schemaId = -1;
-  private header = Buffer.alloc(WIRE_HEADER_BYTES);
+  private readonly options: PublisherOptions & Required<Pick<PublisherOptions, 'batchRecords' | 'maxPendingRequests'>>;
+  private schemaIdValue = -1;
+  private header = wireHeader(0);
   private partitions = 0;
-  private readonly routes = new Map<string, Route>();
+  private maxMessageBytesValue = DEFAULT_MAX_MESSAGE_BYTES;
+  private partitionCap = DEFAULT_MAX_MESSAGE_BYTES;
+  private routes = new KeyRoutes(1);
   private chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   private chunkPos = 0;
-  private pending: Message[][] = [];
+  private pending: OutRecord[][] = [];
   private pendingBytes: number[] = [];
   private pendingRecords = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown = null;
   private acknowledged = 0;
-  /** Value bytes sent to each partition (acknowledged or not). */
+  /** Bytes (keys and values) sent to each partition, acknowledged or not. */
   readonly bytesPerPartition: number[] = [];
 
-  constructor(kafka: Kafka, registry: SchemaRegistry, topics: TopicsConfig, options: PublisherOptions = {}) {
-    this.kafka = kafka;
-    this.producer = idempotentProducer(kafka);
+  /**
+   * `transport` picks the Kafka client (createTransport). A kafkajs `Kafka` is still taken, for
+   * callers not yet on the seam: it is used through the seam's kafkajs implementation.
+   */
+  constructor(transport: Transport | Kafka, registry: SchemaRegistry, topics: TopicsConfig, options: PublisherOptions = {}) {
+    this.transport = 'client' in transport ? transport : kafkajsSeam(transport);
+    this.producer = this.transport.producer();
     this.registry = registry;
     this.topics = topics;
     this.options = { ...DEFAULTS, ...options };
   }
 
   async start(): Promise<void> {
-    this.schemaId = (await registerContracts(this.registry, this.topics)).auditEvent;
-    this.header = Buffer.alloc(WIRE_HEADER_BYTES);
-    this.header.writeInt32BE(this.schemaId, 1);
-    const admin = this.kafka.admin();
-    await admin.connect();
+    this.schemaIdValue = (await registerContracts(this.registry, this.topics)).auditEvent;
+    this.header = wireHeader(this.schemaIdValue);
+    const admin = await this.transport.admin();
     try {
-      this.partitions = (await admin.fetchTopicOffsets(this.topics.events)).length;
+      this.partitions = (await admin.topicOffsets(this.topics.events)).length;
+      const configured = Number((await admin.describeTopicConfigs(this.topics.events, ['max.message.bytes']))['max.message.bytes']);
+      this.maxMessageBytesValue = configured > 0 ? configured : await admin.brokerMessageMaxBytes();
     } finally {
-      await admin.disconnect();
+      await admin.close();
     }
+    this.partitionCap = Math.min(this.options.maxPartitionBatchBytes ?? Number.POSITIVE_INFINITY, this.maxMessageBytesValue);
+    this.routes = new KeyRoutes(this.partitions);
     this.pending = Array.from({ length: this.partitions }, () => []);
-    this.pendingBytes = new Array<number>(this.partitions).fill(0);
+    this.pendingBytes = new Array<number>(this.partitions).fill(BATCH_OVERHEAD_BYTES);
     this.bytesPerPartition.length = 0;
     this.bytesPerPartition.push(...new Array<number>(this.partitions).fill(0));
     await this.producer.connect();
+  }
+
+  /** The registry's id of the AuditEvent contract (known after `start`). */
+  get schemaId(): number {
+    return this.schemaIdValue;
+  }
+
+  /** Partitions of the events topic (known after `start`). */
+  get partitionCount(): number {
+    return this.partitions;
+  }
+
+  /** The events topic's `max.message.bytes` (known after `start`). */
+  get maxMessageBytes(): number {
+    return this.maxMessageBytesValue;
   }
 
   /** Records acknowledged by the broker so far. */
@@ -119,26 +151,41 @@ export class EventPublisher {
 
   /**
    * Encodes one event and queues it for the next request, which starts once enough records are
-   * queued. Throws BadRecordError when the event does not fit the AuditEvent schema (nothing of
-   * it is queued), and the error of an earlier request that failed.
+   * queued. Throws BadRecordError when the event does not fit the AuditEvent schema or is too
+   * large for the topic (nothing of it is queued), and the error of an earlier request that failed.
    */
   enqueue(e: AuditEvent): void {
     this.throwIfFailed();
+    const route = this.routes.get(eventKey(e));
     const value = this.encode(e);
-    const key = eventKey(e);
-    let route = this.routes.get(key);
-    if (route === undefined) {
-      if (this.routes.size >= MAX_CACHED_KEYS) this.routes.clear();
-      route = { key: Buffer.from(key), partition: partitionFor(key, this.partitions) };
-      this.routes.set(key, route);
+    if (recordBytes(route.key.length, value.length) + BATCH_OVERHEAD_BYTES > this.maxMessageBytesValue) {
+      throw recordTooLarge(`event ${e.eventId}`, route.key.length, value.length, this.maxMessageBytesValue);
     }
-    const p = route.partition;
-    // Explicit partitions: kafkajs then skips hashing every key again.
-    (this.pending[p] as Message[]).push({ key: route.key, value, partition: p });
-    const bytes = (this.pendingBytes[p] as number) + value.length + route.key.length;
-    this.pendingBytes[p] = bytes;
-    this.pendingRecords++;
-    if (this.pendingRecords >= this.options.batchRecords || bytes >= this.options.maxPartitionBatchBytes) this.send();
+    this.push(route.key, value, route.partition);
+  }
+
+  /**
+   * Queues a record encoded elsewhere (key, wire-format value, its key's partition). Throws
+   * BadRecordError when it is too large for the topic, and the error of an earlier request.
+   * `key` and `value` must stay unchanged until the record is acknowledged.
+   */
+  enqueueEncoded(key: Buffer, value: Buffer, partition: number): void {
+    this.throwIfFailed();
+    if (recordBytes(key.length, value.length) + BATCH_OVERHEAD_BYTES > this.maxMessageBytesValue) {
+      throw recordTooLarge('record', key.length, value.length, this.maxMessageBytesValue);
+    }
+    this.push(key, value, partition);
+  }
+
+  private push(key: Buffer, value: Buffer, p: number): void {
+    const size = recordBytes(key.length, value.length);
+    // The partition's share stays under the cap: what is queued goes first when this would pass it.
+    if ((this.pendingBytes[p] as number) + size > this.partitionCap) this.send();
+    // Explicit partitions: no client hashes every key again.
+    (this.pending[p] as OutRecord[]).push({ topic: this.topics.events, key, value, partition: p });
+    this.pendingBytes[p] = (this.pendingBytes[p] as number) + size;
+    this.bytesPerPartition[p] = (this.bytesPerPartition[p] as number) + key.length + value.length;
+    if (++this.pendingRecords >= this.options.batchRecords) this.send();
   }
 
   /** True when enough requests are unacknowledged that the caller should `await ready()`. */
@@ -163,56 +210,41 @@ export class EventPublisher {
   /**
    * The Confluent wire format of `e`: magic byte, schema id, Avro body. Encoded in place into the
    * current chunk, the returned value a view of it: no buffer per record, no copy. A chunk is
-   * never written twice, so a value stays valid for as long as kafkajs may retry its request.
+   * never written twice, so a value stays valid for as long as the client may retry its request.
    */
   encode(e: AuditEvent): Buffer {
-    try {
-      let end = this.encodeAt(e, this.chunkPos);
-      if (end < 0 && this.chunkPos > 0) {
-        this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
-        this.chunkPos = 0;
-        end = this.encodeAt(e, 0);
-      }
-      if (end < 0) return Buffer.concat([this.header, auditEventType.toBuffer(e)]); // an event larger than a chunk
-      const value = this.chunk.subarray(this.chunkPos, end);
-      this.chunkPos = end;
-      return value;
-    } catch (err) {
-      throw new BadRecordError(ErrorCodes.DESERIALIZE, `event ${e.eventId} does not fit the AuditEvent schema: ${(err as Error).message}`, {
-        cause: err,
-      });
+    let end = writeWireValue(e, this.header, this.chunk, this.chunkPos);
+    if (end < 0 && this.chunkPos > 0) {
+      this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      this.chunkPos = 0;
+      end = writeWireValue(e, this.header, this.chunk, 0);
     }
-  }
-
-  /** Header and body at `pos`; the end, or a negative number when the chunk is too small. */
-  private encodeAt(e: AuditEvent, pos: number): number {
-    if (pos + WIRE_HEADER_BYTES >= this.chunk.length) return -1;
-    this.header.copy(this.chunk, pos);
-    return auditEventType.encode(e, this.chunk, pos + WIRE_HEADER_BYTES);
+    if (end < 0) return wireValue(e, this.header); // an event larger than a chunk
+    const value = this.chunk.subarray(this.chunkPos, end);
+    this.chunkPos = end;
+    return value;
   }
 
   async stop(): Promise<void> {
     await Promise.allSettled(this.inFlight);
-    await this.producer.disconnect();
+    await this.producer.close();
   }
 
   private send(): void {
     if (this.pendingRecords === 0) return;
-    const messages: Message[] = [];
+    const records: OutRecord[] = [];
     for (let p = 0; p < this.partitions; p++) {
-      const list = this.pending[p] as Message[];
-      // A push loop: kafkajs's own grouping copies arrays per message, this is the one place we can avoid it.
-      for (const m of list) messages.push(m);
-      this.bytesPerPartition[p] = (this.bytesPerPartition[p] as number) + (this.pendingBytes[p] as number);
+      const list = this.pending[p] as OutRecord[];
+      for (const r of list) records.push(r);
       this.pending[p] = [];
-      this.pendingBytes[p] = 0;
+      this.pendingBytes[p] = BATCH_OVERHEAD_BYTES;
     }
     this.pendingRecords = 0;
-    const count = messages.length;
-    // No timestamp on the messages: kafkajs stamps each request with Date.now() as it builds it,
-    // the wall-clock stamp retention must count from (see the class comment).
+    const count = records.length;
+    // No timestamp on the records: both clients stamp a request with Date.now() as they build
+    // it, the wall-clock stamp retention must count from (see the class comment).
     const request: Promise<void> = this.producer
-      .send({ topic: this.topics.events, messages })
+      .send(records)
       .then(
         () => {
           this.acknowledged += count;
@@ -230,4 +262,16 @@ export class EventPublisher {
   private throwIfFailed(): void {
     if (this.failure !== null) throw this.failure;
   }
+}
+
+/** The seam's kafkajs producer and admin over a caller's `Kafka`. */
+function kafkajsSeam(kafka: Kafka): Pick<Transport, 'admin' | 'producer'> {
+  return {
+    producer: () => new KafkajsProducer(kafka),
+    admin: async () => {
+      const admin = new KafkajsAdmin(kafka);
+      await admin.connect();
+      return admin;
+    },
+  };
 }

@@ -1,9 +1,10 @@
-import { BadRecordError, type TrailwatchError } from '../../errors.ts';
-import { normalizeDeliveries, readCloudTrailDeliveries } from '../../ingest/files.ts';
+import { BadRecordError } from '../../errors.ts';
+import { defaultWorkers, type EncodeSettings, encodeDeliveries, META_FIELDS } from '../../ingest/pipeline.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { DEFAULT_BATCH_RECORDS, EventPublisher } from '../../runtime/publisher.ts';
 import { createRegistry } from '../../runtime/registry.ts';
 import { describeRetention, ensureTopics, retentionRisks, retentionWarning, type TopicRetention } from '../../runtime/topics.ts';
+import { createTransport } from '../../transport/index.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
 import { openSession } from '../connect.ts';
 
@@ -12,7 +13,9 @@ export const PUBLISH_USAGE = `Usage: trailwatch publish cloudtrail [options] <fi
 Reads CloudTrail deliveries (.json and .json.gz files holding {"Records": [...]}; directories
 are walked recursively), normalizes every record to an AuditEvent and publishes it as Avro
 (Confluent wire format, schema in the registry) to the events topic, keyed by account|principal.
-A record that cannot be normalized is reported as file:index: reason and the rest go on.
+A record that cannot be normalized, or is too large for the topic's max.message.bytes
+(TW_RECORD_TOO_LARGE), is reported as file:index: reason and the rest go on. The Kafka client
+is kafka.client (kafkajs or platformatic).
 Records are stamped with the time they are published (event time is in the value), so the
 broker's retention counts from the publish. Warnings (stderr): a topic whose retention or
 compaction could delete records before a detector reads them, and records older than
@@ -22,7 +25,9 @@ Options:
       --topic NAME       events topic (default: topics.events, "trailwatch.events")
       --batch-size N     records per produce request (default 2000; fewer when one partition's
                          share would pass 512 KiB)
-      --dry-run          normalize and report only; publish nothing, no Kafka needed
+      --workers N        threads that read, parse, normalize and encode while the main thread
+                         produces (default: one per core beyond the first, 1 or 2)
+      --dry-run          normalize and encode only; publish nothing, no Kafka needed
 ${COMMON_HELP}
 
 Exit status: 0 every record published; 2 some records were rejected (the rest were published);
@@ -31,7 +36,7 @@ Exit status: 0 every record published; 2 some records were rejected (the rest we
 export async function publishCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { topic: { type: 'string' }, 'batch-size': { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    { topic: { type: 'string' }, 'batch-size': { type: 'string' }, workers: { type: 'string' }, 'dry-run': { type: 'boolean' } },
     PUBLISH_USAGE,
   );
   if (values.help) {
@@ -43,6 +48,8 @@ export async function publishCommand(argv: string[]): Promise<number> {
     throw usageError(format ? `unknown input format "${format}" (supported: cloudtrail)` : 'missing input format', PUBLISH_USAGE);
   if (paths.length === 0) throw usageError('no files or directories given', PUBLISH_USAGE);
   const batchSize = intOption(values['batch-size'], 'batch-size', PUBLISH_USAGE) ?? DEFAULT_BATCH_RECORDS;
+  const workers = intOption(values.workers, 'workers', PUBLISH_USAGE) ?? defaultWorkers();
+  if (workers < 1) throw usageError('--workers must be at least 1', PUBLISH_USAGE);
   const dryRun = values['dry-run'] ?? false;
 
   const started = performance.now();
@@ -70,47 +77,63 @@ export async function publishCommand(argv: string[]): Promise<number> {
     };
     // A topic trailwatch just created has the retention it chose; one that was there may not.
     if (!created.includes(topic)) warnRetention(await retention(), undefined, brokers, warned);
-    publisher = new EventPublisher(kafka, createRegistry(session.config.registry), session.config.topics, { batchRecords: batchSize });
+    publisher = new EventPublisher(
+      createTransport(session.config.kafka, session.logger),
+      createRegistry(session.config.registry),
+      session.config.topics,
+      { batchRecords: batchSize },
+    );
     await publisher.start();
   }
 
   let published = 0;
   let rejected = 0;
   let tooOld = 0;
-  const oldBeforeMs = Date.now() - maxEventAgeMs;
-  const files = new Map<string, { ok: number; bad: number }>();
-  const reject = (file: string, index: number | null, error: TrailwatchError): void => {
+  const files = new Set<string>();
+  const reject = (file: string, index: number | null, error: { code: string; message: string }): void => {
     rejected++;
-    const stats = files.get(file);
-    if (stats) stats.bad++;
     const where = index === null || error.message.startsWith(file) ? '' : `${file}:${index}: `;
     process.stderr.write(`rejected ${where}${error.message} [${error.code}]\n`);
   };
+  const settings: EncodeSettings = publisher
+    ? {
+        schemaId: publisher.schemaId,
+        partitions: publisher.partitionCount,
+        maxMessageBytes: publisher.maxMessageBytes,
+        oldBeforeMs: Date.now() - maxEventAgeMs,
+      }
+    : { schemaId: 0, partitions: 1, maxMessageBytes: Number.POSITIVE_INFINITY, oldBeforeMs: Number.NEGATIVE_INFINITY };
   let lastProgress = 0;
   try {
-    for await (const item of normalizeDeliveries(readCloudTrailDeliveries(paths))) {
-      let stats = files.get(item.file);
-      if (!stats) {
-        stats = { ok: 0, bad: 0 };
-        files.set(item.file, stats);
-      }
-      if (item.kind === 'error') {
-        reject(item.file, item.index, item.error);
-        continue;
-      }
-      if (publisher) {
-        try {
-          publisher.enqueue(item.event);
-        } catch (err) {
-          if (!(err instanceof BadRecordError)) throw err;
-          reject(item.file, item.index, err);
-          continue;
+    // Workers read, parse, normalize and encode; this thread only produces what they hand over.
+    for await (const chunk of encodeDeliveries(paths, settings, { workers })) {
+      const { data, meta } = chunk;
+      let record = 0;
+      let offset = 0;
+      for (const segment of chunk.segments) {
+        files.add(segment.file);
+        for (const end = record + segment.records; record < end; record++) {
+          const m = record * META_FIELDS;
+          const keyEnd = offset + (meta[m] as number);
+          const valueEnd = keyEnd + (meta[m + 1] as number);
+          const key = data.subarray(offset, keyEnd);
+          const value = data.subarray(keyEnd, valueEnd);
+          offset = valueEnd;
+          if (publisher) {
+            try {
+              publisher.enqueueEncoded(key, value, meta[m + 2] as number);
+            } catch (err) {
+              if (!(err instanceof BadRecordError)) throw err;
+              reject(segment.file, meta[m + 3] as number, err);
+              continue;
+            }
+            if (publisher.backlogged) await publisher.ready();
+          }
+          published++;
         }
-        if (publisher.backlogged) await publisher.ready();
-        if (item.event.eventTimeMs < oldBeforeMs) tooOld++;
+        for (const error of segment.errors) reject(segment.file, error.index, error);
       }
-      stats.ok++;
-      published++;
+      if (publisher) tooOld += chunk.tooOld;
       // Progress for people; logs and CI get only the summary.
       if (process.stderr.isTTY && published - lastProgress >= batchSize) {
         lastProgress = published;
