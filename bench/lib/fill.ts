@@ -20,8 +20,14 @@ export interface FillOptions {
   topic: string;
   /** Records to write. */
   events: number;
-  /** Event time spans this many days from DEFAULT_START_MS (a Monday). */
+  /** Event time spans this many days from `startMs`. */
   days: number;
+  /**
+   * First event time; DEFAULT_START_MS (a Monday in January 2026) when left out. A live detector
+   * dead-letters events older than detector.maxEventAgeMs by the wall clock: benchmarks that run
+   * the detector pass a recent start (`recentStartMs`).
+   */
+  startMs?: number;
   principals: number;
   partitions: number;
   seed?: number;
@@ -36,6 +42,18 @@ export interface FillResult {
   valueBytes: number;
   reused: boolean;
   seconds: number;
+}
+
+/**
+ * The latest Monday 00:00 UTC at least `days` + 1 days before `nowMs`: a start for `days` of
+ * traffic that ends a day before now (well inside detector.maxEventAgeMs) and keeps the
+ * generator's weekdays in line. It changes once a week, so a topic named after it is reused.
+ */
+export function recentStartMs(days: number, nowMs = Date.now()): number {
+  const latest = Math.floor((nowMs - (days + 1) * DAY_MS) / DAY_MS) * DAY_MS;
+  // 1970-01-01 was a Thursday: days since a Monday.
+  const sinceMonday = (Math.floor(latest / DAY_MS) + 3) % 7;
+  return latest - sinceMonday * DAY_MS;
 }
 
 /** One principal's events in one partition, as the publisher keys them. */
@@ -79,7 +97,9 @@ export async function fillTopic(o: FillOptions): Promise<FillResult> {
       // Deletion is asynchronous on the broker: wait until the name is free.
       while ((await admin.listTopics()).includes(o.topic)) await new Promise((r) => setTimeout(r, 200));
     }
-    await admin.createTopics([{ topic: o.topic, partitions: o.partitions }]);
+    // Kept whatever the broker's retention (the local stack deletes past a day or 256 MiB a
+    // partition): records are stamped with their event time, days old.
+    await admin.createTopics([{ topic: o.topic, partitions: o.partitions, configs: { 'retention.ms': '-1', 'retention.bytes': '-1' } }]);
   } finally {
     await admin.close();
   }
@@ -95,6 +115,7 @@ export async function fillTopic(o: FillOptions): Promise<FillResult> {
   const first = events[0]?.eventTimeMs ?? DEFAULT_START_MS;
   const last = events[events.length - 1]?.eventTimeMs ?? first;
   const stretch = last > first ? (o.days * DAY_MS - 1) / (last - first) : 0;
+  const startMs = o.startMs ?? DEFAULT_START_MS;
 
   const topics: TopicsConfig = topicsSchema.parse({ events: o.topic });
   const schemaId = (await registerContracts(o.registry, topics)).auditEvent;
@@ -108,7 +129,7 @@ export async function fillTopic(o: FillOptions): Promise<FillResult> {
       const chunk: Array<OutRecord & { partition: number }> = [];
       for (let i = at; i < Math.min(at + CHUNK, events.length); i++) {
         const raw = events[i] as AuditEvent;
-        const e = enrich({ ...raw, eventTimeMs: DEFAULT_START_MS + Math.round((raw.eventTimeMs - first) * stretch) }, i);
+        const e = enrich({ ...raw, eventTimeMs: startMs + Math.round((raw.eventTimeMs - first) * stretch) }, i);
         const value = await codec.encodeEvent(schemaId, e);
         valueBytes += value.length;
         const key = keyOf(e);
