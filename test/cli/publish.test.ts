@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { Kafka, logLevel } from 'kafkajs';
 import { cli } from '../helpers/cli.ts';
 import { uniqueName } from '../helpers/kafka.ts';
-import { FIXTURES_DIR, INVICTUS_DIR, REPO_ROOT, sharedCloudTrailMissing } from '../helpers/shared.ts';
+import { FIXTURES_DIR, INVICTUS_DIR, sharedCloudTrailMissing } from '../helpers/shared.ts';
 import { testStack } from '../helpers/stack.ts';
 
 /**
@@ -65,5 +68,37 @@ describe('trailwatch publish cloudtrail', { timeout: 180_000 }, () => {
     const published = Number(/^(\d+) records published/.exec(r.stdout)?.[1]);
     assert.ok(published > 0);
     assert.equal(await topicRecordCount(stack.brokers, topic, published), published);
+  });
+
+  test('a record too large for the topic is reported as file:index TW_RECORD_TOO_LARGE, the others are published, exit 2', async () => {
+    const stack = await testStack();
+    const topic = uniqueName('tw-publish-large');
+    const env = { KAFKA_BROKERS: stack.brokers.join(','), SCHEMA_REGISTRY_URL: stack.registryUrl };
+    const dir = await mkdtemp(join(tmpdir(), 'tw-publish-large-'));
+    try {
+      const record = (i: number, user: string) => ({
+        eventVersion: '1.08',
+        eventID: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+        eventTime: new Date(Date.now() - 60_000).toISOString().replace(/\.\d+Z$/, 'Z'),
+        eventSource: 's3.amazonaws.com',
+        eventName: 'GetObject',
+        awsRegion: 'eu-west-1',
+        recipientAccountId: '123456789012',
+        userIdentity: { type: 'IAMUser', accountId: '123456789012', arn: `arn:aws:iam::123456789012:user/${user}` },
+      });
+      // A 600 KB principal is in the key and twice in the value (principal, userIdentityArn).
+      const records = [record(0, 'alice'), record(1, 'p'.repeat(600_000)), record(2, 'bob'), record(3, 'carol')];
+      await writeFile(join(dir, 'big.json.gz'), gzipSync(JSON.stringify({ Records: records })));
+      const r = await cli(['publish', 'cloudtrail', '--topic', topic, dir], env);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        /big\.json\.gz:1: event \S+ is \d+ bytes as a record \(key 600\d{3}, value 1200\d{3}\), over the topic's max\.message\.bytes of \d+ \[TW_RECORD_TOO_LARGE\]/,
+      );
+      assert.match(r.stdout, new RegExp(`^3 records published to ${topic} from 1 files, 1 rejected`));
+      assert.equal(await topicRecordCount(stack.brokers, topic, 3), 3);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
