@@ -24,7 +24,10 @@ const CATEGORIES: Array<[string, (f: Node['callFrame']) => boolean]> = [
   ['idle', (f) => f.functionName === '(idle)'],
   ['gc', (f) => f.functionName === '(garbage collector)'],
   ['gunzip / read', (f) => /zlib|fs\/promises|readFile/.test(f.url) || /gunzip|readFile/i.test(f.functionName)],
-  ['json parse', (f) => f.functionName === 'parse' && f.url === ''],
+  [
+    'json parse',
+    (f) => (f.functionName === 'parse' && f.url === '') || (f.functionName === 'parseDocument' && f.url.includes('ingest/files.ts')),
+  ],
   ['utf-8 / latin1 decode', (f) => /isAscii|toString|latin1Slice|decode/.test(f.functionName) && f.url.includes('node:buffer')],
   ['normalize', (f) => f.url.includes('ingest/cloudtrail.ts')],
   ['avro encode', (f) => f.url.includes('avsc') || f.url.includes('ingest/wire.ts')],
