@@ -7,17 +7,13 @@
 import { auditEventType } from '../contracts/schemas.ts';
 import type { AuditEvent } from '../contracts/types.ts';
 import { BadRecordError, ErrorCodes } from '../errors.ts';
+import { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES } from '../transport/batching.ts';
 import { partitionForKey } from '../transport/partitioner.ts';
 
 /** Magic byte and 4-byte schema id. */
 export const WIRE_HEADER_BYTES = 5;
 
-/**
- * Per-record framing counted against a record batch (the transport's RECORD_OVERHEAD_BYTES and
- * BATCH_OVERHEAD_BYTES, repeated here so worker threads do not load a Kafka client).
- */
-export const RECORD_OVERHEAD_BYTES = 70;
-export const BATCH_OVERHEAD_BYTES = 61;
+export { BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES };
 
 const MAX_CACHED_KEYS = 100_000; // distinct account|principal keys remembered with their partition
 
