@@ -10,7 +10,11 @@ import type { OutRecord } from './produce.ts';
  * partition (as Kafka Streams keeps its stores):
  *
  *   meta                   the engine's clocks and metrics (+ upstream clocks for the action stage)
- *   k|<key id>             one key's encoded state; a tombstone when the key is gone
+ *   k|<key id>             one key's encoded state; a tombstone when the key is gone. A state larger
+ *                          than the writer's bound (an action key holding many open buckets while a
+ *                          backlog drains) is cut in parts: this record holds the first, behind
+ *                          PARTS_MARK and the number of parts, and kp|<n>|<key id> the n-th
+ *   kp|<n>|<key id>        part n (from 1) of a key's state; tombstoned when the state needs fewer
  *   seen|<bucket>|<seq>    event ids first seen in one commit, for the dedupe horizon; tombstoned once
  *                          the watermark has passed the bucket
  *   barrier                written by a task that takes the partition over: the restore reads up to it
@@ -21,6 +25,9 @@ import type { OutRecord } from './produce.ts';
 
 const META = 'meta';
 const KEY_PREFIX = 'k|';
+const PART_PREFIX = 'kp|';
+/** Starts a key record cut in parts: `PARTS_MARK<parts>|<first part>`. No JSON value starts with it. */
+const PARTS_MARK = '\u0001';
 const SEEN_PREFIX = 'seen|';
 const BARRIER = 'barrier';
 
@@ -38,20 +45,34 @@ export class ChangelogWriter {
   private readonly maxSeenBytes: number;
   /** Dedupe records written, by bucket, until the watermark passes the bucket. */
   private readonly seenRecords = new Map<number, string[]>();
+  /** Keys whose state is written in more than one part, and in how many: the surplus is tombstoned when it shrinks. */
+  private readonly keyParts: Map<string, number>;
   private seq = 0;
 
-  constructor(topic: string, partition: number, bucketMs: number, live: Iterable<string> = [], maxSeenBytes = 256 * 1024) {
+  /**
+   * `maxValueBytes` bounds every value written (dedupe records and key parts), so that no record
+   * outgrows what the changelog topic accepts; `live` is what a restore found still in the log.
+   */
+  constructor(
+    topic: string,
+    partition: number,
+    bucketMs: number,
+    live: Iterable<string> = [],
+    maxValueBytes = 256 * 1024,
+    keyParts: Iterable<[string, number]> = [],
+  ) {
     this.topic = topic;
     this.partition = partition;
     this.bucketMs = bucketMs;
-    this.maxSeenBytes = maxSeenBytes;
+    this.maxSeenBytes = maxValueBytes;
+    this.keyParts = new Map(keyParts);
     for (const key of live) this.remember(key);
   }
 
   messages(changes: EngineChanges, upstream: Array<[number, UpstreamClock]> | null): OutRecord[] {
     const out: OutRecord[] = [];
     const put = (key: string, value: string | null) => out.push({ topic: this.topic, key, value, partition: this.partition });
-    for (const [id, encoded] of changes.keys) put(KEY_PREFIX + id, encoded);
+    for (const [id, encoded] of changes.keys) this.putKey(put, id, encoded);
     const byBucket = new Map<number, Array<[string, number]>>();
     for (const entry of changes.seen) {
       const bucket = Math.floor(entry[1] / this.bucketMs) * this.bucketMs;
@@ -95,6 +116,33 @@ export class ChangelogWriter {
     return out;
   }
 
+  /** One key's state: one record, or (too large for one) a head and parts, stale parts tombstoned. */
+  private putKey(put: (key: string, value: string | null) => void, id: string, encoded: string | null): void {
+    const before = this.keyParts.get(id) ?? 1;
+    let parts = 1;
+    // A UTF-16 unit is at most 3 bytes of UTF-8: this many units always fit.
+    const step = Math.max(1, Math.floor((this.maxSeenBytes - 32) / 3));
+    if (encoded === null || encoded.length <= step) {
+      put(KEY_PREFIX + id, encoded);
+    } else {
+      const slices: string[] = [];
+      for (let at = 0; at < encoded.length; ) {
+        let end = Math.min(encoded.length, at + step);
+        // Never between the two halves of a surrogate pair: each part must be valid text on its own.
+        const last = encoded.charCodeAt(end - 1);
+        if (end < encoded.length && last >= 0xd800 && last <= 0xdbff) end--;
+        slices.push(encoded.slice(at, end));
+        at = end;
+      }
+      parts = slices.length;
+      for (let n = 1; n < parts; n++) put(`${PART_PREFIX}${n}|${id}`, slices[n] as string);
+      put(KEY_PREFIX + id, `${PARTS_MARK}${parts}|${slices[0]}`);
+    }
+    for (let n = parts; n < before; n++) put(`${PART_PREFIX}${n}|${id}`, null);
+    if (parts > 1) this.keyParts.set(id, parts);
+    else this.keyParts.delete(id);
+  }
+
   private remember(key: string): void {
     if (!key.startsWith(SEEN_PREFIX)) return;
     const bucket = Number(key.slice(SEEN_PREFIX.length, key.indexOf('|', SEEN_PREFIX.length)));
@@ -130,6 +178,8 @@ export interface RestoredPartition {
   checkpoint: StageCheckpoint;
   /** Live dedupe record keys, for the writer. */
   seenKeys: string[];
+  /** Keys whose state was found in several parts, and how many, for the writer. */
+  keyParts: Array<[string, number]>;
   records: number;
   bytes: number;
   ms: number;
@@ -164,6 +214,7 @@ export async function restorePartition(opts: {
 
   let meta: MetaRecord | null = null;
   const keys = new Map<string, string>();
+  const parts = new Map<string, string>();
   const seen = new Map<string, Array<[string, number]>>();
   let records = 0;
   let bytes = 0;
@@ -219,6 +270,9 @@ export async function restorePartition(opts: {
                 const id = key.slice(KEY_PREFIX.length);
                 if (m.value) keys.set(id, m.value.toString());
                 else keys.delete(id);
+              } else if (key.startsWith(PART_PREFIX)) {
+                if (m.value) parts.set(key, m.value.toString());
+                else parts.delete(key);
               } else if (key.startsWith(SEEN_PREFIX)) {
                 if (m.value) seen.set(key, parseState(m.value, opts.topic, batch.partition, m.offset) as Array<[string, number]>);
                 else seen.delete(key);
@@ -232,6 +286,20 @@ export async function restorePartition(opts: {
     await consumer.disconnect().catch(() => undefined);
   }
   const restoredMeta = meta as MetaRecord | null;
+  const keyParts: Array<[string, number]> = [];
+  for (const [id, value] of keys) {
+    if (!value.startsWith(PARTS_MARK)) continue;
+    const bar = value.indexOf('|');
+    const count = Number(value.slice(PARTS_MARK.length, bar));
+    let whole = value.slice(bar + 1);
+    for (let n = 1; n < count; n++) {
+      const part = parts.get(`${PART_PREFIX}${n}|${id}`);
+      if (part === undefined) throw stateCorrupt(opts.topic, opts.partition, `part ${n} of ${count} of key ${id.slice(0, 200)} is missing`);
+      whole += part;
+    }
+    keys.set(id, whole);
+    keyParts.push([id, count]);
+  }
   return {
     checkpoint: {
       meta: restoredMeta?.engine ?? null,
@@ -240,6 +308,7 @@ export async function restorePartition(opts: {
       ...(restoredMeta?.upstream ? { upstream: restoredMeta.upstream } : {}),
     },
     seenKeys: [...seen.keys()],
+    keyParts,
     records,
     bytes,
     ms: Date.now() - started,

@@ -304,8 +304,10 @@ export class DetectorRuntime {
       { err: err.message, ...(isTrailwatchError(err) ? { code: (err as TrailwatchError).code } : {}) },
       'detector cannot go on',
     );
-    if (this.opts.onFatal) this.opts.onFatal(err);
-    else process.exit(1);
+    if (!this.opts.onFatal) process.exit(1);
+    // Embedded (a test, a host process): stop reading, so nothing retries behind the caller's back.
+    void this.stop().catch(() => undefined);
+    this.opts.onFatal(err);
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {
@@ -381,6 +383,7 @@ export class DetectorRuntime {
           config.detector.bucketMs,
           restored.seenKeys,
           Math.min(256 * 1024, Math.floor(this.limitOf(changelog) / 4)),
+          restored.keyParts,
         ),
         nextOffset: await this.committedOffset(topic, partition),
         lastRecordWallMs: this.now(),

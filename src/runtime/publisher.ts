@@ -27,7 +27,12 @@ export interface PublisherOptions {
    * batch (it refuses a larger one with MESSAGE_TOO_LARGE); default: that bound.
    */
   maxPartitionBatchBytes?: number;
-  /** Produce requests started and not yet acknowledged before `ready()` waits. Default 2. */
+  /**
+   * Produce requests started and not yet acknowledged before `ready()` waits. Default 1: kafkajs
+   * does not keep the order of concurrent sends to one partition (a later request can land first),
+   * and the detector judges in event time with a bounded lateness, so an overtaken request's
+   * events would be counted late. Reading and encoding still overlap the request in flight.
+   */
   maxPendingRequests?: number;
 }
 
@@ -35,7 +40,7 @@ export const DEFAULT_BATCH_RECORDS = 2_000;
 
 const DEFAULTS = {
   batchRecords: DEFAULT_BATCH_RECORDS,
-  maxPendingRequests: 2,
+  maxPendingRequests: 1,
 } as const satisfies PublisherOptions;
 
 const CHUNK_BYTES = 1024 * 1024; // values are encoded side by side into chunks this large

@@ -93,6 +93,30 @@ for (const client of ['kafkajs', 'platformatic'] satisfies ClientName[]) {
       assert.equal(seen.size, events.length);
     });
 
+    test('each partition keeps the publish order, with several requests under way', async () => {
+      const config = configFor('order');
+      // Event time order, as a delivery holds it: the detector judges in event time with a bounded
+      // lateness, so a request overtaking an earlier one would make its events late.
+      const events = generateTraffic({ seed: 13, startMs: Date.now() - 20 * 3_600_000, minutes: 1_200 });
+      assert.ok(events.length > 5 * 2_000, `several requests (${events.length} events)`);
+      const publisher = await startPublisher(config);
+      try {
+        await publisher.publish(events);
+      } finally {
+        await publisher.stop();
+      }
+      const index = new Map(events.map((e, n) => [e.eventId, n]));
+      const last = new Map<number, number>();
+      let checked = 0;
+      for (const { event, partition } of await readBack(config, events.length)) {
+        const n = index.get(event.eventId) as number;
+        assert.ok(n > (last.get(partition) ?? -1), `partition ${partition}: event ${n} after ${last.get(partition)}`);
+        last.set(partition, n);
+        checked++;
+      }
+      assert.equal(checked, events.length);
+    });
+
     test('a record too large for the topic alone is refused as TW_RECORD_TOO_LARGE; the others, and later ones, are published', async () => {
       const config = configFor('large');
       const events = generateTraffic({ seed: 5, startMs: Date.now() - 3_600_000, minutes: 30 });

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type EngineChanges, emptyEngineMetrics } from '../../src/detect/engine.ts';
+import { ChangelogWriter, restorePartition } from '../../src/runtime/changelog.ts';
+import { createTopics, testKafka, uniqueName } from '../helpers/kafka.ts';
+import { testStack } from '../helpers/stack.ts';
+
+const meta = {
+  version: 1,
+  maxEventTimeMs: null,
+  watermarkMs: null,
+  closedThroughMs: null,
+  streamStartMs: [],
+  metrics: emptyEngineMetrics(),
+};
+const changes = (keys: Array<[string, string | null]>, seen: Array<[string, number]> = []): EngineChanges => ({ meta, keys, seen });
+
+/** A key state of `chars` characters with astral characters (surrogate pairs) all through it. */
+const bigState = (chars: number, fill = 'a') => JSON.stringify({ s: `${fill}😀`.repeat(Math.ceil(chars / 3)) });
+
+describe('ChangelogWriter', () => {
+  test('a state within the bound is one record; a larger one is cut in parts under the bound', () => {
+    const writer = new ChangelogWriter('cl', 0, 60_000, [], 4_096);
+    const small = writer.messages(changes([['k1', '{"a":1}']]), null);
+    assert.deepEqual(
+      small.filter((r) => r.key !== 'meta').map((r) => [r.key, r.value]),
+      [['k|k1', '{"a":1}']],
+    );
+    const big = writer.messages(changes([['k1', bigState(20_000)]]), null).filter((r) => r.key !== 'meta');
+    assert.ok(big.length > 5);
+    for (const r of big)
+      assert.ok(Buffer.byteLength(r.value as string) <= 4_096, `${r.key}: ${Buffer.byteLength(r.value as string)} bytes`);
+    for (const r of big) assert.ok(!/[\ud800-\udbff]$/.test(r.value as string), 'no part ends inside a surrogate pair');
+    assert.equal(big.at(-1)?.key, 'k|k1', 'the head comes last');
+    assert.match(big.at(-1)?.value as string, new RegExp(`^\\u0001${big.length}\\|`));
+    // Shrinking back tombstones every part that is no longer needed.
+    const shrunk = writer.messages(changes([['k1', '{"a":2}']]), null).filter((r) => r.key !== 'meta');
+    assert.deepEqual(shrunk[0], { topic: 'cl', partition: 0, key: 'k|k1', value: '{"a":2}' });
+    assert.deepEqual(
+      shrunk.slice(1).map((r) => r.value),
+      Array(big.length - 1).fill(null),
+    );
+  });
+
+  test('dedupe records are cut under the bound', () => {
+    const writer = new ChangelogWriter('cl', 0, 60_000, [], 2_048);
+    const seen: Array<[string, number]> = Array.from({ length: 500 }, (_, n) => [`event-${n}`, 1_000]);
+    const records = writer.messages(changes([], seen), null).filter((r) => String(r.key).startsWith('seen|'));
+    assert.ok(records.length > 1);
+    for (const r of records) assert.ok(Buffer.byteLength(r.value as string) <= 2_048);
+    assert.equal(records.flatMap((r) => JSON.parse(r.value as string) as unknown[]).length, 500);
+  });
+});
+
+describe('restorePartition', { timeout: 120_000 }, () => {
+  test('reads back the state of keys written in parts, and keys that shrank again', async () => {
+    const { brokers } = await testStack();
+    const topic = uniqueName('tw-changelog');
+    await createTopics(brokers, [topic], 2);
+    const kafka = testKafka(brokers);
+    const producer = kafka.producer({ transactionalId: uniqueName('tw-changelog-txn'), idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const writer = new ChangelogWriter(topic, 1, 60_000, [], 4_096);
+    const write = async (keys: Array<[string, string | null]>) => {
+      const txn = await producer.transaction();
+      await txn.send({ topic, messages: writer.messages(changes(keys), null).map(({ topic: _, ...m }) => m) });
+      await txn.commit();
+    };
+    const big = bigState(30_000, 'b');
+    await write([
+      ['grows', bigState(10_000)],
+      ['shrinks', bigState(10_000, 'c')],
+      ['small', '{"x":1}'],
+    ]);
+    await write([
+      ['grows', big],
+      ['shrinks', '{"y":2}'],
+    ]);
+    const restored = await restorePartition({ kafka, producer, topic, partition: 1, groupId: uniqueName('tw-changelog-group') });
+    await producer.disconnect();
+    assert.deepEqual([...restored.checkpoint.keys].sort(), [big, '{"x":1}', '{"y":2}'].sort());
+    assert.equal(restored.keyParts.length, 1);
+    assert.equal(restored.keyParts[0]?.[0], 'grows');
+    assert.ok((restored.keyParts[0]?.[1] ?? 0) > 5);
+  });
+});
