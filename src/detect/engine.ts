@@ -1,5 +1,5 @@
 import type { DetectorConfig } from '../config/schema.ts';
-import type { AttributionAttribute, AuditEvent, Insight, InsightScope } from '../contracts/types.ts';
+import type { AttributionAttribute, AuditEvent, Insight, InsightScope, InsightType } from '../contracts/types.ts';
 import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
 import { boundEvent } from './bounds.ts';
 import { hhAdd, hhMerge, hhTop, newHeavyHitters } from './sketch.ts';
@@ -7,10 +7,14 @@ import {
   BaselineSketches,
   type BucketAcc,
   type Contributors,
+  decodeKey,
+  encodeKey,
   fromRecord,
   hourlyOf,
   type KeyRecord,
   KeyState,
+  keyId,
+  type OpenBucket,
   SKETCH_ATTRIBUTES,
   SlotPool,
   type Streak,
@@ -20,7 +24,7 @@ import {
 } from './state.ts';
 import { spikeScore } from './stats.ts';
 
-export { type KeyRecord, KeyState } from './state.ts';
+export { decodeKey, encodeKey, type KeyRecord, KeyState } from './state.ts';
 
 /**
  * The detection engine: pure, synchronous, no Kafka inside. The live consumer, `trailwatch
@@ -64,6 +68,26 @@ const EXACT_CAPACITY = 1_000_000;
 const MAX_INTERNED = 1_000_000;
 /** `observed` of a key whose first bucket is not judged yet. */
 const UNBORN = -1;
+/**
+ * Event tuples whose key ids are cached at most; past it the cache starts over. Small next to the
+ * keys themselves (a few hundred bytes a tuple), so a million keys still fit in a KiB each.
+ */
+const MAX_CACHED_TUPLES = 32_768;
+
+/**
+ * The key ids an event tuple (account, region, principal, service, action) counts towards, built
+ * once rather than per event. Chained when one principal calls one action in several places.
+ */
+interface SignalIds {
+  accountId: string;
+  region: string;
+  service: string;
+  actionCall: string;
+  principalCall: string;
+  /** By error code: the per-action and the per-principal error key ids. */
+  errors: Map<string, [string, string]> | null;
+  next: SignalIds | null;
+}
 
 /** What names a key: the scope, the signal and where it is measured. */
 export type KeyIdentity = InsightSubject & { id: string };
@@ -168,6 +192,25 @@ export interface EngineChanges {
 
 /** Saturday or Sunday, UTC (1970-01-01 was a Thursday). */
 const isWeekend = (ms: number): boolean => (((Math.floor(ms / DAY_MS) + 3) % 7) + 7) % 7 >= 5;
+/** Integers below this (in magnitude) keep every product and difference in modFloor exact. */
+const MOD_EXACT_BELOW = 2 ** 52;
+
+/**
+ * ((a % b) + b) % b, the remainder rounded towards −∞, for an integer `b`. Event times are past
+ * 2^31, where `%` of doubles is a call to fmod: this is the same number in a few instructions
+ * (integers only; anything else takes the `%`).
+ */
+export function modFloor(a: number, b: number): number {
+  if (!Number.isInteger(a) || a >= MOD_EXACT_BELOW || a <= -MOD_EXACT_BELOW) return ((a % b) + b) % b;
+  const r = a - Math.floor(a / b) * b;
+  return r < 0 ? r + b : r >= b ? r - b : r;
+}
+
+/** a % b (the sign of `a`), for an integer `b`; see modFloor. */
+export function remainder(a: number, b: number): number {
+  return a >= 0 ? modFloor(a, b) : a % b;
+}
+
 const finiteOrNull = (n: number): number | null => (Number.isFinite(n) ? n : null);
 const orNegInf = (n: number | null | undefined): number => (n === null || n === undefined ? Number.NEGATIVE_INFINITY : n);
 
@@ -182,6 +225,12 @@ function newContributors(capacity: number): Contributors {
 export class DetectionEngine {
   readonly config: DetectorConfig;
   private readonly keys = new Map<string, KeyState>();
+  /**
+   * Ends of the keys' LRU order (least recently active first), linked through the keys
+   * themselves: moving a key to the end is a few pointer writes, not a map delete and insert.
+   */
+  private oldest: KeyState | null = null;
+  private newest: KeyState | null = null;
   /** eventId → event time, for the dedupe horizon (the lateness window). */
   private readonly seen = new Map<string, number>();
   /** Bucket start → keys with pending counts in it. */
@@ -189,6 +238,14 @@ export class DetectionEngine {
   /** Keys with a streak: evaluated every bucket, even at zero count, so Ends are not held back. */
   private readonly streaking = new Set<string>();
   private readonly strings = new Map<string, string>();
+  /** principal → action → the key ids of its tuples (see SignalIds). */
+  private readonly signalIdCache = new Map<string, Map<string, SignalIds>>();
+  private cachedTuples = 0;
+  private readonly scopeAction: boolean;
+  private readonly scopePrincipal: boolean;
+  private readonly callRate: boolean;
+  private readonly errorRate: boolean;
+  private readonly includeReadOnly: boolean;
   /** First bucket seen per account: a key born later has watched zeros since then, not nothing. */
   private readonly streamStartMs = new Map<string, number>();
   private maxEventTimeMs = Number.NEGATIVE_INFINITY;
@@ -220,6 +277,11 @@ export class DetectionEngine {
     this.onBucket = options.onBucket;
     this.forwardScopes = new Set(options.forwardScopes ?? []);
     this.changes = options.trackChanges ? { keys: new Set(), seen: [] } : null;
+    this.scopeAction = config.scopes.action;
+    this.scopePrincipal = config.scopes.principalAction;
+    this.callRate = config.insightTypes.apiCallRate;
+    this.errorRate = config.insightTypes.apiErrorRate;
+    this.includeReadOnly = config.includeReadOnly;
     this.windowBuckets = Math.max(2, Math.floor(config.baselineWindowMs / config.bucketMs));
     this.capacity = config.topN * 2;
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
@@ -259,23 +321,25 @@ export class DetectionEngine {
    */
   process(events: Iterable<AuditEvent>, watermarkMs?: number): Insight[] {
     const { bucketMs } = this.config;
+    const { seen, changes, metrics } = this;
     for (const raw of events) {
       const e = boundEvent(raw);
-      if (this.seen.has(e.eventId)) {
-        this.metrics.duplicates++;
+      const t = e.eventTimeMs;
+      if (seen.has(e.eventId)) {
+        metrics.duplicates++;
         continue;
       }
-      const bucket = Math.floor(e.eventTimeMs / bucketMs) * bucketMs;
+      const bucket = Math.floor(t / bucketMs) * bucketMs;
       if (bucket + bucketMs <= this.closedThroughMs) {
-        this.metrics.lateEvents++;
+        metrics.lateEvents++;
         continue;
       }
-      this.seen.set(e.eventId, e.eventTimeMs);
-      this.changes?.seen.push([e.eventId, e.eventTimeMs]);
-      this.metrics.eventsProcessed++;
-      if (e.eventTimeMs > this.maxEventTimeMs) this.maxEventTimeMs = e.eventTimeMs;
+      seen.set(e.eventId, t);
+      changes?.seen.push([e.eventId, t]);
+      metrics.eventsProcessed++;
+      if (t > this.maxEventTimeMs) this.maxEventTimeMs = t;
       this.noteAccountStart(e.accountId, bucket);
-      for (const key of this.signalKeys(e)) this.count(key, e, bucket);
+      this.countSignals(e, bucket);
     }
     return this.advanceWatermark(watermarkMs ?? this.maxEventTimeMs - this.config.allowedLatenessMs);
   }
@@ -320,7 +384,7 @@ export class DetectionEngine {
   }
 
   keyIds(): string[] {
-    return [...this.keys.keys()];
+    return this.lruOrder().map((k) => k.id);
   }
 
   snapshot(): EngineSnapshot {
@@ -329,7 +393,7 @@ export class DetectionEngine {
       maxEventTimeMs: this.maxEventTimeMs,
       watermarkMs: this.watermark,
       closedThroughMs: this.closedThroughMs,
-      keys: [...this.keys.values()].map((k) => this.record(k)),
+      keys: this.lruOrder().map((k) => this.record(k)),
       seen: [...this.seen.entries()],
       streamStartMs: [...this.streamStartMs.entries()],
       metrics: { ...this.metrics },
@@ -402,7 +466,7 @@ export class DetectionEngine {
     const keys: Array<[string, string | null]> = [];
     for (const id of this.changes.keys) {
       const k = this.keys.get(id);
-      keys.push([id, k ? encodeKey(this.record(k)) : null]);
+      keys.push([id, k ? encodeKey(k, this.poolOf(k.scope)) : null]);
     }
     const out: EngineChanges = {
       meta: this.meta(),
@@ -455,41 +519,102 @@ export class DetectionEngine {
 
   private adopt(k: KeyState): void {
     this.keys.set(k.id, k);
-    for (const b of Object.keys(k.pending ?? {})) this.indexPending(Number(b), k.id);
+    this.lruAppend(k);
+    if (k.pending) for (const p of k.pending) this.indexPending(p.startMs, k.id);
     if (k.streak) this.streaking.add(k.id);
   }
 
-  private *signalKeys(e: AuditEvent): Generator<KeyIdentity> {
-    const c = this.config;
-    const countsAsCall = c.includeReadOnly || e.readOnly === false;
-    const scopes: InsightScope[] = [];
-    if (c.scopes.action) scopes.push('action');
-    if (c.scopes.principalAction) scopes.push('principalAction');
-    for (const scope of scopes) {
-      const principal = scope === 'principalAction' ? e.principal : null;
-      const where = scope === 'action' ? e.region : e.principal;
-      const base = { scope, accountId: e.accountId, region: e.region, service: e.service, action: e.action, principal };
-      if (c.insightTypes.apiCallRate && countsAsCall) {
-        yield {
-          ...base,
-          id: `${scope}|call|${e.accountId}|${where}|${e.service}|${e.action}`,
-          insightType: 'ApiCallRateInsight',
-          errorCode: null,
-        };
-      }
-      if (c.insightTypes.apiErrorRate && e.errorCode) {
-        yield {
-          ...base,
-          id: `${scope}|error|${e.accountId}|${where}|${e.service}|${e.action}|${e.errorCode}`,
-          insightType: 'ApiErrorRateInsight',
-          errorCode: e.errorCode,
-        };
-      }
+  /**
+   * The keys an event counts towards, in a fixed order (per action, then per principal; calls,
+   * then errors): the order keys are created and touched in is the LRU order eviction and expiry
+   * follow, so it must not change.
+   */
+  private countSignals(e: AuditEvent, bucket: number): void {
+    const call = this.callRate && (this.includeReadOnly || e.readOnly === false);
+    const errorCode = this.errorRate && e.errorCode ? e.errorCode : null;
+    if (!call && errorCode === null) return;
+    const ids = this.signalIds(e);
+    const errorIds = errorCode === null ? null : this.errorIds(ids, e, errorCode);
+    if (this.scopeAction) {
+      if (call) this.count(ids.actionCall, 'action', 'ApiCallRateInsight', null, e, bucket);
+      if (errorIds) this.count(errorIds[0], 'action', 'ApiErrorRateInsight', errorCode, e, bucket);
+    }
+    if (this.scopePrincipal) {
+      if (call) this.count(ids.principalCall, 'principalAction', 'ApiCallRateInsight', null, e, bucket);
+      if (errorIds) this.count(errorIds[1], 'principalAction', 'ApiErrorRateInsight', errorCode, e, bucket);
     }
   }
 
-  private count(proto: KeyIdentity, e: AuditEvent, bucket: number): void {
-    const k = this.touch(proto, bucket, e.eventTimeMs, e.region);
+  /** The cached key ids of the event's tuple, built on first sight. */
+  private signalIds(e: AuditEvent): SignalIds {
+    let byAction = this.signalIdCache.get(e.principal);
+    let head = byAction?.get(e.action) ?? null;
+    for (let s = head; s !== null; s = s.next) {
+      if (s.service === e.service && s.region === e.region && s.accountId === e.accountId) return s;
+    }
+    if (this.cachedTuples >= MAX_CACHED_TUPLES) {
+      this.signalIdCache.clear();
+      this.cachedTuples = 0;
+      byAction = undefined;
+      head = null;
+    }
+    if (byAction === undefined) {
+      byAction = new Map();
+      this.signalIdCache.set(this.intern(e.principal), byAction);
+    }
+    const { accountId, region, principal, service, action } = e;
+    const ids: SignalIds = {
+      accountId: this.intern(accountId),
+      region: this.intern(region),
+      service: this.intern(service),
+      // Only the scopes counted: an id built for nothing would be kept for nothing.
+      actionCall: this.scopeAction ? keyId('action', 'ApiCallRateInsight', accountId, region, null, service, action, null) : '',
+      principalCall: this.scopePrincipal
+        ? keyId('principalAction', 'ApiCallRateInsight', accountId, region, principal, service, action, null)
+        : '',
+      errors: null,
+      next: head,
+    };
+    this.cachedTuples++;
+    // A key already in the map keeps its string: the event's copy is not retained.
+    byAction.set(head === null ? this.intern(action) : action, ids);
+    return ids;
+  }
+
+  private errorIds(ids: SignalIds, e: AuditEvent, errorCode: string): [string, string] {
+    ids.errors ??= new Map();
+    let pair = ids.errors.get(errorCode);
+    if (pair === undefined) {
+      const { accountId, region, principal, service, action } = e;
+      pair = [
+        this.scopeAction ? keyId('action', 'ApiErrorRateInsight', accountId, region, null, service, action, errorCode) : '',
+        this.scopePrincipal
+          ? keyId('principalAction', 'ApiErrorRateInsight', accountId, region, principal, service, action, errorCode)
+          : '',
+      ];
+      this.cachedTuples++;
+      ids.errors.set(this.intern(errorCode), pair);
+    }
+    return pair;
+  }
+
+  private count(id: string, scope: InsightScope, insightType: InsightType, errorCode: string | null, e: AuditEvent, bucket: number): void {
+    const k =
+      this.keys.get(id) ??
+      this.create(
+        id,
+        scope,
+        insightType,
+        e.accountId,
+        e.region,
+        e.service,
+        e.action,
+        scope === 'principalAction' ? e.principal : null,
+        errorCode,
+        bucket,
+        e.eventTimeMs,
+      );
+    this.touched(k, bucket, e.eventTimeMs, e.region);
     const acc = this.accumulator(k, bucket);
     acc.count++;
     hhAdd(acc.contributors.userIdentityArn, e.principal);
@@ -499,56 +624,94 @@ export class DetectionEngine {
 
   /** The key's state, created when new, moved to the most recently active end of the LRU order. */
   private touch(proto: KeyIdentity, bucket: number, eventTimeMs: number, region: string): KeyState {
-    let k = this.keys.get(proto.id);
-    if (k) {
-      // Least recently active first: re-insert to move to the end, once per key and bucket
-      // rather than per event (the map's order only has to be right to the bucket).
-      if (k.lastEventMs < bucket) {
-        // By the key's own id: the event's copy of the same string would be kept as a second one.
-        this.keys.delete(k.id);
-        this.keys.set(k.id, k);
-      }
-    } else {
-      const forward = this.forwardScopes.has(proto.scope);
-      k = new KeyState(
-        {
-          id: proto.id,
-          scope: proto.scope,
-          insightType: proto.insightType,
-          accountId: this.intern(proto.accountId),
-          region: this.intern(proto.region),
-          service: this.intern(proto.service),
-          action: this.intern(proto.action),
-          principal: proto.principal === null ? null : this.intern(proto.principal),
-          errorCode: proto.errorCode === null ? null : this.intern(proto.errorCode),
-        },
-        forward,
-        this.poolOf(proto.scope).alloc(),
+    const k =
+      this.keys.get(proto.id) ??
+      this.create(
+        proto.id,
+        proto.scope,
+        proto.insightType,
+        proto.accountId,
+        proto.region,
+        proto.service,
+        proto.action,
+        proto.principal,
+        proto.errorCode,
+        bucket,
+        eventTimeMs,
       );
-      k.lastFoldedMs = bucket - this.config.bucketMs;
-      k.observed = UNBORN;
-      k.prevPeakMinute = -1;
-      k.nearDay = -1;
-      k.lastEventMs = eventTimeMs;
-      this.metrics.keysCreated++;
-      this.evictIfFull();
-      this.keys.set(proto.id, k);
-    }
-    if (k.scope === 'principalAction' && k.region !== region) k.region = this.intern(region);
-    k.lastEventMs = Math.max(k.lastEventMs, eventTimeMs);
-    this.changes?.keys.add(k.id);
+    this.touched(k, bucket, eventTimeMs, region);
     return k;
   }
 
-  private accumulator(k: KeyState, bucket: number, capacity = this.capacity): BucketAcc {
-    const slot = String(bucket);
-    k.pending ??= {};
-    let acc = k.pending[slot];
-    if (!acc) {
-      acc = { count: 0, contributors: newContributors(capacity) };
-      k.pending[slot] = acc;
-      this.indexPending(bucket, k.id);
+  /** A new key, at the most recently active end of the LRU order. */
+  private create(
+    id: string,
+    scope: InsightScope,
+    insightType: InsightType,
+    accountId: string,
+    region: string,
+    service: string,
+    action: string,
+    principal: string | null,
+    errorCode: string | null,
+    bucket: number,
+    eventTimeMs: number,
+  ): KeyState {
+    const k = new KeyState(
+      {
+        id,
+        scope,
+        insightType,
+        accountId: this.intern(accountId),
+        region: this.intern(region),
+        service: this.intern(service),
+        action: this.intern(action),
+        principal: principal === null ? null : this.intern(principal),
+        errorCode: errorCode === null ? null : this.intern(errorCode),
+      },
+      this.forwardScopes.has(scope),
+      this.poolOf(scope).alloc(),
+    );
+    k.lastFoldedMs = bucket - this.config.bucketMs;
+    k.observed = UNBORN;
+    k.prevPeakMinute = -1;
+    k.nearDay = -1;
+    // Not yet active in `bucket`, so that `touched` leaves it where it is: at the end.
+    k.lastEventMs = eventTimeMs;
+    this.metrics.keysCreated++;
+    this.evictIfFull();
+    this.keys.set(id, k);
+    this.lruAppend(k);
+    return k;
+  }
+
+  /** Bookkeeping of a key that an event (or a partial) just reached. */
+  private touched(k: KeyState, bucket: number, eventTimeMs: number, region: string): void {
+    // Least recently active first: re-insert to move to the end, once per key and bucket
+    // rather than per event (the map's order only has to be right to the bucket).
+    if (k.lastEventMs < bucket && k !== this.newest) {
+      this.lruRemove(k);
+      this.lruAppend(k);
     }
+    if (k.scope === 'principalAction' && k.region !== region) k.region = this.intern(region);
+    const last = k.lastEventMs;
+    if (eventTimeMs > last) k.lastEventMs = eventTimeMs;
+    this.changes?.keys.add(k.id);
+  }
+
+  /** The key's open bucket starting at `bucket`, opened when new. A key has a few at most (the lateness window's). */
+  private accumulator(k: KeyState, bucket: number, capacity = this.capacity): BucketAcc {
+    const pending = k.pending;
+    if (pending !== null) {
+      for (let i = 0; i < pending.length; i++) {
+        const open = pending[i] as OpenBucket;
+        if (open.startMs === bucket) return open;
+      }
+    }
+    const acc: OpenBucket = { startMs: bucket, count: 0, contributors: newContributors(capacity) };
+    if (pending === null) k.pending = [acc];
+    else pending.push(acc);
+    this.indexPending(bucket, k.id);
     return acc;
   }
 
@@ -587,12 +750,7 @@ export class DetectionEngine {
     for (const id of [...ids].sort()) {
       const k = this.keys.get(id);
       if (!k) continue;
-      const slot = String(b);
-      const acc = k.pending?.[slot];
-      if (k.pending) {
-        delete k.pending[slot];
-        if (Object.keys(k.pending).length === 0) k.pending = null;
-      }
+      const acc = takeOpen(k, b);
       this.changes?.keys.add(id);
       if (acc) this.canonical(acc);
       if (k.forward) {
@@ -608,7 +766,7 @@ export class DetectionEngine {
   }
 
   private hourSlot(bucket: number): number {
-    return Math.floor((((bucket % DAY_MS) + DAY_MS) % DAY_MS) / HOUR_MS);
+    return Math.floor(modFloor(bucket, DAY_MS) / HOUR_MS);
   }
 
   /** Expected count of a bucket: its hour's profile once two days of history exist, else the mean. */
@@ -656,7 +814,8 @@ export class DetectionEngine {
       // Each hour's slot sees bucketsPerHour buckets a day: a cumulative average at first, then
       // an EWMA over about SEASON_DAYS days.
       const visits =
-        Math.floor(k.observed / (24 * this.bucketsPerHour)) * this.bucketsPerHour + Math.floor((bucket % HOUR_MS) / this.config.bucketMs);
+        Math.floor(k.observed / (24 * this.bucketsPerHour)) * this.bucketsPerHour +
+        Math.floor(remainder(bucket, HOUR_MS) / this.config.bucketMs);
       const as = Math.max(1 / (visits + 1), 1 / (SEASON_DAYS * this.bucketsPerHour));
       const prev = hourlyOf(this.actionPool, k, slot);
       setHourly(this.actionPool, k, slot, prev + as * (count - prev));
@@ -775,7 +934,7 @@ export class DetectionEngine {
       if (score >= c.scoreThreshold / 2 && count > k.dayPeak) {
         k.dayPeakNear = score >= NEAR_MISS * c.scoreThreshold;
         k.dayPeak = count;
-        k.dayPeakMinute = Math.floor((((b % DAY_MS) + DAY_MS) % DAY_MS) / MINUTE_MS);
+        k.dayPeakMinute = Math.floor(modFloor(b, DAY_MS) / MINUTE_MS);
       }
       this.fold(k, b, count, learn, acc?.contributors);
     }
@@ -838,19 +997,42 @@ export class DetectionEngine {
 
   private evictIfFull(): void {
     while (this.keys.size >= this.config.maxKeys) {
-      const oldest = this.keys.keys().next();
-      if (oldest.done) return;
-      this.dropKey(oldest.value);
+      if (this.oldest === null) return;
+      this.dropKey(this.oldest.id);
       this.metrics.keysEvicted++;
     }
+  }
+
+  private lruAppend(k: KeyState): void {
+    k.older = this.newest;
+    k.newer = null;
+    if (this.newest === null) this.oldest = k;
+    else this.newest.newer = k;
+    this.newest = k;
+  }
+
+  private lruRemove(k: KeyState): void {
+    if (k.older === null) this.oldest = k.newer;
+    else k.older.newer = k.newer;
+    if (k.newer === null) this.newest = k.older;
+    else k.newer.older = k.older;
+    k.older = null;
+    k.newer = null;
+  }
+
+  private lruOrder(): KeyState[] {
+    const out: KeyState[] = [];
+    for (let k = this.oldest; k !== null; k = k.newer) out.push(k);
+    return out;
   }
 
   private dropKey(id: string): void {
     const k = this.keys.get(id);
     if (!k) return;
-    for (const b of Object.keys(k.pending ?? {})) this.pendingIndex.get(Number(b))?.delete(id);
+    if (k.pending) for (const p of k.pending) this.pendingIndex.get(p.startMs)?.delete(id);
     this.streaking.delete(id);
     this.keys.delete(id);
+    this.lruRemove(k);
     this.poolOf(k.scope).release(k.slot);
     this.changes?.keys.add(id);
   }
@@ -858,10 +1040,11 @@ export class DetectionEngine {
   /** Drops idle keys and dedupe entries the watermark has passed. Both maps are in arrival order, so scans stop early. */
   private expire(): void {
     const idleBefore = this.watermark - this.config.keyIdleTtlMs;
-    for (const [id, k] of this.keys) {
+    for (let k = this.oldest, next: KeyState | null; k !== null; k = next) {
+      next = k.newer;
       if (k.lastEventMs >= idleBefore) break;
       if (k.streak || k.pending) continue;
-      this.dropKey(id);
+      this.dropKey(k.id);
       this.metrics.keysExpired++;
     }
     for (const [id, t] of this.seen) {
@@ -869,6 +1052,20 @@ export class DetectionEngine {
       this.seen.delete(id);
     }
   }
+}
+
+/** Removes the key's open bucket starting at `b` and returns it; the key's list is null once empty. */
+function takeOpen(k: KeyState, b: number): OpenBucket | undefined {
+  const pending = k.pending;
+  if (pending === null) return undefined;
+  for (let i = 0; i < pending.length; i++) {
+    const open = pending[i] as OpenBucket;
+    if (open.startMs !== b) continue;
+    if (pending.length === 1) k.pending = null;
+    else pending.splice(i, 1);
+    return open;
+  }
+  return undefined;
 }
 
 function toPartial(k: KeyState, bucketStartMs: number, acc: BucketAcc): BucketPartial {
@@ -883,13 +1080,4 @@ function toPartial(k: KeyState, bucketStartMs: number, acc: BucketAcc): BucketPa
     count: acc.count,
     contributors,
   };
-}
-
-/** A key's checkpoint encoding: JSON of its plain record (see KeyRecord). */
-export function encodeKey(k: KeyRecord): string {
-  return JSON.stringify(k);
-}
-
-export function decodeKey(encoded: string): KeyRecord {
-  return JSON.parse(encoded) as KeyRecord;
 }

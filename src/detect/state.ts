@@ -9,6 +9,11 @@ export interface BucketAcc {
   contributors: Contributors;
 }
 
+/** A bucket not yet closed, as a key holds it: its counts and where it starts. */
+export interface OpenBucket extends BucketAcc {
+  startMs: number;
+}
+
 export interface Streak {
   startMs: number;
   /** End (exclusive) of the last anomalous bucket. */
@@ -150,10 +155,13 @@ export class KeyState {
   readonly o: number;
   /** Values of each baseline contributor sketch (by SKETCH_ATTRIBUTES index); null until first used. Counts are in the slot. */
   sketches: [string[] | null, string[] | null, string[] | null];
-  /** Buckets not yet closed by the watermark, by bucket start. */
-  pending: Record<string, BucketAcc> | null;
+  /** Buckets not yet closed by the watermark, in the order they opened; null when none. */
+  pending: OpenBucket[] | null;
   /** An anomalous streak: a candidate before Start, the open Insight after it. */
   streak: Streak | null;
+  /** Neighbours in the engine's LRU order (least recently active first). */
+  older: KeyState | null;
+  newer: KeyState | null;
 
   constructor(
     identity: Pick<KeyRecord, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>,
@@ -176,6 +184,8 @@ export class KeyState {
     this.sketches = [null, null, null];
     this.pending = null;
     this.streak = null;
+    this.older = null;
+    this.newer = null;
   }
 
   get lastFoldedMs(): number {
@@ -402,7 +412,7 @@ export function toRecord(k: KeyState, pool: SlotPool, sketches: BaselineSketches
     prevPeakMinute: k.prevPeakMinute,
     nearDay: k.nearDay,
     baselineContributors,
-    pending: k.pending,
+    pending: pendingRecord(k.pending),
     streak: k.streak,
     lastEventMs: k.lastEventMs,
   };
@@ -423,9 +433,25 @@ export function fromRecord(r: KeyRecord, pool: SlotPool, sketches: BaselineSketc
     // A principal's slot has no room for who called (it is always the principal).
     if (plain && !(attr === 'userIdentityArn' && r.scope === 'principalAction')) sketches.fromPlain(k, i, plain);
   });
-  k.pending = r.pending;
+  k.pending = openBuckets(r.pending);
   k.streak = r.streak;
   return k;
+}
+
+/** A key's open buckets in their checkpoint form: by bucket start, in the order they opened. */
+function pendingRecord(pending: OpenBucket[] | null): Record<string, BucketAcc> | null {
+  if (pending === null) return null;
+  const record: Record<string, BucketAcc> = {};
+  for (const p of pending) record[String(p.startMs)] = { count: p.count, contributors: p.contributors };
+  return record;
+}
+
+function openBuckets(record: Record<string, BucketAcc> | null): OpenBucket[] | null {
+  if (record === null) return null;
+  const pending: OpenBucket[] = [];
+  for (const [start, acc] of Object.entries(record))
+    pending.push({ startMs: Number(start), count: acc.count, contributors: acc.contributors });
+  return pending.length === 0 ? null : pending;
 }
 
 /** What a key is about, as plain data (the key's fields are accessors on its slot). */
@@ -440,4 +466,228 @@ export function subjectOf(k: InsightSubject): InsightSubject {
     principal: k.principal,
     errorCode: k.errorCode,
   };
+}
+
+/**
+ * A key's id: what it measures and where. `region` names an action key's place; a principal's key
+ * is the principal's wherever it calls from. The one definition of the format: the engine builds
+ * ids with it and the changelog decoding rebuilds them with it.
+ */
+export function keyId(
+  scope: InsightScope,
+  insightType: InsightType,
+  accountId: string,
+  region: string,
+  principal: string | null,
+  service: string,
+  action: string,
+  errorCode: string | null,
+): string {
+  const where = scope === 'action' ? region : principal;
+  return insightType === 'ApiErrorRateInsight'
+    ? `${scope}|error|${accountId}|${where}|${service}|${action}|${errorCode}`
+    : `${scope}|call|${accountId}|${where}|${service}|${action}`;
+}
+
+/**
+ * A key's changelog value. Written for every key a batch changed, so it is on the hot path: the
+ * numbers go out as they are, little-endian doubles in base64 (a copy and a table lookup per byte,
+ * where JSON prints every double in shortest form and walks objects property by property), and
+ * the strings and small counts as one flat JSON array:
+ *
+ *   k2:<base64 doubles>:<JSON [flags, capacity, n0, n1, n2, buckets, (capacity, n) × 3 per bucket,
+ *                              scope, insightType, accountId, region, service, action, principal,
+ *                              errorCode, sketch values…, bucket contributor values…, streak?]>
+ *
+ * flags: 1 the key has an hourly profile, 2 it is forwarded, 4 a streak follows. n0…n2: values of
+ * each baseline sketch (SKETCH_ATTRIBUTES order), −1 when it is not in use. The doubles: the
+ * slot's fixed numbers (F order), the hourly profile, then per baseline sketch in use its scale and
+ * counts, then per pending bucket its start, count and, per contributor attribute (ATTRIBUTES
+ * order), its scale and counts. The id is not written: keyId rebuilds it from the identity.
+ *
+ * Values written before this format are JSON of a KeyRecord (they begin with `{`) and still decode.
+ */
+const KEY_FORMAT = 'k2:';
+const FLAG_HOURLY = 1;
+const FLAG_FORWARD = 2;
+const FLAG_STREAK = 4;
+const BUCKET_ATTRIBUTES = ['userIdentityArn', 'userAgent', 'errorCode'] as const satisfies AttributionAttribute[];
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** Reused by every encoding (one at a time: encoding is synchronous); grown when a key needs more. */
+let scratch = new Float64Array(1024);
+let scratchBytes = Buffer.from(scratch.buffer);
+const parts: Array<string | number | null | Streak> = [];
+
+function room(n: number): void {
+  if (n <= scratch.length) return;
+  const next = new Float64Array(Math.max(n, 2 * scratch.length));
+  next.set(scratch);
+  scratch = next;
+  scratchBytes = Buffer.from(scratch.buffer);
+}
+
+/** The changelog value of a key (see KEY_FORMAT); `pool` is the key's own. */
+export function encodeKey(k: KeyState, pool: SlotPool): string {
+  const f = k.f;
+  const o = k.o;
+  const hourly = pool.hourly && !k.forward;
+  parts.length = 0;
+  parts.push((hourly ? FLAG_HOURLY : 0) | (k.forward ? FLAG_FORWARD : 0) | (k.streak ? FLAG_STREAK : 0), pool.capacity);
+  let n = 0;
+  room(FIXED + 24 + SKETCH_ATTRIBUTES.length * (pool.capacity + 1));
+  for (let i = 0; i < FIXED; i++) scratch[n++] = f[o + i] as number;
+  if (hourly) for (let h = 0; h < 24; h++) scratch[n++] = f[o + pool.hourlyAt + h] as number;
+  for (let s = 0; s < SKETCH_ATTRIBUTES.length; s++) {
+    const values = k.sketches[s] ?? null;
+    parts.push(values === null ? -1 : values.length);
+    if (values === null) continue;
+    const at = o + pool.sketchAt(s);
+    for (let i = 0; i <= values.length; i++) scratch[n++] = f[at + i] as number;
+  }
+  const pending = k.pending;
+  let buckets = 0;
+  const bucketsAt = parts.length;
+  parts.push(0);
+  if (pending !== null) {
+    for (const acc of pending) {
+      buckets++;
+      let need = n + 2;
+      for (const attr of BUCKET_ATTRIBUTES) need += 1 + acc.contributors[attr].values.length;
+      room(need);
+      scratch[n++] = acc.startMs;
+      scratch[n++] = acc.count;
+      for (const attr of BUCKET_ATTRIBUTES) {
+        const hh = acc.contributors[attr];
+        parts.push(hh.capacity, hh.values.length);
+        scratch[n++] = hh.scale;
+        for (let i = 0; i < hh.counts.length; i++) scratch[n++] = hh.counts[i] as number;
+      }
+    }
+  }
+  parts[bucketsAt] = buckets;
+  parts.push(k.scope, k.insightType, k.accountId, k.region, k.service, k.action, k.principal, k.errorCode);
+  for (let s = 0; s < SKETCH_ATTRIBUTES.length; s++) {
+    const values = k.sketches[s];
+    if (values) for (let i = 0; i < values.length; i++) parts.push(values[i] as string);
+  }
+  if (pending !== null) {
+    for (const acc of pending) {
+      for (const attr of BUCKET_ATTRIBUTES) {
+        const values = acc.contributors[attr].values;
+        for (let i = 0; i < values.length; i++) parts.push(values[i] as string);
+      }
+    }
+  }
+  if (k.streak) parts.push(k.streak);
+  let numbers: string;
+  if (LITTLE_ENDIAN) numbers = scratchBytes.toString('base64', 0, n * 8);
+  else
+    numbers = Buffer.from(scratchBytes.subarray(0, n * 8))
+      .swap64()
+      .toString('base64');
+  const text = JSON.stringify(parts);
+  parts.length = 0;
+  return `${KEY_FORMAT}${numbers}:${text}`;
+}
+
+/** A changelog value back as the key's plain record: this format or the JSON before it. */
+export function decodeKey(encoded: string): KeyRecord {
+  if (!encoded.startsWith(KEY_FORMAT)) return JSON.parse(encoded) as KeyRecord;
+  const split = encoded.indexOf(':', KEY_FORMAT.length);
+  const bytes = Buffer.from(encoded.slice(KEY_FORMAT.length, split), 'base64');
+  if (!LITTLE_ENDIAN) bytes.swap64();
+  const d = new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  const t = JSON.parse(encoded.slice(split + 1)) as unknown[];
+  let di = 0;
+  let ti = 0;
+  const num = () => d[di++] as number;
+  const int = () => t[ti++] as number;
+  const flags = int();
+  const capacity = int();
+  const sketchSizes = SKETCH_ATTRIBUTES.map(() => int());
+  const buckets = int();
+  const bucketSizes: Array<Array<[number, number]>> = [];
+  for (let b = 0; b < buckets; b++) bucketSizes.push(BUCKET_ATTRIBUTES.map(() => [int(), int()]));
+  const str = () => t[ti++] as string;
+  const scope = str() as InsightScope;
+  const insightType = str() as InsightType;
+  const accountId = str();
+  const region = str();
+  const service = str();
+  const action = str();
+  const principal = t[ti++] as string | null;
+  const errorCode = t[ti++] as string | null;
+  const fixed = Array.from({ length: FIXED }, num);
+  const field = (i: number) => fixed[i] as number;
+  const hourly = flags & FLAG_HOURLY ? Array.from({ length: 24 }, num) : null;
+  let baselineContributors: KeyRecord['baselineContributors'] = null;
+  for (let s = 0; s < SKETCH_ATTRIBUTES.length; s++) {
+    const size = sketchSizes[s] as number;
+    if (size < 0) continue;
+    const scale = num();
+    baselineContributors ??= {};
+    baselineContributors[SKETCH_ATTRIBUTES[s] as SketchAttribute] = {
+      capacity,
+      values: [],
+      counts: Array.from({ length: size }, num),
+      scale,
+    };
+  }
+  let pending: Record<string, BucketAcc> | null = null;
+  for (const sizes of bucketSizes) {
+    const bucket = num();
+    const count = num();
+    const contributors = {} as Contributors;
+    for (let a = 0; a < BUCKET_ATTRIBUTES.length; a++) {
+      const [cap, size] = sizes[a] as [number, number];
+      const scale = num();
+      contributors[BUCKET_ATTRIBUTES[a] as AttributionAttribute] = {
+        capacity: cap,
+        values: [],
+        counts: Array.from({ length: size }, num),
+        scale,
+      };
+    }
+    pending ??= {};
+    pending[String(bucket)] = { count, contributors };
+  }
+  // The strings, in the order they were written.
+  for (const attr of SKETCH_ATTRIBUTES) {
+    const sketch = baselineContributors?.[attr];
+    if (sketch) sketch.values = sketch.counts.map(str);
+  }
+  for (const b in pending ?? {}) {
+    const acc = (pending as Record<string, BucketAcc>)[b] as BucketAcc;
+    for (const attr of BUCKET_ATTRIBUTES) acc.contributors[attr].values = acc.contributors[attr].counts.map(str);
+  }
+  const streak = flags & FLAG_STREAK ? (t[ti++] as Streak) : null;
+  const record: KeyRecord = {
+    id: keyId(scope, insightType, accountId, region, principal, service, action, errorCode),
+    scope,
+    insightType,
+    accountId,
+    region,
+    service,
+    action,
+    principal,
+    errorCode,
+    lastFoldedMs: field(F.lastFoldedMs),
+    observed: field(F.observed),
+    mean: field(F.mean),
+    variance: field(F.variance),
+    hourlyVariance: field(F.hourlyVariance),
+    hourly,
+    burst: field(F.burst),
+    dayPeak: field(F.dayPeak),
+    dayPeakMinute: field(F.dayPeakMinute),
+    dayPeakNear: field(F.dayPeakNear) === 1,
+    prevPeakMinute: field(F.prevPeakMinute),
+    nearDay: field(F.nearDay),
+    baselineContributors,
+    pending,
+    streak,
+    lastEventMs: field(F.lastEventMs),
+  };
+  if (flags & FLAG_FORWARD) record.forward = true;
+  return record;
 }
