@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka, Producer } from 'kafkajs';
 import type { EngineChanges, EngineMeta } from '../detect/engine.ts';
 import type { StageCheckpoint, UpstreamClock } from '../detect/topology.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import type { Transport, TxnProducer } from '../transport/types.ts';
 import type { OutRecord } from './produce.ts';
 
 /**
@@ -192,8 +192,9 @@ export interface RestoredPartition {
  * avoids guessing where a log that ends in transaction markers really ends.
  */
 export async function restorePartition(opts: {
-  kafka: Kafka;
-  producer: Producer;
+  transport: Transport;
+  /** The task's producer, connected: it has fenced any previous owner. */
+  producer: TxnProducer;
   topic: string;
   partition: number;
   groupId: string;
@@ -203,9 +204,9 @@ export async function restorePartition(opts: {
 }): Promise<RestoredPartition> {
   const started = Date.now();
   const nonce = randomUUID();
-  const txn = await opts.producer.transaction();
+  const txn = await opts.producer.begin();
   try {
-    await txn.send({ topic: opts.topic, messages: [{ key: BARRIER, value: nonce, partition: opts.partition }] });
+    await txn.send([{ topic: opts.topic, partition: opts.partition, key: BARRIER, value: nonce }]);
     await txn.commit();
   } catch (err) {
     await txn.abort().catch(() => undefined);
@@ -218,19 +219,20 @@ export async function restorePartition(opts: {
   const seen = new Map<string, Array<[string, number]>>();
   let records = 0;
   let bytes = 0;
-  const consumer = opts.kafka.consumer({
+  const consumer = opts.transport.groupConsumer({
     groupId: `${opts.groupId}.restore.${nonce}`,
-    readUncommitted: false,
+    topics: [opts.topic],
+    fromBeginning: true,
+    readCommitted: true,
     // A restore reads fast and keeps nothing: no offsets to commit, a short session.
-    sessionTimeout: 10_000,
-    heartbeatInterval: 1_000,
+    sessionTimeoutMs: 10_000,
   });
   const timeoutMs = opts.timeoutMs ?? 5 * 60_000;
+  let timer: NodeJS.Timeout | undefined;
+  let beat: NodeJS.Timeout | undefined;
   try {
-    await consumer.connect();
-    await consumer.subscribe({ topic: opts.topic, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
+      timer = setTimeout(
         () =>
           reject(
             new TrailwatchError(ErrorCodes.KAFKA, `restoring ${opts.topic}[${opts.partition}] took longer than ${timeoutMs} ms`, {
@@ -239,24 +241,28 @@ export async function restorePartition(opts: {
           ),
         timeoutMs,
       );
-      const beat = setInterval(() => void opts.heartbeat?.().catch(() => undefined), 2_000);
+      beat = setInterval(() => void opts.heartbeat?.().catch(() => undefined), 2_000);
+      let finished = false;
       const done = (err?: unknown) => {
-        clearTimeout(timer);
-        clearInterval(beat);
+        if (finished) return;
+        finished = true;
         if (err) reject(err);
         else resolve();
       };
-      consumer.on(consumer.events.CRASH, ({ payload }) => done(payload.error));
+      const others = (tps: Array<{ topic: string; partition: number }>) => tps.filter((tp) => tp.partition !== opts.partition);
       consumer
         .run({
-          autoCommit: false,
-          eachBatch: async ({ batch }) => {
+          onAssigned: (tps) => consumer.pause(others(tps)),
+          onCrash: done,
+          onBatch: async (batch) => {
+            if (finished) return;
             if (batch.partition !== opts.partition) {
-              consumer.pause([{ topic: opts.topic, partitions: [batch.partition] }]);
+              consumer.pause([{ topic: batch.topic, partition: batch.partition }]);
               return;
             }
-            for (const m of batch.messages) {
+            for (const m of batch.records) {
               const key = m.key?.toString() ?? '';
+              const offset = String(m.offset);
               records++;
               bytes += m.value?.length ?? 0;
               if (key === BARRIER) {
@@ -265,7 +271,7 @@ export async function restorePartition(opts: {
                   return;
                 }
               } else if (key === META) {
-                if (m.value) meta = parseState(m.value, opts.topic, batch.partition, m.offset) as MetaRecord;
+                if (m.value) meta = parseState(m.value, opts.topic, batch.partition, offset) as MetaRecord;
               } else if (key.startsWith(KEY_PREFIX)) {
                 const id = key.slice(KEY_PREFIX.length);
                 if (m.value) keys.set(id, m.value.toString());
@@ -274,7 +280,7 @@ export async function restorePartition(opts: {
                 if (m.value) parts.set(key, m.value.toString());
                 else parts.delete(key);
               } else if (key.startsWith(SEEN_PREFIX)) {
-                if (m.value) seen.set(key, parseState(m.value, opts.topic, batch.partition, m.offset) as Array<[string, number]>);
+                if (m.value) seen.set(key, parseState(m.value, opts.topic, batch.partition, offset) as Array<[string, number]>);
                 else seen.delete(key);
               }
             }
@@ -283,7 +289,9 @@ export async function restorePartition(opts: {
         .catch(done);
     });
   } finally {
-    await consumer.disconnect().catch(() => undefined);
+    clearTimeout(timer);
+    clearInterval(beat);
+    await consumer.close().catch(() => undefined);
   }
   const restoredMeta = meta as MetaRecord | null;
   const keyParts: Array<[string, number]> = [];

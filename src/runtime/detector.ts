@@ -1,5 +1,3 @@
-import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
-import { Partitioners } from 'kafkajs';
 import type { Config } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
 import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
@@ -13,10 +11,10 @@ import {
 } from '../detect/topology.ts';
 import { BadRecordError, ErrorCodes, errorMessage, isTrailwatchError, TrailwatchError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { Admin, Batch, BatchContext, GroupConsumer, InRecord, Transport, TxnProducer } from '../transport/types.ts';
 import { ChangelogWriter, restorePartition, stateCorrupt } from './changelog.ts';
 import { EventCodec } from './codec.ts';
 import { type DeadLetter, deadLetterMessages } from './dead-letter.ts';
-import { readMaxMessageBytes } from './limits.ts';
 import { type OutRecord, produceRounds } from './produce.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
 import { type DetectorTopics, ensureDetectorTopics } from './topics.ts';
@@ -39,7 +37,8 @@ export interface DetectorMetrics {
 
 export interface DetectorRuntimeOptions {
   config: Config;
-  kafka: Kafka;
+  /** The Kafka client behind the seam (createTransport in src/transport/index.ts). */
+  transport: Transport;
   registry: SchemaRegistry;
   logger: Logger;
   /** Called for each Insight once its transaction has committed. */
@@ -86,7 +85,8 @@ export function classifyTaskFailure(err: unknown): { kind: 'fenced' | 'permanent
   const message = errorMessage(err);
   for (const e of chain) {
     const type = String((e as { type?: string }).type ?? '');
-    if (/PRODUCER_FENCED|INVALID_PRODUCER_EPOCH|fenced/i.test(type) || /fenced/i.test(errorMessage(e))) {
+    const code = (e as { code?: string }).code;
+    if (code === ErrorCodes.KAFKA_FENCED || /PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/i.test(type)) {
       return { kind: 'fenced', code: type || 'PRODUCER_FENCED', message };
     }
   }
@@ -99,6 +99,23 @@ export function classifyTaskFailure(err: unknown): { kind: 'fenced' | 'permanent
   }
   const type = chain.map((e) => (e as { type?: string }).type).find((t) => typeof t === 'string');
   return { kind: 'transient', code: type ?? (isTrailwatchError(err) ? (err as TrailwatchError).code : ErrorCodes.KAFKA), message };
+}
+
+/** A consumed record as the dead-letter helpers take it. */
+function sourceOf(r: InRecord): DeadLetter['message'] {
+  return { key: r.key, value: r.value, headers: r.headers, offset: String(r.offset), timestamp: String(r.timestampMs) };
+}
+
+/** Headers with one value each, as the transport sends them (a repeated header keeps its last). */
+function singleHeaders(
+  headers: Record<string, Buffer | string | Array<Buffer | string> | undefined> | undefined,
+): Record<string, Buffer | string> {
+  const out: Record<string, Buffer | string> = {};
+  for (const [name, v] of Object.entries(headers ?? {})) {
+    const last = Array.isArray(v) ? v[v.length - 1] : v;
+    if (last !== undefined) out[name] = last;
+  }
+  return out;
 }
 
 const IDLE_TICK_MS = 1_000;
@@ -125,7 +142,7 @@ interface Task {
   id: string;
   topic: string;
   partition: number;
-  producer: Producer;
+  producer: TxnProducer;
   writer: ChangelogWriter;
   /** Next input offset to process: records below it are already in the committed state. */
   nextOffset: bigint;
@@ -168,8 +185,8 @@ export class DetectorRuntime {
   };
   private readonly opts: DetectorRuntimeOptions;
   private readonly codec: EventCodec;
-  private readonly consumer: Consumer;
-  private readonly admin: Admin;
+  private consumer: GroupConsumer | null = null;
+  private admin!: Admin;
   private readonly log: Logger;
   private readonly now: () => number;
   private insightSchemaId = -1;
@@ -200,15 +217,6 @@ export class DetectorRuntime {
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
     const d = opts.config.detector;
-    this.consumer = opts.kafka.consumer({
-      groupId: d.groupId,
-      readUncommitted: false,
-      maxBytesPerPartition: d.fetchMaxBytes,
-      sessionTimeout: d.sessionTimeoutMs,
-      heartbeatInterval: Math.max(500, Math.floor(d.sessionTimeoutMs / 10)),
-      rebalanceTimeout: Math.max(10_000, 2 * d.sessionTimeoutMs),
-    });
-    this.admin = opts.kafka.admin();
   }
 
   /** Engine counters of the work this member did: every task it ran, closed or owned, since each was restored. */
@@ -224,7 +232,8 @@ export class DetectorRuntime {
     const deadline = this.now() + STARTUP_RETRY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.admin.connect();
+        // biome-ignore lint/suspicious/noAssignInExpressions: connect once, however often start-up is retried
+        this.admin ??= await this.opts.transport.admin();
         this.topics = await ensureDetectorTopics(this.admin, config);
         await this.readOutputLimits(this.topics);
         this.insightSchemaId = (await registerContracts(this.opts.registry, config.topics)).insight;
@@ -236,10 +245,6 @@ export class DetectorRuntime {
         await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** attempt)));
       }
     }
-    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
-      if (payload.restart || this.stopping) return;
-      this.fatal(new Error(`the consumer crashed and will not restart: ${errorMessage(payload.error)}`));
-    });
     this.watchdog = setInterval(() => {
       const { stallTimeoutMs } = this.opts.config.detector;
       if (this.stopping) return;
@@ -256,16 +261,22 @@ export class DetectorRuntime {
       }
     }, 1_000);
     this.watchdog.unref();
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [config.topics.events, this.topics.actions], fromBeginning: true });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, ({ payload }) => {
-      const assignment = payload.memberAssignment;
-      void this.serialized(() => this.rebalanced(assignment)).catch((err: unknown) => this.log.error({ err }, 'rebalance handling failed'));
+    const d = config.detector;
+    this.consumer = this.opts.transport.groupConsumer({
+      groupId: d.groupId,
+      topics: [config.topics.events, this.topics.actions],
+      fromBeginning: true,
+      readCommitted: true,
+      maxBytesPerPartition: d.fetchMaxBytes,
+      sessionTimeoutMs: d.sessionTimeoutMs,
     });
     await this.consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      eachBatch: (payload) => this.serialized(() => this.handleBatch(payload)),
+      onAssigned: () => this.serialized(() => this.rebalanced()),
+      onRevoked: () => this.serialized(() => this.rebalanced()),
+      onBatch: (batch, context) => this.serialized(() => this.handleBatch(batch, context)),
+      onCrash: (err) => {
+        if (!this.stopping) this.fatal(new Error(`the consumer crashed and will not restart: ${errorMessage(err)}`));
+      },
     });
     this.idleTimer = setInterval(() => {
       void this.serialized(() => this.advanceIdle()).catch((err: unknown) => this.log.error({ err }, 'idle watermark advance failed'));
@@ -290,10 +301,10 @@ export class DetectorRuntime {
     this.stopping = true;
     if (this.idleTimer) clearInterval(this.idleTimer);
     if (this.watchdog) clearInterval(this.watchdog);
-    await this.consumer.disconnect();
+    await this.consumer?.close().catch(() => undefined);
     await this.chain.catch(() => undefined);
     for (const task of [...this.tasks.values()]) await this.closeTask(task);
-    await this.admin.disconnect().catch(() => undefined);
+    await this.admin?.close().catch(() => undefined);
     this.log.info({ ...this.metrics, engine: this.engineMetrics() }, 'detector stopped');
   }
 
@@ -326,21 +337,25 @@ export class DetectorRuntime {
     return run;
   }
 
-  private async rebalanced(assignment: Record<string, number[]>): Promise<void> {
+  private async rebalanced(): Promise<void> {
     const topics = this.topics as DetectorTopics;
-    const owned = new Set(Object.entries(assignment).flatMap(([t, ps]) => ps.map((p) => `${t}:${p}`)));
+    const assignment = this.consumer?.assignment() ?? [];
+    const owned = new Set(assignment.map((tp) => `${tp.topic}:${tp.partition}`));
     for (const task of [...this.tasks.values()]) if (!owned.has(task.id)) await this.closeTask(task);
-    const events = new Set(assignment[this.opts.config.topics.events] ?? []);
+    const events = new Set(assignment.filter((tp) => tp.topic === this.opts.config.topics.events).map((tp) => tp.partition));
     for (const p of [...this.assigned.keys()]) if (!events.has(p)) this.assigned.delete(p);
     const wall = this.now();
     for (const p of events) if (!this.assigned.has(p)) this.assigned.set(p, wall);
-    this.log.info({ assignment, actionsTopic: topics.actions }, 'partitions assigned');
+    this.log.info(
+      { assignment: assignment.map((tp) => `${tp.topic}:${tp.partition}`), actionsTopic: topics.actions },
+      'partitions assigned',
+    );
   }
 
   /** Closes a task; `work: false` for one whose last batch did not commit (that work is done again). */
   private async closeTask(task: Task, work = true): Promise<void> {
     if (this.tasks.delete(task.id) && work) addWork(this.closedWork, task);
-    await task.producer.disconnect().catch(() => undefined);
+    await task.producer.close().catch(() => undefined);
   }
 
   /** The task for a partition, restored from its changelog the first time this member needs it. */
@@ -352,19 +367,15 @@ export class DetectorRuntime {
     const { config } = this.opts;
     const principalStage = topic === config.topics.events;
     const changelog = principalStage ? topics.principalChangelog : topics.actionChangelog;
-    const producer = this.opts.kafka.producer({
+    // Retries without limit, as exactly-once wants; a broker that never answers trips detector.stallTimeoutMs.
+    const producer = this.opts.transport.txnProducer({
       transactionalId: `${config.detector.groupId}.${topic}.${partition}`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 60_000,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      // Unlimited, as exactly-once wants; a broker that never answers trips detector.stallTimeoutMs.
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 },
+      transactionTimeoutMs: 60_000,
     });
-    await producer.connect();
     try {
+      await producer.connect();
       const restored = await restorePartition({
-        kafka: this.opts.kafka,
+        transport: this.opts.transport,
         producer,
         topic: changelog,
         partition,
@@ -417,35 +428,39 @@ export class DetectorRuntime {
       );
       return task;
     } catch (err) {
-      await producer.disconnect().catch(() => undefined);
+      await producer.close().catch(() => undefined);
       throw err;
     }
   }
 
   private async committedOffset(topic: string, partition: number): Promise<bigint> {
-    const [entry] = await this.admin.fetchOffsets({ groupId: this.opts.config.detector.groupId, topics: [topic] });
-    const offset = entry?.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
-    return BigInt(offset);
+    const committed = await this.admin.committedOffsets(this.opts.config.detector.groupId, topic);
+    return committed.get(partition) ?? -1n;
   }
 
-  private async handleBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
-    if (!isRunning() || isStale() || batch.messages.length === 0) return;
+  private async handleBatch(batch: Batch, context: BatchContext): Promise<void> {
+    if (this.stopping || context.isStale()) return;
+    const known = this.tasks.get(`${batch.topic}:${batch.partition}`);
+    // A fetch of transaction markers only: nothing to do, but it may say the partition is at its end.
+    if (batch.records.length === 0) {
+      if (known) known.caughtUp = batch.nextOffset >= batch.highWatermark;
+      return;
+    }
     let task: Task | undefined;
     try {
-      task = await this.task(batch.topic, batch.partition, heartbeat);
-      const fresh = batch.messages.filter((m) => BigInt(m.offset) >= (task as Task).nextOffset);
-      const last = batch.messages[batch.messages.length - 1] as KafkaMessage;
+      task = await this.task(batch.topic, batch.partition, () => context.heartbeat());
+      const from = task.nextOffset;
+      const fresh = from <= (batch.records[0] as InRecord).offset ? batch.records : batch.records.filter((r) => r.offset >= from);
+      const last = batch.records[batch.records.length - 1] as InRecord;
       if (fresh.length > 0) {
         if (task.principal) await this.principalBatch(task, batch.topic, fresh, last.offset);
         else await this.actionBatch(task, batch.topic, fresh, last.offset);
       }
       task.lastRecordWallMs = this.now();
-      task.caughtUp = batch.offsetLag() === '0';
+      task.caughtUp = batch.nextOffset >= batch.highWatermark;
       this.metrics.recordsConsumed += fresh.length;
       this.metrics.batches++;
-      resolveOffset(last.offset);
-      await heartbeat();
+      await context.heartbeat();
     } catch (err) {
       await this.failed(batch.topic, batch.partition, task, err);
     }
@@ -487,11 +502,14 @@ export class DetectorRuntime {
       return;
     }
     const offset = await this.committedOffset(topic, partition).catch(() => -1n);
-    const where = [{ topic, partitions: [partition] }];
-    this.consumer.pause(where);
-    if (offset >= 0n) this.consumer.seek({ topic, partition, offset: String(offset) });
+    const consumer = this.consumer;
+    if (!consumer) return;
+    const where = [{ topic, partition }];
+    consumer.pause(where);
+    // Never committed: from the start, as the group's fromBeginning says.
+    consumer.seek(topic, partition, offset >= 0n ? offset : 0n);
     const timer = setTimeout(() => {
-      if (!this.stopping) this.consumer.resume(where);
+      if (!this.stopping) consumer.resume(where);
     }, backoffMs);
     timer.unref();
   }
@@ -512,13 +530,16 @@ export class DetectorRuntime {
   private async readOutputLimits(topics: DetectorTopics): Promise<void> {
     const { config } = this.opts;
     const outputs = [config.topics.alerts, config.topics.deadLetter, topics.actions, topics.principalChangelog, topics.actionChangelog];
-    this.limits = await readMaxMessageBytes(this.admin, outputs);
+    for (const t of new Set(outputs)) {
+      const value = Number((await this.admin.describeTopicConfigs(t, ['max.message.bytes']))['max.message.bytes']);
+      this.limits.set(t, Number.isFinite(value) && value > 0 ? value : await this.admin.brokerMessageMaxBytes());
+    }
     for (const t of [config.topics.alerts, config.topics.deadLetter]) {
-      this.outputPartitions.set(t, (await this.admin.fetchTopicOffsets(t)).length);
+      this.outputPartitions.set(t, (await this.admin.topicOffsets(t)).length);
     }
   }
 
-  private async principalBatch(task: Task, topic: string, messages: KafkaMessage[], lastOffset: string): Promise<void> {
+  private async principalBatch(task: Task, topic: string, messages: InRecord[], lastOffset: bigint): Promise<void> {
     const stage = task.principal as PrincipalStage;
     const { maxFutureSkewMs, maxEventAgeMs } = this.opts.config.detector;
     const events: AuditEvent[] = [];
@@ -537,7 +558,7 @@ export class DetectorRuntime {
       } catch (err) {
         // Only bad bytes are dead-lettered; a registry outage throws and the batch is retried.
         if (!(err instanceof BadRecordError)) throw err;
-        deadLetters.push({ topic, partition: task.partition, message, error: err });
+        deadLetters.push({ topic, partition: task.partition, message: sourceOf(message), error: err });
       }
     }
     this.metrics.eventsDecoded += events.length;
@@ -570,7 +591,7 @@ export class DetectorRuntime {
     );
   }
 
-  private async actionBatch(task: Task, topic: string, messages: KafkaMessage[], lastOffset: string): Promise<void> {
+  private async actionBatch(task: Task, topic: string, messages: InRecord[], lastOffset: bigint): Promise<void> {
     const stage = task.action as ActionStage;
     const records: ActionRecord[] = [];
     const deadLetters: DeadLetter[] = [];
@@ -581,7 +602,7 @@ export class DetectorRuntime {
       } catch (err) {
         // Only trailwatch writes this topic; a record that is not its JSON is set aside, not a reason to stop.
         const error = new BadRecordError(ErrorCodes.DESERIALIZE, `not a repartition record: ${errorMessage(err)}`, { cause: err });
-        deadLetters.push({ topic, partition: task.partition, message: m, error });
+        deadLetters.push({ topic, partition: task.partition, message: sourceOf(m), error });
       }
     }
     await this.commit(task, stage.ingest(records), this.deadLetterRecords(deadLetters), lastOffset);
@@ -602,8 +623,8 @@ export class DetectorRuntime {
         partition: key === null ? letter.partition % partitions : partitionFor(key.toString(), partitions),
         key: key as Buffer | string | null,
         value: (m.value ?? null) as Buffer | string | null,
-        ...(m.headers ? { headers: m.headers } : {}),
-        ...(m.timestamp ? { timestamp: m.timestamp } : {}),
+        headers: singleHeaders(m.headers),
+        timestampMs: Number(m.timestamp),
       };
     });
   }
@@ -641,7 +662,7 @@ export class DetectorRuntime {
    * One transaction: Insights, other output, changelog and (with an offset) the input position.
    * Its records go out in as many produce requests as the topics' max.message.bytes need.
    */
-  private async commit(task: Task, insights: Insight[], output: OutRecord[], lastOffset: string | null): Promise<void> {
+  private async commit(task: Task, insights: Insight[], output: OutRecord[], lastOffset: bigint | null): Promise<void> {
     const { config } = this.opts;
     const stage = task.principal ?? task.action;
     if (!stage) return;
@@ -651,7 +672,7 @@ export class DetectorRuntime {
     const alerts = config.topics.alerts;
     const alertPartitions = this.outputPartitions.get(alerts) ?? 1;
     // Stamped with the wall clock, not the Insight's event time: retention counts from when it was raised.
-    const stamp = String(this.now());
+    const stamp = this.now();
     for (const i of insights) {
       records.push({
         topic: alerts,
@@ -659,33 +680,17 @@ export class DetectorRuntime {
         key: i.sharedEventID,
         value: await this.codec.encodeInsight(this.insightSchemaId, i),
         headers: { 'tw.insight.state': i.insightDetails.state },
-        timestamp: stamp,
+        timestampMs: stamp,
       });
     }
     records.push(...output, ...task.writer.messages(changes, upstream));
     const rounds = produceRounds(records, (topic) => this.limitOf(topic));
 
-    const txn = await task.producer.transaction();
+    const txn = await task.producer.begin();
     try {
-      for (const round of rounds) {
-        const byTopic = new Map<string, OutRecord[]>();
-        for (const r of round) {
-          const list = byTopic.get(r.topic);
-          if (list) list.push(r);
-          else byTopic.set(r.topic, [r]);
-        }
-        await txn.sendBatch({
-          topicMessages: [...byTopic].map(([topic, list]) => ({
-            topic,
-            messages: list.map(({ topic: _, ...m }) => m),
-          })),
-        });
-      }
+      for (const round of rounds) await txn.send(round);
       if (lastOffset !== null) {
-        await txn.sendOffsets({
-          consumerGroupId: config.detector.groupId,
-          topics: [{ topic: task.topic, partitions: [{ partition: task.partition, offset: String(BigInt(lastOffset) + 1n) }] }],
-        });
+        await txn.sendOffsets(config.detector.groupId, [{ topic: task.topic, partition: task.partition, offset: lastOffset + 1n }]);
       }
       await txn.commit();
     } catch (err) {
@@ -695,7 +700,7 @@ export class DetectorRuntime {
     this.metrics.produceRounds += rounds.length;
     this.failing.delete(task.id);
     this.metrics.transactionsCommitted++;
-    if (lastOffset !== null) task.nextOffset = BigInt(lastOffset) + 1n;
+    if (lastOffset !== null) task.nextOffset = lastOffset + 1n;
     for (const i of insights) {
       this.metrics.insightsEmitted++;
       this.log.info(
@@ -754,10 +759,9 @@ export class DetectorRuntime {
   /** Whether the group's committed offset of an events partition is its end (nothing to read). */
   private async atEnd(partition: number): Promise<boolean> {
     const topic = this.opts.config.topics.events;
-    const [offsets, committed] = await Promise.all([this.admin.fetchTopicOffsets(topic), this.committedOffset(topic, partition)]);
+    const [offsets, committed] = await Promise.all([this.admin.topicOffsets(topic), this.committedOffset(topic, partition)]);
     const o = offsets.find((x) => x.partition === partition);
     if (!o) return false;
-    const end = BigInt(o.high);
-    return end === BigInt(o.low) || committed >= end;
+    return o.high === o.low || committed >= o.high;
   }
 }

@@ -1,18 +1,14 @@
-import type { IHeaders } from 'kafkajs';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import type { OutRecord as TransportRecord } from '../transport/types.ts';
 
 /**
  * A record a stage task produces, its partition already chosen: the sizes that decide how a
  * transaction is cut into produce requests are only known per partition.
  */
-export interface OutRecord {
-  topic: string;
-  partition: number;
-  key: string | Buffer | null;
-  value: string | Buffer | null;
-  headers?: IHeaders;
-  timestamp?: string;
-}
+export type OutRecord = TransportRecord & { partition: number };
+
+/** Header values as either client hands them over (kafkajs may repeat one). */
+type Headers = Record<string, Buffer | string | Array<Buffer | string> | undefined>;
 
 /** Kafka's v2 record batch header. */
 const BATCH_OVERHEAD_BYTES = 61;
@@ -26,7 +22,7 @@ function byteLength(v: string | Buffer | null | undefined): number {
   return typeof v === 'string' ? Buffer.byteLength(v) : v.length;
 }
 
-export function headersBytes(headers: IHeaders | undefined): number {
+export function headersBytes(headers: Headers | undefined): number {
   let n = 0;
   for (const [name, value] of Object.entries(headers ?? {})) {
     for (const v of Array.isArray(value) ? value : [value]) n += HEADER_OVERHEAD_BYTES + Buffer.byteLength(name) + byteLength(v);
@@ -35,7 +31,7 @@ export function headersBytes(headers: IHeaders | undefined): number {
 }
 
 /** What one record adds to a record batch, uncompressed, counted generously. */
-export function recordBytes(r: Pick<OutRecord, 'key' | 'value' | 'headers'>): number {
+export function recordBytes(r: Pick<TransportRecord, 'key' | 'value'> & { headers?: Headers | undefined }): number {
   return RECORD_OVERHEAD_BYTES + byteLength(r.key) + byteLength(r.value) + headersBytes(r.headers);
 }
 

@@ -1,6 +1,7 @@
 import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import type { Config, TopicsConfig } from '../config/schema.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import type { Admin as TransportAdmin } from '../transport/types.ts';
 
 const DEAD_LETTER_RETENTION_MS = 30 * 24 * 3_600_000; // a month: dead letters wait for a fix and a replay
 
@@ -87,20 +88,17 @@ export function actionsTopic(config: Config): string {
  * changelog per stage with as many partitions as the topic the stage reads (a task's state sits
  * in the changelog partition of the same number).
  */
-export async function ensureDetectorTopics(admin: Admin, config: Config): Promise<DetectorTopics> {
+export async function ensureDetectorTopics(admin: TransportAdmin, config: Config): Promise<DetectorTopics> {
   const { topics } = config;
   const changelogs = changelogTopics(config.detector.groupId);
   const create = async (list: Array<{ topic: string; numPartitions: number; configEntries?: Array<{ name: string; value: string }> }>) => {
-    const existing = new Set(await admin.listTopics());
-    const wanted = list.filter((t) => !existing.has(t.topic));
-    if (wanted.length === 0) return;
-    await admin.createTopics({
-      waitForLeaders: false,
-      topics: wanted.map((t) => ({ ...t, replicationFactor: topics.replicationFactor })),
-    });
-    await waitForTopicsReady(
-      admin,
-      wanted.map((t) => t.topic),
+    await admin.createTopics(
+      list.map((t) => ({
+        topic: t.topic,
+        partitions: t.numPartitions,
+        replicationFactor: topics.replicationFactor,
+        configs: Object.fromEntries((t.configEntries ?? []).map((e) => [e.name, e.value])),
+      })),
     );
   };
   await create([
@@ -109,7 +107,7 @@ export async function ensureDetectorTopics(admin: Admin, config: Config): Promis
     { topic: topics.deadLetter, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.deadLetter) },
     { topic: actionsTopic(config), numPartitions: topics.partitions },
   ]);
-  const partitionsOf = async (topic: string) => (await admin.fetchTopicOffsets(topic)).length;
+  const partitionsOf = async (topic: string) => (await admin.topicOffsets(topic)).length;
   const eventPartitions = await partitionsOf(topics.events);
   const actionPartitions = await partitionsOf(actionsTopic(config));
   const compacted = [{ name: 'cleanup.policy', value: 'compact' }];

@@ -14,6 +14,7 @@ import { createKafka } from '../../src/runtime/kafka.ts';
 import { EventPublisher } from '../../src/runtime/publisher.ts';
 import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
+import { createTransport } from '../../src/transport/index.ts';
 import { testKafka, uniqueName } from './kafka.ts';
 import { testStack } from './stack.ts';
 
@@ -68,7 +69,7 @@ export async function startDetector(config: Config): Promise<StartedDetector> {
   });
   const runtime = new DetectorRuntime({
     config,
-    kafka: createKafka(config.kafka, testLogger),
+    transport: createTransport(config.kafka, testLogger),
     registry: createRegistry(config.registry),
     logger: testLogger,
     onFatal: (err) => onFatal(err),

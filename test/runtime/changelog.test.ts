@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { kafkaSchema } from '../../src/config/schema.ts';
 import { type EngineChanges, emptyEngineMetrics } from '../../src/detect/engine.ts';
+import { createLogger } from '../../src/logger.ts';
 import { ChangelogWriter, restorePartition } from '../../src/runtime/changelog.ts';
-import { createTopics, testKafka, uniqueName } from '../helpers/kafka.ts';
+import { createTransport } from '../../src/transport/index.ts';
+import { createTopics, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
 const meta = {
@@ -57,13 +60,13 @@ describe('restorePartition', { timeout: 120_000 }, () => {
     const { brokers } = await testStack();
     const topic = uniqueName('tw-changelog');
     await createTopics(brokers, [topic], 2);
-    const kafka = testKafka(brokers);
-    const producer = kafka.producer({ transactionalId: uniqueName('tw-changelog-txn'), idempotent: true, maxInFlightRequests: 1 });
+    const transport = createTransport(kafkaSchema.parse({ brokers }), createLogger({ level: 'warn' }));
+    const producer = transport.txnProducer({ transactionalId: uniqueName('tw-changelog-txn') });
     await producer.connect();
     const writer = new ChangelogWriter(topic, 1, 60_000, [], 4_096);
     const write = async (keys: Array<[string, string | null]>) => {
-      const txn = await producer.transaction();
-      await txn.send({ topic, messages: writer.messages(changes(keys), null).map(({ topic: _, ...m }) => m) });
+      const txn = await producer.begin();
+      await txn.send(writer.messages(changes(keys), null));
       await txn.commit();
     };
     const big = bigState(30_000, 'b');
@@ -76,8 +79,8 @@ describe('restorePartition', { timeout: 120_000 }, () => {
       ['grows', big],
       ['shrinks', '{"y":2}'],
     ]);
-    const restored = await restorePartition({ kafka, producer, topic, partition: 1, groupId: uniqueName('tw-changelog-group') });
-    await producer.disconnect();
+    const restored = await restorePartition({ transport, producer, topic, partition: 1, groupId: uniqueName('tw-changelog-group') });
+    await producer.close();
     assert.deepEqual([...restored.checkpoint.keys].sort(), [big, '{"x":1}', '{"y":2}'].sort());
     assert.equal(restored.keyParts.length, 1);
     assert.equal(restored.keyParts[0]?.[0], 'grows');

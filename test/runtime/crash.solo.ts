@@ -17,6 +17,7 @@ import { EventPublisher } from '../../src/runtime/publisher.ts';
 import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
 import { stackStatus, stackUp } from '../../src/stack/local.ts';
+import type { ClientName } from '../../src/transport/types.ts';
 import { consumeUntil, testKafka } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
@@ -60,215 +61,221 @@ interface Member {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-describe('exactly-once Insights through crashes, a broker restart and rebalances', { timeout: 900_000 }, () => {
-  const logger = createLogger({ level: 'warn' });
-  const run = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
-  const startMs = Math.floor((Date.now() - 4 * 3_600_000) / 60_000) * 60_000;
-  let events: AuditEvent[] = [];
-  let config: Config;
-  let configFile: string;
-  let logDir: string;
-  let brokersEnv: string;
-  let registryEnv: string;
-  const members = new Set<Member>();
+/** Both clients behind the transport seam; TRAILWATCH_CRASH_CLIENTS=kafkajs (say) runs one. */
+const CLIENTS = (process.env.TRAILWATCH_CRASH_CLIENTS ?? 'kafkajs,platformatic').split(',').map((c) => c.trim()) as ClientName[];
 
-  before(async () => {
-    const stack = await testStack();
-    brokersEnv = stack.brokers.join(',');
-    registryEnv = stack.registryUrl;
-    logDir = await mkdtemp(join(tmpdir(), 'tw-crash-'));
-    const input: ConfigInput = {
-      topics: {
-        events: `tw-crash-${run}.events`,
-        alerts: `tw-crash-${run}.insights`,
-        deadLetter: `tw-crash-${run}.dlq`,
-        actions: `tw-crash-${run}.actions`,
-        partitions: 3,
-      },
-      detector: {
-        groupId: `tw-crash-${run}`,
-        allowedLatenessMs: 60_000,
-        minHistoryMs: 30 * 60_000,
-        // Chunks of input arrive between kills: event time must not run ahead of them on the wall
-        // clock. Every partition has data to the end, so nothing waits on an idle one.
-        idleAdvanceMs: 600_000,
-        // Small fetches: many transactions, so kills land between and inside them.
-        fetchMaxBytes: 8 * 1024,
-        sessionTimeoutMs: 6_000,
-        stallTimeoutMs: 30_000,
-      },
-    };
-    configFile = join(logDir, 'config.json');
-    await writeFile(configFile, JSON.stringify(input, null, 2));
-    config = loadConfig({ file: configFile, env: { KAFKA_BROKERS: brokersEnv, SCHEMA_REGISTRY_URL: registryEnv } });
+for (const client of CLIENTS) {
+  describe(`exactly-once Insights through crashes, a broker restart and rebalances (${client})`, { timeout: 900_000 }, () => {
+    const logger = createLogger({ level: 'warn' });
+    const run = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+    const startMs = Math.floor((Date.now() - 4 * 3_600_000) / 60_000) * 60_000;
+    let events: AuditEvent[] = [];
+    let config: Config;
+    let configFile: string;
+    let logDir: string;
+    let brokersEnv: string;
+    let registryEnv: string;
+    const members = new Set<Member>();
 
-    const generated = generateTraffic({ seed: SEED, startMs, minutes: MINUTES, actors: ACTORS, spikes: SPIKES });
-    // CloudTrail delivers some events twice: every 97th again, a little later in the stream.
-    events = [...generated];
-    for (let i = 0; i < generated.length; i += 97) events.splice(Math.min(events.length, i + 40), 0, generated[i] as AuditEvent);
-    const kafka = createKafka(config.kafka, logger);
-    await ensureTopics(kafka, config.topics);
-    publisher = new EventPublisher(kafka, createRegistry(config.registry), config.topics);
-    await publisher.start();
-  });
-
-  let publisher: EventPublisher;
-  let published = 0;
-  /** Publishes the input up to `share` (0..1) of it: each member gets fresh work to be killed in. */
-  async function publishUpTo(share: number): Promise<void> {
-    const until = Math.min(events.length, Math.ceil(events.length * share));
-    for (; published < until; published += 500) await publisher.publish(events.slice(published, Math.min(until, published + 500)));
-    published = until;
-  }
-
-  after(async () => {
-    for (const m of members) m.child.kill('SIGKILL');
-    await publisher?.stop();
-  });
-
-  function spawnMember(name: string): Member {
-    const out = createWriteStream(join(logDir, `${name}.log`));
-    const child = spawn(process.execPath, [MAIN, 'run', '--config', configFile, '--log-level', 'info'], {
-      env: { ...process.env, KAFKA_BROKERS: brokersEnv, SCHEMA_REGISTRY_URL: registryEnv, KAFKAJS_NO_PARTITIONER_WARNING: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.pipe(out);
-    child.stderr?.pipe(out);
-    const member: Member = {
-      name,
-      child,
-      exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal }))),
-    };
-    members.add(member);
-    void member.exited.then(() => members.delete(member));
-    return member;
-  }
-
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-  /** A member under a supervisor: restarted whenever it exits unasked (as systemd or Kubernetes would). */
-  function supervise(name: string) {
-    let current = spawnMember(name);
-    let stopped = false;
-    let restarts = 0;
-    void (async () => {
-      for (;;) {
-        const exit = await current.exited;
-        if (stopped) return;
-        restarts++;
-        process.stderr.write(`crash test: ${current.name} exited by itself (${JSON.stringify(exit)}); restarting it\n`);
-        current = spawnMember(`${name}-r${restarts}`);
-      }
-    })();
-    return {
-      restarts: () => restarts,
-      stop: async () => {
-        stopped = true;
-        current.child.kill('SIGTERM');
-        return current.exited;
-      },
-    };
-  }
-
-  test('the alerts topic ends up with exactly the Insights of an uninterrupted run', async (t) => {
-    // The uninterrupted run: the pure topology with the topics' partitions.
-    const golden = new Topology(config.detector, { partitions: 3, actionPartitions: 3 });
-    const lastEventMs = Math.max(...events.map((e) => e.eventTimeMs));
-    const expected = [...golden.process(events), ...golden.advanceWatermark(lastEventMs + config.detector.bucketMs)];
-    // More event time changes nothing: the live detector's idle advance may go further than the golden run.
-    assert.deepEqual(golden.advanceWatermark(lastEventMs + 3_600_000), [], 'no Insight is still open at the end of the input');
-    const starts = expected.filter((i) => i.insightDetails.state === 'Start');
-    assert.ok(starts.length >= 6, `the input has Insights of both scopes (got ${starts.length} Starts)`);
-    assert.ok(starts.some((i) => i.trailwatch.scope === 'action') && starts.some((i) => i.trailwatch.scope === 'principalAction'));
-
-    // 1. SIGKILL at random points: during start-up, restores, and batches.
-    const rand = mulberry32(SEED);
-    const kills: number[] = [];
-    for (let k = 0; k < KILLS; k++) {
-      await publishUpTo((k + 1) / (KILLS + 2));
-      const m = spawnMember(`kill-${k}`);
-      const delay = 1_500 + Math.floor(rand() * 9_000);
-      await sleep(delay);
-      m.child.kill('SIGKILL');
-      const { signal } = await m.exited;
-      assert.equal(signal, 'SIGKILL', `member ${m.name} died of the kill, not before (see ${logDir})`);
-      kills.push(delay);
-    }
-    t.diagnostic(`${kills.length} SIGKILLs after ${kills.join(', ')} ms`);
-
-    // 2. A broker restart under a running member (only where this run owns the broker).
-    await publishUpTo((KILLS + 1) / (KILLS + 2));
-    const a = supervise('a');
-    await sleep(4_000);
-    if (process.env.TRAILWATCH_TEST_LOCAL_STACK === '1') {
-      const status = await stackStatus();
-      assert.ok(status.kafka.pid, 'the local broker runs');
-      process.kill(status.kafka.pid, 'SIGTERM');
-      for (let i = 0; i < 100 && (await stackStatus()).kafka.pid !== null; i++) await sleep(200);
-      const up = await stackUp({ log: () => undefined });
-      t.diagnostic(`broker restarted (pid ${status.kafka.pid} → ${up.kafkaPid})`);
-    } else {
-      t.diagnostic('broker restart skipped: the tests run against a broker this run did not start');
-    }
-
-    // 3. Rebalances: b joins then leaves cleanly (SIGTERM), c joins and is killed.
-    await publishUpTo(1);
-    const b = spawnMember('b');
-    await sleep(8_000);
-    b.child.kill('SIGTERM');
-    assert.deepEqual(await b.exited, { code: 0, signal: null }, 'SIGTERM: finish the batch, commit, leave, exit 0');
-    const c = spawnMember('c');
-    await sleep(7_000);
-    c.child.kill('SIGKILL');
-    await c.exited;
-
-    // 4. a carries on alone until the alerts topic holds as many Insights as the golden run, and a bit longer.
-    const registry = new SchemaRegistry({ host: config.registry.url });
-    /** Every committed Insight on the alerts topic, from the beginning, until `expected.length` have come (and `settleMs` more). */
-    const readAlerts = async (timeoutMs: number, settleMs = 0): Promise<Insight[]> => {
-      const read: Insight[] = [];
-      await consumeUntil(
-        testKafka(config.kafka.brokers),
-        config.topics.alerts,
-        async (message) => {
-          read.push(JSON.parse(JSON.stringify(await registry.decode(message.value as Buffer))) as Insight);
-          return read.length >= expected.length;
+    before(async () => {
+      const stack = await testStack();
+      brokersEnv = stack.brokers.join(',');
+      registryEnv = stack.registryUrl;
+      logDir = await mkdtemp(join(tmpdir(), 'tw-crash-'));
+      const input: ConfigInput = {
+        kafka: { client },
+        topics: {
+          events: `tw-crash-${run}.events`,
+          alerts: `tw-crash-${run}.insights`,
+          deadLetter: `tw-crash-${run}.dlq`,
+          actions: `tw-crash-${run}.actions`,
+          partitions: 3,
         },
-        timeoutMs,
-        { settleMs },
-      ).catch((err: unknown) => {
-        throw new Error(`${read.length} of ${expected.length} Insights arrived (logs in ${logDir}): ${String(err)}`);
+        detector: {
+          groupId: `tw-crash-${run}`,
+          allowedLatenessMs: 60_000,
+          minHistoryMs: 30 * 60_000,
+          // Chunks of input arrive between kills: event time must not run ahead of them on the wall
+          // clock. Every partition has data to the end, so nothing waits on an idle one.
+          idleAdvanceMs: 600_000,
+          // Small fetches: many transactions, so kills land between and inside them.
+          fetchMaxBytes: 8 * 1024,
+          sessionTimeoutMs: 6_000,
+          stallTimeoutMs: 30_000,
+        },
+      };
+      configFile = join(logDir, 'config.json');
+      await writeFile(configFile, JSON.stringify(input, null, 2));
+      config = loadConfig({ file: configFile, env: { KAFKA_BROKERS: brokersEnv, SCHEMA_REGISTRY_URL: registryEnv } });
+
+      const generated = generateTraffic({ seed: SEED, startMs, minutes: MINUTES, actors: ACTORS, spikes: SPIKES });
+      // CloudTrail delivers some events twice: every 97th again, a little later in the stream.
+      events = [...generated];
+      for (let i = 0; i < generated.length; i += 97) events.splice(Math.min(events.length, i + 40), 0, generated[i] as AuditEvent);
+      const kafka = createKafka(config.kafka, logger);
+      await ensureTopics(kafka, config.topics);
+      publisher = new EventPublisher(kafka, createRegistry(config.registry), config.topics);
+      await publisher.start();
+    });
+
+    let publisher: EventPublisher;
+    let published = 0;
+    /** Publishes the input up to `share` (0..1) of it: each member gets fresh work to be killed in. */
+    async function publishUpTo(share: number): Promise<void> {
+      const until = Math.min(events.length, Math.ceil(events.length * share));
+      for (; published < until; published += 500) await publisher.publish(events.slice(published, Math.min(until, published + 500)));
+      published = until;
+    }
+
+    after(async () => {
+      for (const m of members) m.child.kill('SIGKILL');
+      await publisher?.stop();
+    });
+
+    function spawnMember(name: string): Member {
+      const out = createWriteStream(join(logDir, `${name}.log`));
+      const child = spawn(process.execPath, [MAIN, 'run', '--config', configFile, '--log-level', 'info'], {
+        env: { ...process.env, KAFKA_BROKERS: brokersEnv, SCHEMA_REGISTRY_URL: registryEnv, KAFKAJS_NO_PARTITIONER_WARNING: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      return read;
-    };
-    await readAlerts(300_000);
-    await sleep(5_000);
-    assert.deepEqual(await a.stop(), { code: 0, signal: null }, 'SIGTERM: a clean exit');
-    t.diagnostic(`the supervised member restarted itself ${a.restarts()} time(s)`);
+      child.stdout?.pipe(out);
+      child.stderr?.pipe(out);
+      const member: Member = {
+        name,
+        child,
+        exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal }))),
+      };
+      members.add(member);
+      void member.exited.then(() => members.delete(member));
+      return member;
+    }
 
-    // Read everything committed once more, from the beginning, now that nothing writes.
-    // Keep reading a while past the count: a duplicate would come after it.
-    const all = await readAlerts(60_000, 4_000);
-    const byId = (xs: Insight[]) => [...xs].sort((x, y) => (x.eventID < y.eventID ? -1 : x.eventID > y.eventID ? 1 : 0));
-    const ids = all.map((i) => i.eventID);
-    assert.equal(new Set(ids).size, ids.length, 'no Insight twice');
-    assert.deepEqual(
-      byId(all).map((i) => i.eventID),
-      byId(expected).map((i) => i.eventID),
-      'the same Insights as the uninterrupted run',
-    );
-    const want = byId(expected);
-    // Record by record, so a difference names its field.
-    for (const [n, insight] of byId(all).entries()) assert.deepEqual(insight, want[n], `Insight ${insight.eventID}`);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-    const logFiles = (await readdir(logDir)).filter((f) => f.endsWith('.log'));
-    const logs = await Promise.all(logFiles.map((f) => readFile(join(logDir, f), 'utf8')));
-    const emittedBy = logFiles.filter((_, n) => (logs[n] as string).includes('"msg":"insight"'));
-    t.diagnostic(`Insights were committed by ${emittedBy.length} different processes: ${emittedBy.join(', ')}`);
-    const restores = logs.flatMap((l) => [...l.matchAll(/"restoreMs":(\d+)/g)].map((m) => Number(m[1])));
-    restores.sort((x, y) => x - y);
-    t.diagnostic(
-      `${expected.length} Insights; ${restores.length} partition restores, median ${restores[Math.floor(restores.length / 2)] ?? '-'} ms, max ${restores.at(-1) ?? '-'} ms`,
-    );
+    /** A member under a supervisor: restarted whenever it exits unasked (as systemd or Kubernetes would). */
+    function supervise(name: string) {
+      let current = spawnMember(name);
+      let stopped = false;
+      let restarts = 0;
+      void (async () => {
+        for (;;) {
+          const exit = await current.exited;
+          if (stopped) return;
+          restarts++;
+          process.stderr.write(`crash test: ${current.name} exited by itself (${JSON.stringify(exit)}); restarting it\n`);
+          current = spawnMember(`${name}-r${restarts}`);
+        }
+      })();
+      return {
+        restarts: () => restarts,
+        stop: async () => {
+          stopped = true;
+          current.child.kill('SIGTERM');
+          return current.exited;
+        },
+      };
+    }
+
+    test('the alerts topic ends up with exactly the Insights of an uninterrupted run', async (t) => {
+      // The uninterrupted run: the pure topology with the topics' partitions.
+      const golden = new Topology(config.detector, { partitions: 3, actionPartitions: 3 });
+      const lastEventMs = Math.max(...events.map((e) => e.eventTimeMs));
+      const expected = [...golden.process(events), ...golden.advanceWatermark(lastEventMs + config.detector.bucketMs)];
+      // More event time changes nothing: the live detector's idle advance may go further than the golden run.
+      assert.deepEqual(golden.advanceWatermark(lastEventMs + 3_600_000), [], 'no Insight is still open at the end of the input');
+      const starts = expected.filter((i) => i.insightDetails.state === 'Start');
+      assert.ok(starts.length >= 6, `the input has Insights of both scopes (got ${starts.length} Starts)`);
+      assert.ok(starts.some((i) => i.trailwatch.scope === 'action') && starts.some((i) => i.trailwatch.scope === 'principalAction'));
+
+      // 1. SIGKILL at random points: during start-up, restores, and batches.
+      const rand = mulberry32(SEED);
+      const kills: number[] = [];
+      for (let k = 0; k < KILLS; k++) {
+        await publishUpTo((k + 1) / (KILLS + 2));
+        const m = spawnMember(`kill-${k}`);
+        const delay = 1_500 + Math.floor(rand() * 9_000);
+        await sleep(delay);
+        m.child.kill('SIGKILL');
+        const { signal } = await m.exited;
+        assert.equal(signal, 'SIGKILL', `member ${m.name} died of the kill, not before (see ${logDir})`);
+        kills.push(delay);
+      }
+      t.diagnostic(`${kills.length} SIGKILLs after ${kills.join(', ')} ms`);
+
+      // 2. A broker restart under a running member (only where this run owns the broker).
+      await publishUpTo((KILLS + 1) / (KILLS + 2));
+      const a = supervise('a');
+      await sleep(4_000);
+      if (process.env.TRAILWATCH_TEST_LOCAL_STACK === '1') {
+        const status = await stackStatus();
+        assert.ok(status.kafka.pid, 'the local broker runs');
+        process.kill(status.kafka.pid, 'SIGTERM');
+        for (let i = 0; i < 100 && (await stackStatus()).kafka.pid !== null; i++) await sleep(200);
+        const up = await stackUp({ log: () => undefined });
+        t.diagnostic(`broker restarted (pid ${status.kafka.pid} → ${up.kafkaPid})`);
+      } else {
+        t.diagnostic('broker restart skipped: the tests run against a broker this run did not start');
+      }
+
+      // 3. Rebalances: b joins then leaves cleanly (SIGTERM), c joins and is killed.
+      await publishUpTo(1);
+      const b = spawnMember('b');
+      await sleep(8_000);
+      b.child.kill('SIGTERM');
+      assert.deepEqual(await b.exited, { code: 0, signal: null }, 'SIGTERM: finish the batch, commit, leave, exit 0');
+      const c = spawnMember('c');
+      await sleep(7_000);
+      c.child.kill('SIGKILL');
+      await c.exited;
+
+      // 4. a carries on alone until the alerts topic holds as many Insights as the golden run, and a bit longer.
+      const registry = new SchemaRegistry({ host: config.registry.url });
+      /** Every committed Insight on the alerts topic, from the beginning, until `expected.length` have come (and `settleMs` more). */
+      const readAlerts = async (timeoutMs: number, settleMs = 0): Promise<Insight[]> => {
+        const read: Insight[] = [];
+        await consumeUntil(
+          testKafka(config.kafka.brokers),
+          config.topics.alerts,
+          async (message) => {
+            read.push(JSON.parse(JSON.stringify(await registry.decode(message.value as Buffer))) as Insight);
+            return read.length >= expected.length;
+          },
+          timeoutMs,
+          { settleMs },
+        ).catch((err: unknown) => {
+          throw new Error(`${read.length} of ${expected.length} Insights arrived (logs in ${logDir}): ${String(err)}`);
+        });
+        return read;
+      };
+      await readAlerts(300_000);
+      await sleep(5_000);
+      assert.deepEqual(await a.stop(), { code: 0, signal: null }, 'SIGTERM: a clean exit');
+      t.diagnostic(`the supervised member restarted itself ${a.restarts()} time(s)`);
+
+      // Read everything committed once more, from the beginning, now that nothing writes.
+      // Keep reading a while past the count: a duplicate would come after it.
+      const all = await readAlerts(60_000, 4_000);
+      const byId = (xs: Insight[]) => [...xs].sort((x, y) => (x.eventID < y.eventID ? -1 : x.eventID > y.eventID ? 1 : 0));
+      const ids = all.map((i) => i.eventID);
+      assert.equal(new Set(ids).size, ids.length, 'no Insight twice');
+      assert.deepEqual(
+        byId(all).map((i) => i.eventID),
+        byId(expected).map((i) => i.eventID),
+        'the same Insights as the uninterrupted run',
+      );
+      const want = byId(expected);
+      // Record by record, so a difference names its field.
+      for (const [n, insight] of byId(all).entries()) assert.deepEqual(insight, want[n], `Insight ${insight.eventID}`);
+
+      const logFiles = (await readdir(logDir)).filter((f) => f.endsWith('.log'));
+      const logs = await Promise.all(logFiles.map((f) => readFile(join(logDir, f), 'utf8')));
+      const emittedBy = logFiles.filter((_, n) => (logs[n] as string).includes('"msg":"insight"'));
+      t.diagnostic(`Insights were committed by ${emittedBy.length} different processes: ${emittedBy.join(', ')}`);
+      const restores = logs.flatMap((l) => [...l.matchAll(/"restoreMs":(\d+)/g)].map((m) => Number(m[1])));
+      restores.sort((x, y) => x - y);
+      t.diagnostic(
+        `${expected.length} Insights; ${restores.length} partition restores, median ${restores[Math.floor(restores.length / 2)] ?? '-'} ms, max ${restores.at(-1) ?? '-'} ms`,
+      );
+    });
   });
-});
+}

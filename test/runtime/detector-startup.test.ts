@@ -9,6 +9,7 @@ import { DetectorRuntime } from '../../src/runtime/detector.ts';
 import { createKafka } from '../../src/runtime/kafka.ts';
 import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
+import { createTransport } from '../../src/transport/index.ts';
 import { Forwarder } from '../helpers/forwarder.ts';
 import { testKafka, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
@@ -63,7 +64,7 @@ describe('detector start-up', { timeout: 180_000 }, () => {
     let fatal: Error | null = null;
     const runtime = new DetectorRuntime({
       config,
-      kafka,
+      transport: createTransport(config.kafka, logger),
       registry: createRegistry(config.registry),
       logger,
       onFatal: (err) => {

@@ -14,6 +14,7 @@ import { createKafka } from '../../src/runtime/kafka.ts';
 import { EventPublisher } from '../../src/runtime/publisher.ts';
 import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
+import { createTransport } from '../../src/transport/index.ts';
 import { consumeUntil } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
@@ -66,7 +67,7 @@ describe('detector end to end', { timeout: 240_000 }, () => {
       ],
     });
     await raw.disconnect();
-    runtime = new DetectorRuntime({ config, kafka, registry, logger });
+    runtime = new DetectorRuntime({ config, transport: createTransport(config.kafka, logger), registry, logger });
     await runtime.start();
   });
 

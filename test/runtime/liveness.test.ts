@@ -140,11 +140,11 @@ describe('liveness of the live detector', { timeout: 300_000 }, () => {
 
   test('a failure no retry can mend ends the detector after a few attempts, naming the cause and the topic', async () => {
     const config = await detectorTestConfig('tw-live-fatal');
-    // A changelog that takes no record bigger than 600 bytes: a key's state never fits.
+    // A changelog that takes no record batch over 256 bytes: its barrier fits, no key's state does.
     const changelog = changelogTopics(config.detector.groupId).principal;
     await createTopic(config.kafka.brokers, changelog, 3, [
       { name: 'cleanup.policy', value: 'compact' },
-      { name: 'max.message.bytes', value: '600' },
+      { name: 'max.message.bytes', value: '256' },
     ]);
     const startMs = Math.floor((Date.now() - 30 * MIN) / MIN) * MIN;
     await publishEvents(config, generateTraffic({ seed: 9, startMs, minutes: 10, actors: DEMO_ACTORS }));

@@ -10,6 +10,7 @@ import { createKafka } from '../../src/runtime/kafka.ts';
 import { EventPublisher } from '../../src/runtime/publisher.ts';
 import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
+import { createTransport } from '../../src/transport/index.ts';
 import { testKafka, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
@@ -54,7 +55,7 @@ function member(config: Config): { runtime: DetectorRuntime; summary: () => { en
   const logger = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } });
   const runtime = new DetectorRuntime({
     config,
-    kafka: createKafka(config.kafka, logger),
+    transport: createTransport(config.kafka, logger),
     registry: createRegistry(config.registry),
     logger,
     onFatal: (err) => assert.fail(`the detector gave up: ${err.message}`),

@@ -7,6 +7,7 @@ import { EventPublisher } from '../../runtime/publisher.ts';
 import { createRegistry } from '../../runtime/registry.ts';
 import { ensureTopics } from '../../runtime/topics.ts';
 import { stackDown, stackStatus } from '../../stack/local.ts';
+import { createTransport } from '../../transport/index.ts';
 import { COMMON_HELP, intOption, parse } from '../args.ts';
 import { openSession } from '../connect.ts';
 
@@ -68,7 +69,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   });
   const runtime = new DetectorRuntime({
     config,
-    kafka,
+    transport: createTransport(config.kafka, logger),
     registry,
     logger,
     onInsight: (i) => {

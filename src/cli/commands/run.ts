@@ -1,7 +1,7 @@
 import type { Insight } from '../../contracts/types.ts';
 import { DetectorRuntime } from '../../runtime/detector.ts';
-import { createKafka } from '../../runtime/kafka.ts';
 import { createRegistry } from '../../runtime/registry.ts';
+import { createTransport } from '../../transport/index.ts';
 import { COMMON_HELP, parse } from '../args.ts';
 import { openSession } from '../connect.ts';
 
@@ -29,7 +29,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const onInsight = values.print ? (i: Insight) => process.stdout.write(`${JSON.stringify(i)}\n`) : undefined;
   const runtime = new DetectorRuntime({
     config: session.config,
-    kafka: createKafka(session.config.kafka, session.logger),
+    transport: createTransport(session.config.kafka, session.logger),
     registry: createRegistry(session.config.registry),
     logger: session.logger,
     ...(onInsight ? { onInsight } : {}),
