@@ -9,6 +9,7 @@ import {
   type Contributors,
   decodeKey,
   encodeKey,
+  F,
   fromRecord,
   hourlyOf,
   type KeyRecord,
@@ -61,6 +62,8 @@ const COLD_DISPERSION = 4;
 /** Baseline floor in events per minute: a key that never calls still needs a few calls to look unusual. */
 const MEAN_FLOOR_PER_MINUTE = 0.05;
 const ATTRIBUTES: AttributionAttribute[] = ['userIdentityArn', 'userAgent', 'errorCode'];
+/** Index of who called in SKETCH_ATTRIBUTES. */
+const WHO = SKETCH_ATTRIBUTES.indexOf('userIdentityArn');
 const SNAPSHOT_VERSION = 1;
 /** Capacity of a bucket's sketches while partials add up in it: in effect unbounded (a few per upstream partition). */
 const EXACT_CAPACITY = 1_000_000;
@@ -82,12 +85,20 @@ interface SignalIds {
   accountId: string;
   region: string;
   service: string;
-  actionCall: string;
-  principalCall: string;
-  /** By error code: the per-action and the per-principal error key ids. */
-  errors: Map<string, [string, string]> | null;
+  actionCall: CachedKey;
+  principalCall: CachedKey;
+  /** By error code: the per-action and the per-principal error keys. */
+  errors: Map<string, [CachedKey, CachedKey]> | null;
   next: SignalIds | null;
 }
+
+/** A key id and, once looked up, its state (until the key is dropped): no map lookup per event. */
+interface CachedKey {
+  id: string;
+  key: KeyState | null;
+}
+
+const cachedKey = (id: string): CachedKey => ({ id, key: null });
 
 /** What names a key: the scope, the signal and where it is measured. */
 export type KeyIdentity = InsightSubject & { id: string };
@@ -568,10 +579,10 @@ export class DetectionEngine {
       region: this.intern(region),
       service: this.intern(service),
       // Only the scopes counted: an id built for nothing would be kept for nothing.
-      actionCall: this.scopeAction ? keyId('action', 'ApiCallRateInsight', accountId, region, null, service, action, null) : '',
-      principalCall: this.scopePrincipal
-        ? keyId('principalAction', 'ApiCallRateInsight', accountId, region, principal, service, action, null)
-        : '',
+      actionCall: cachedKey(this.scopeAction ? keyId('action', 'ApiCallRateInsight', accountId, region, null, service, action, null) : ''),
+      principalCall: cachedKey(
+        this.scopePrincipal ? keyId('principalAction', 'ApiCallRateInsight', accountId, region, principal, service, action, null) : '',
+      ),
       errors: null,
       next: head,
     };
@@ -581,16 +592,18 @@ export class DetectionEngine {
     return ids;
   }
 
-  private errorIds(ids: SignalIds, e: AuditEvent, errorCode: string): [string, string] {
+  private errorIds(ids: SignalIds, e: AuditEvent, errorCode: string): [CachedKey, CachedKey] {
     ids.errors ??= new Map();
     let pair = ids.errors.get(errorCode);
     if (pair === undefined) {
       const { accountId, region, principal, service, action } = e;
       pair = [
-        this.scopeAction ? keyId('action', 'ApiErrorRateInsight', accountId, region, null, service, action, errorCode) : '',
-        this.scopePrincipal
-          ? keyId('principalAction', 'ApiErrorRateInsight', accountId, region, principal, service, action, errorCode)
-          : '',
+        cachedKey(this.scopeAction ? keyId('action', 'ApiErrorRateInsight', accountId, region, null, service, action, errorCode) : ''),
+        cachedKey(
+          this.scopePrincipal
+            ? keyId('principalAction', 'ApiErrorRateInsight', accountId, region, principal, service, action, errorCode)
+            : '',
+        ),
       ];
       this.cachedTuples++;
       ids.errors.set(this.intern(errorCode), pair);
@@ -598,28 +611,48 @@ export class DetectionEngine {
     return pair;
   }
 
-  private count(id: string, scope: InsightScope, insightType: InsightType, errorCode: string | null, e: AuditEvent, bucket: number): void {
-    const k =
-      this.keys.get(id) ??
-      this.create(
-        id,
-        scope,
-        insightType,
-        e.accountId,
-        e.region,
-        e.service,
-        e.action,
-        scope === 'principalAction' ? e.principal : null,
-        errorCode,
-        bucket,
-        e.eventTimeMs,
-      );
+  private count(
+    cached: CachedKey,
+    scope: InsightScope,
+    insightType: InsightType,
+    errorCode: string | null,
+    e: AuditEvent,
+    bucket: number,
+  ): void {
+    let k = cached.key;
+    if (k === null || k.dropped) {
+      k = this.keys.get(cached.id) ?? this.key(cached.id, scope, insightType, errorCode, e, bucket);
+      cached.key = k;
+    }
     this.touched(k, bucket, e.eventTimeMs, e.region);
     const acc = this.accumulator(k, bucket);
     acc.count++;
     hhAdd(acc.contributors.userIdentityArn, e.principal);
     hhAdd(acc.contributors.userAgent, e.userAgent ?? 'null');
     hhAdd(acc.contributors.errorCode, e.errorCode ?? 'null');
+  }
+
+  private key(
+    id: string,
+    scope: InsightScope,
+    insightType: InsightType,
+    errorCode: string | null,
+    e: AuditEvent,
+    bucket: number,
+  ): KeyState {
+    return this.create(
+      id,
+      scope,
+      insightType,
+      e.accountId,
+      e.region,
+      e.service,
+      e.action,
+      scope === 'principalAction' ? e.principal : null,
+      errorCode,
+      bucket,
+      e.eventTimeMs,
+    );
   }
 
   /** The key's state, created when new, moved to the most recently active end of the LRU order. */
@@ -742,12 +775,13 @@ export class DetectionEngine {
   }
 
   private closeBucket(b: number, out: Insight[]): void {
-    const ids = new Set<string>(this.streaking);
+    const ids: string[] = [...this.streaking];
     const withData = this.pendingIndex.get(b);
-    if (withData) for (const id of withData) ids.add(id);
+    if (withData) for (const id of withData) if (!this.streaking.has(id)) ids.push(id);
     this.pendingIndex.delete(b);
     // Sorted so that Insights of one bucket come out in the same order in every run.
-    for (const id of [...ids].sort()) {
+    ids.sort();
+    for (const id of ids) {
       const k = this.keys.get(id);
       if (!k) continue;
       const acc = takeOpen(k, b);
@@ -840,9 +874,67 @@ export class DetectionEngine {
   private foldZerosUntil(k: KeyState, bucket: number): void {
     const { bucketMs } = this.config;
     // Past a full window of zeros the baseline is as good as empty: cap the work.
-    let gap = Math.min(Math.round((bucket - k.lastFoldedMs) / bucketMs) - 1, this.windowBuckets);
-    for (let t = bucket - gap * bucketMs; gap > 0; gap--, t += bucketMs) this.fold(k, t, 0, 0, undefined);
+    const gap = Math.min(Math.round((bucket - k.lastFoldedMs) / bucketMs) - 1, this.windowBuckets);
+    if (gap > 0) this.foldZeros(k, bucket - gap * bucketMs, gap);
     k.lastFoldedMs = bucket - bucketMs;
+  }
+
+  /**
+   * `gap` empty buckets from `from` on, folded in: exactly `fold(k, t, 0, 0, undefined)` for each,
+   * the same operations in the same order, with the key's numbers held in locals between buckets.
+   * A sparse key folds hundreds of zeros each time it is judged; this is where the time went.
+   */
+  private foldZeros(k: KeyState, from: number, gap: number): void {
+    const { bucketMs } = this.config;
+    const f = k.f;
+    const o = k.o;
+    const hourlyAt = o + this.actionPool.hourlyAt;
+    const seasonal = this.seasonal;
+    const bph = this.bucketsPerHour;
+    const windowBuckets = this.windowBuckets;
+    const minAlpha = 2 / (windowBuckets + 1);
+    const minSeasonAlpha = 1 / (SEASON_DAYS * bph);
+    const decay = this.burstDecay;
+    let mean = f[o + F.mean] as number;
+    let variance = f[o + F.variance] as number;
+    let hourlyVariance = f[o + F.hourlyVariance] as number;
+    let burst = f[o + F.burst] as number;
+    let observed = f[o + F.observed] as number;
+    let lastFolded = f[o + F.lastFoldedMs] as number;
+    for (let t = from; gap > 0; gap--, t += bucketMs) {
+      const a = Math.max(1 / (observed + 1), minAlpha);
+      const residual = 0 - mean;
+      mean += a * residual;
+      variance = (1 - a) * (variance + a * residual * residual);
+      if (seasonal) {
+        const at = hourlyAt + this.hourSlot(t);
+        const prev = f[at] as number;
+        const hourlyResidual = 0 - prev;
+        hourlyVariance = (1 - a) * (hourlyVariance + a * hourlyResidual * hourlyResidual);
+        const visits = Math.floor(observed / (24 * bph)) * bph + Math.floor(remainder(t, HOUR_MS) / bucketMs);
+        const as = Math.max(1 / (visits + 1), minSeasonAlpha);
+        f[at] = prev + as * (0 - prev);
+      }
+      if (Math.floor(t / DAY_MS) !== Math.floor(lastFolded / DAY_MS)) {
+        // closeDay reads and writes the slot: hand it the numbers as they stand.
+        f[o + F.burst] = burst;
+        f[o + F.lastFoldedMs] = lastFolded;
+        this.closeDay(k, t);
+        burst = f[o + F.burst] as number;
+      }
+      burst = Math.max(isWeekend(t) ? burst : burst * decay, 0);
+      for (let i = 0; i < SKETCH_ATTRIBUTES.length; i++) {
+        if (k.sketches[i] !== null && !(i === WHO && k.scope === 'principalAction')) this.sketches.scale(k, i, 1 - a);
+      }
+      if (observed < windowBuckets) observed++;
+      lastFolded = t;
+    }
+    f[o + F.mean] = mean;
+    f[o + F.variance] = variance;
+    f[o + F.hourlyVariance] = hourlyVariance;
+    f[o + F.burst] = burst;
+    f[o + F.observed] = observed;
+    f[o + F.lastFoldedMs] = lastFolded;
   }
 
   private evaluate(k: KeyState, b: number, acc: BucketAcc | undefined, out: Insight[]): void {
@@ -1032,6 +1124,7 @@ export class DetectionEngine {
     if (k.pending) for (const p of k.pending) this.pendingIndex.get(p.startMs)?.delete(id);
     this.streaking.delete(id);
     this.keys.delete(id);
+    k.dropped = true;
     this.lruRemove(k);
     this.poolOf(k.scope).release(k.slot);
     this.changes?.keys.add(id);

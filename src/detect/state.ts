@@ -162,6 +162,8 @@ export class KeyState {
   /** Neighbours in the engine's LRU order (least recently active first). */
   older: KeyState | null;
   newer: KeyState | null;
+  /** Evicted or expired: whoever still holds it must look the id up again. */
+  dropped: boolean;
 
   constructor(
     identity: Pick<KeyRecord, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>,
@@ -186,6 +188,7 @@ export class KeyState {
     this.streak = null;
     this.older = null;
     this.newer = null;
+    this.dropped = false;
   }
 
   get lastFoldedMs(): number {
@@ -516,7 +519,6 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Reused by every encoding (one at a time: encoding is synchronous); grown when a key needs more. */
 let scratch = new Float64Array(1024);
 let scratchBytes = Buffer.from(scratch.buffer);
-const parts: Array<string | number | null | Streak> = [];
 
 function room(n: number): void {
   if (n <= scratch.length) return;
@@ -526,56 +528,73 @@ function room(n: number): void {
   scratchBytes = Buffer.from(scratch.buffer);
 }
 
+/** Copies a bucket sketch's scale and counts to the scratch doubles from `n`; returns the next free index. */
+function putCounts(hh: HeavyHitters, n: number): number {
+  scratch[n++] = hh.scale;
+  const counts = hh.counts;
+  for (let i = 0; i < counts.length; i++) scratch[n++] = counts[i] as number;
+  return n;
+}
+
+function putValues(values: string[], parts: Array<string | number | null | Streak>): void {
+  for (let i = 0; i < values.length; i++) parts.push(values[i] as string);
+}
+
 /** The changelog value of a key (see KEY_FORMAT); `pool` is the key's own. */
 export function encodeKey(k: KeyState, pool: SlotPool): string {
   const f = k.f;
   const o = k.o;
   const hourly = pool.hourly && !k.forward;
-  parts.length = 0;
-  parts.push((hourly ? FLAG_HOURLY : 0) | (k.forward ? FLAG_FORWARD : 0) | (k.streak ? FLAG_STREAK : 0), pool.capacity);
+  const [s0, s1, s2] = k.sketches;
+  const pending = k.pending;
+  const parts: Array<string | number | null | Streak> = [
+    (hourly ? FLAG_HOURLY : 0) | (k.forward ? FLAG_FORWARD : 0) | (k.streak ? FLAG_STREAK : 0),
+    pool.capacity,
+    s0 === null ? -1 : s0.length,
+    s1 === null ? -1 : s1.length,
+    s2 === null ? -1 : s2.length,
+    pending === null ? 0 : pending.length,
+  ];
   let n = 0;
   room(FIXED + 24 + SKETCH_ATTRIBUTES.length * (pool.capacity + 1));
   for (let i = 0; i < FIXED; i++) scratch[n++] = f[o + i] as number;
   if (hourly) for (let h = 0; h < 24; h++) scratch[n++] = f[o + pool.hourlyAt + h] as number;
   for (let s = 0; s < SKETCH_ATTRIBUTES.length; s++) {
-    const values = k.sketches[s] ?? null;
-    parts.push(values === null ? -1 : values.length);
-    if (values === null) continue;
+    const values = k.sketches[s];
+    if (!values) continue;
     const at = o + pool.sketchAt(s);
     for (let i = 0; i <= values.length; i++) scratch[n++] = f[at + i] as number;
   }
-  const pending = k.pending;
-  let buckets = 0;
-  const bucketsAt = parts.length;
-  parts.push(0);
   if (pending !== null) {
-    for (const acc of pending) {
-      buckets++;
-      let need = n + 2;
-      for (const attr of BUCKET_ATTRIBUTES) need += 1 + acc.contributors[attr].values.length;
-      room(need);
-      scratch[n++] = acc.startMs;
-      scratch[n++] = acc.count;
-      for (const attr of BUCKET_ATTRIBUTES) {
-        const hh = acc.contributors[attr];
-        parts.push(hh.capacity, hh.values.length);
-        scratch[n++] = hh.scale;
-        for (let i = 0; i < hh.counts.length; i++) scratch[n++] = hh.counts[i] as number;
-      }
+    for (let b = 0; b < pending.length; b++) {
+      // In BUCKET_ATTRIBUTES order, spelled out: a property read by name is cheaper than by key.
+      const { userIdentityArn, userAgent, errorCode } = (pending[b] as OpenBucket).contributors;
+      room(n + 5 + userIdentityArn.counts.length + userAgent.counts.length + errorCode.counts.length);
+      scratch[n++] = (pending[b] as OpenBucket).startMs;
+      scratch[n++] = (pending[b] as OpenBucket).count;
+      n = putCounts(userIdentityArn, n);
+      n = putCounts(userAgent, n);
+      n = putCounts(errorCode, n);
+      parts.push(
+        userIdentityArn.capacity,
+        userIdentityArn.values.length,
+        userAgent.capacity,
+        userAgent.values.length,
+        errorCode.capacity,
+        errorCode.values.length,
+      );
     }
   }
-  parts[bucketsAt] = buckets;
   parts.push(k.scope, k.insightType, k.accountId, k.region, k.service, k.action, k.principal, k.errorCode);
-  for (let s = 0; s < SKETCH_ATTRIBUTES.length; s++) {
-    const values = k.sketches[s];
-    if (values) for (let i = 0; i < values.length; i++) parts.push(values[i] as string);
-  }
+  if (s0) putValues(s0, parts);
+  if (s1) putValues(s1, parts);
+  if (s2) putValues(s2, parts);
   if (pending !== null) {
-    for (const acc of pending) {
-      for (const attr of BUCKET_ATTRIBUTES) {
-        const values = acc.contributors[attr].values;
-        for (let i = 0; i < values.length; i++) parts.push(values[i] as string);
-      }
+    for (let b = 0; b < pending.length; b++) {
+      const { userIdentityArn, userAgent, errorCode } = (pending[b] as OpenBucket).contributors;
+      putValues(userIdentityArn.values, parts);
+      putValues(userAgent.values, parts);
+      putValues(errorCode.values, parts);
     }
   }
   if (k.streak) parts.push(k.streak);
@@ -585,82 +604,78 @@ export function encodeKey(k: KeyState, pool: SlotPool): string {
     numbers = Buffer.from(scratchBytes.subarray(0, n * 8))
       .swap64()
       .toString('base64');
-  const text = JSON.stringify(parts);
-  parts.length = 0;
-  return `${KEY_FORMAT}${numbers}:${text}`;
+  return `${KEY_FORMAT}${numbers}:${JSON.stringify(parts)}`;
+}
+
+/** `size` doubles from the scratch at `n` on, as a plain array. */
+function takeDoubles(n: number, size: number): number[] {
+  const out = new Array<number>(size);
+  for (let i = 0; i < size; i++) out[i] = scratch[n + i] as number;
+  return out;
 }
 
 /** A changelog value back as the key's plain record: this format or the JSON before it. */
 export function decodeKey(encoded: string): KeyRecord {
   if (!encoded.startsWith(KEY_FORMAT)) return JSON.parse(encoded) as KeyRecord;
   const split = encoded.indexOf(':', KEY_FORMAT.length);
-  const bytes = Buffer.from(encoded.slice(KEY_FORMAT.length, split), 'base64');
-  if (!LITTLE_ENDIAN) bytes.swap64();
-  const d = new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  const base64 = encoded.slice(KEY_FORMAT.length, split);
+  room(Math.ceil((base64.length * 3) / 4 / 8));
+  const bytes = scratchBytes.write(base64, 0, 'base64');
+  if (!LITTLE_ENDIAN) scratchBytes.subarray(0, bytes).swap64();
   const t = JSON.parse(encoded.slice(split + 1)) as unknown[];
-  let di = 0;
-  let ti = 0;
-  const num = () => d[di++] as number;
-  const int = () => t[ti++] as number;
-  const flags = int();
-  const capacity = int();
-  const sketchSizes = SKETCH_ATTRIBUTES.map(() => int());
-  const buckets = int();
-  const bucketSizes: Array<Array<[number, number]>> = [];
-  for (let b = 0; b < buckets; b++) bucketSizes.push(BUCKET_ATTRIBUTES.map(() => [int(), int()]));
-  const str = () => t[ti++] as string;
-  const scope = str() as InsightScope;
-  const insightType = str() as InsightType;
-  const accountId = str();
-  const region = str();
-  const service = str();
-  const action = str();
+  const flags = t[0] as number;
+  const capacity = t[1] as number;
+  const buckets = t[5] as number;
+  let ti = 6 + 6 * buckets;
+  const scope = t[ti++] as InsightScope;
+  const insightType = t[ti++] as InsightType;
+  const accountId = t[ti++] as string;
+  const region = t[ti++] as string;
+  const service = t[ti++] as string;
+  const action = t[ti++] as string;
   const principal = t[ti++] as string | null;
   const errorCode = t[ti++] as string | null;
-  const fixed = Array.from({ length: FIXED }, num);
-  const field = (i: number) => fixed[i] as number;
-  const hourly = flags & FLAG_HOURLY ? Array.from({ length: 24 }, num) : null;
+  const values = (size: number): string[] => {
+    const out = t.slice(ti, ti + size) as string[];
+    ti += size;
+    return out;
+  };
+  let n = FIXED;
+  const hourly = flags & FLAG_HOURLY ? takeDoubles(n, 24) : null;
+  if (hourly) n += 24;
   let baselineContributors: KeyRecord['baselineContributors'] = null;
   for (let s = 0; s < SKETCH_ATTRIBUTES.length; s++) {
-    const size = sketchSizes[s] as number;
+    const size = t[2 + s] as number;
     if (size < 0) continue;
-    const scale = num();
+    const scale = scratch[n] as number;
+    const counts = takeDoubles(n + 1, size);
+    n += 1 + size;
     baselineContributors ??= {};
-    baselineContributors[SKETCH_ATTRIBUTES[s] as SketchAttribute] = {
-      capacity,
-      values: [],
-      counts: Array.from({ length: size }, num),
-      scale,
-    };
+    baselineContributors[SKETCH_ATTRIBUTES[s] as SketchAttribute] = { capacity, values: values(size), counts, scale };
   }
   let pending: Record<string, BucketAcc> | null = null;
-  for (const sizes of bucketSizes) {
-    const bucket = num();
-    const count = num();
+  for (let b = 0; b < buckets; b++) {
+    const startMs = scratch[n++] as number;
+    const count = scratch[n++] as number;
     const contributors = {} as Contributors;
     for (let a = 0; a < BUCKET_ATTRIBUTES.length; a++) {
-      const [cap, size] = sizes[a] as [number, number];
-      const scale = num();
-      contributors[BUCKET_ATTRIBUTES[a] as AttributionAttribute] = {
-        capacity: cap,
-        values: [],
-        counts: Array.from({ length: size }, num),
-        scale,
-      };
+      const cap = t[6 + 6 * b + 2 * a] as number;
+      const size = t[7 + 6 * b + 2 * a] as number;
+      const scale = scratch[n] as number;
+      const counts = takeDoubles(n + 1, size);
+      n += 1 + size;
+      contributors[BUCKET_ATTRIBUTES[a] as AttributionAttribute] = { capacity: cap, values: [], counts, scale };
     }
     pending ??= {};
-    pending[String(bucket)] = { count, contributors };
+    pending[String(startMs)] = { count, contributors };
   }
-  // The strings, in the order they were written.
-  for (const attr of SKETCH_ATTRIBUTES) {
-    const sketch = baselineContributors?.[attr];
-    if (sketch) sketch.values = sketch.counts.map(str);
-  }
-  for (const b in pending ?? {}) {
+  // The bucket values follow the sketch values, bucket by bucket, in BUCKET_ATTRIBUTES order.
+  for (const b in pending) {
     const acc = (pending as Record<string, BucketAcc>)[b] as BucketAcc;
-    for (const attr of BUCKET_ATTRIBUTES) acc.contributors[attr].values = acc.contributors[attr].counts.map(str);
+    for (const attr of BUCKET_ATTRIBUTES) acc.contributors[attr].values = values(acc.contributors[attr].counts.length);
   }
   const streak = flags & FLAG_STREAK ? (t[ti++] as Streak) : null;
+  const field = (i: number) => scratch[i] as number;
   const record: KeyRecord = {
     id: keyId(scope, insightType, accountId, region, principal, service, action, errorCode),
     scope,
