@@ -173,12 +173,16 @@ export const detectorSchema = z.strictObject({
     .int()
     .positive()
     .default(1024 * 1024), // 1 MiB: an audit event is a few hundred bytes
-  /** Most bytes fetched per partition and batch: bounds memory and the size of one transaction. */
+  /**
+   * Most bytes fetched per partition and batch: bounds memory and the size of one transaction.
+   * Large, so a backlog drains in few transactions (each costs broker round trips); a transaction
+   * is cut into produce requests under the topics' max.message.bytes whatever its size.
+   */
   fetchMaxBytes: z
     .number()
     .int()
     .positive()
-    .default(1024 * 1024), // 1 MiB
+    .default(8 * 1024 * 1024), // 8 MiB: ~18,000 audit events
   /**
    * A batch, restore or idle advance stuck this long (a broker that never comes back, a client
    * wedged after a failover) ends the process with status 1, for its supervisor to restart:
