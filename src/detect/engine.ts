@@ -281,7 +281,7 @@ export class DetectionEngine {
   private readonly forwardScopes: ReadonlySet<InsightScope>;
   private partials: BucketPartial[] = [];
   /** Change tracking for incremental checkpoints; null unless `trackChanges`. */
-  private readonly changes: { keys: Set<string>; seen: Array<[string, number]> } | null;
+  private readonly changes: { keys: Set<KeyState>; seen: Array<[string, number]> } | null;
 
   constructor(config: DetectorConfig, options: EngineOptions = {}) {
     this.config = config;
@@ -475,10 +475,9 @@ export class DetectionEngine {
   drainChanges(): EngineChanges {
     if (!this.changes) throw new Error('DetectionEngine.drainChanges needs the trackChanges option');
     const keys: Array<[string, string | null]> = [];
-    for (const id of this.changes.keys) {
-      const k = this.keys.get(id);
-      keys.push([id, k ? encodeKey(k, this.poolOf(k.scope)) : null]);
-    }
+    // By state, not by id: no lookup per key. A key dropped and created again in one batch is
+    // two entries, the gone one first (it changed first), so the latest still wins.
+    for (const k of this.changes.keys) keys.push([k.id, k.dropped ? null : encodeKey(k, this.poolOf(k.scope))]);
     const out: EngineChanges = {
       meta: this.meta(),
       keys,
@@ -729,7 +728,7 @@ export class DetectionEngine {
     if (k.scope === 'principalAction' && k.region !== region) k.region = this.intern(region);
     const last = k.lastEventMs;
     if (eventTimeMs > last) k.lastEventMs = eventTimeMs;
-    this.changes?.keys.add(k.id);
+    this.changes?.keys.add(k);
   }
 
   /** The key's open bucket starting at `bucket`, opened when new. A key has a few at most (the lateness window's). */
@@ -750,6 +749,9 @@ export class DetectionEngine {
 
   /** An exact accumulator (of partials) cut to the usual sketch size, largest first, ties by value: the same whatever the arrival order. */
   private canonical(acc: BucketAcc): void {
+    const { userIdentityArn, userAgent, errorCode } = acc.contributors;
+    // Only partials add up in exact sketches: a bucket of events is already cut to size.
+    if (userIdentityArn.capacity <= this.capacity && userAgent.capacity <= this.capacity && errorCode.capacity <= this.capacity) return;
     for (const attr of ATTRIBUTES) {
       const exact = acc.contributors[attr];
       if (exact.capacity <= this.capacity) continue;
@@ -785,7 +787,7 @@ export class DetectionEngine {
       const k = this.keys.get(id);
       if (!k) continue;
       const acc = takeOpen(k, b);
-      this.changes?.keys.add(id);
+      this.changes?.keys.add(k);
       if (acc) this.canonical(acc);
       if (k.forward) {
         if (acc) this.partials.push(toPartial(k, b, acc));
@@ -1127,7 +1129,7 @@ export class DetectionEngine {
     k.dropped = true;
     this.lruRemove(k);
     this.poolOf(k.scope).release(k.slot);
-    this.changes?.keys.add(id);
+    this.changes?.keys.add(k);
   }
 
   /** Drops idle keys and dedupe entries the watermark has passed. Both maps are in arrival order, so scans stop early. */
