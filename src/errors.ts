@@ -98,3 +98,14 @@ export function isTrailwatchError(err: unknown): err is TrailwatchError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** An error and its causes, outermost first (clients wrap: retries exceeded → protocol error → socket error). */
+export function causeChain(err: unknown, max = 8): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && e !== null && chain.length < max; ) {
+    chain.push(e);
+    const o = e as { cause?: unknown; originalError?: unknown };
+    e = o.cause ?? o.originalError;
+  }
+  return chain;
+}

@@ -9,7 +9,7 @@ import {
   type StageOutput,
   type WatermarkMarker,
 } from '../detect/topology.ts';
-import { BadRecordError, ErrorCodes, errorMessage, isTrailwatchError, TrailwatchError } from '../errors.ts';
+import { BadRecordError, causeChain, ErrorCodes, errorMessage, isTrailwatchError, TrailwatchError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Admin, Batch, BatchContext, GroupConsumer, InRecord, Transport, TxnProducer } from '../transport/types.ts';
 import { ChangelogWriter, restorePartition, stateCorrupt } from './changelog.ts';
@@ -60,17 +60,6 @@ function retriable(err: unknown): boolean {
   return e?.retriable === true || /Connection|NotLeader|Coordinator|Leader|Timeout/i.test(e?.name ?? '');
 }
 
-/** The errors in a chain of causes, outermost first (kafkajs wraps: retries exceeded → protocol error). */
-function chainOf(err: unknown): unknown[] {
-  const chain: unknown[] = [];
-  for (let e = err; e !== undefined && e !== null && chain.length < 8; ) {
-    chain.push(e);
-    const o = e as { cause?: unknown; originalError?: unknown };
-    e = o.cause ?? o.originalError;
-  }
-  return chain;
-}
-
 /** Broker answers that no retry of the same request can change. */
 const UNRETRIABLE_TYPES =
   /^(MESSAGE_TOO_LARGE|RECORD_LIST_TOO_LARGE|INVALID_RECORD|CORRUPT_MESSAGE|UNSUPPORTED_VERSION|.*_AUTHORIZATION_FAILED|INVALID_CONFIG|POLICY_VIOLATION)$/;
@@ -81,7 +70,7 @@ const UNRETRIABLE_TYPES =
  * authorization error, a corrupt changelog), or one worth another try (the broker restarting).
  */
 export function classifyTaskFailure(err: unknown): { kind: 'fenced' | 'permanent' | 'transient'; code: string; message: string } {
-  const chain = chainOf(err);
+  const chain = causeChain(err);
   const message = errorMessage(err);
   for (const e of chain) {
     const type = String((e as { type?: string }).type ?? '');
@@ -186,7 +175,7 @@ export class DetectorRuntime {
   private readonly opts: DetectorRuntimeOptions;
   private readonly codec: EventCodec;
   private consumer: GroupConsumer | null = null;
-  private admin!: Admin;
+  private admin: Admin | null = null;
   private readonly log: Logger;
   private readonly now: () => number;
   private insightSchemaId = -1;
@@ -216,7 +205,6 @@ export class DetectorRuntime {
     this.codec = new EventCodec(opts.registry, { maxRecordBytes: opts.config.detector.maxRecordBytes });
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
-    const d = opts.config.detector;
   }
 
   /** Engine counters of the work this member did: every task it ran, closed or owned, since each was restored. */
@@ -232,7 +220,7 @@ export class DetectorRuntime {
     const deadline = this.now() + STARTUP_RETRY_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        // biome-ignore lint/suspicious/noAssignInExpressions: connect once, however often start-up is retried
+        // Connected once, however often start-up is retried.
         this.admin ??= await this.opts.transport.admin();
         this.topics = await ensureDetectorTopics(this.admin, config);
         await this.readOutputLimits(this.topics);
@@ -434,7 +422,7 @@ export class DetectorRuntime {
   }
 
   private async committedOffset(topic: string, partition: number): Promise<bigint> {
-    const committed = await this.admin.committedOffsets(this.opts.config.detector.groupId, topic);
+    const committed = await this.connectedAdmin().committedOffsets(this.opts.config.detector.groupId, topic);
     return committed.get(partition) ?? -1n;
   }
 
@@ -522,6 +510,12 @@ export class DetectorRuntime {
     });
   }
 
+  /** The admin client; only asked for after start() connected it. */
+  private connectedAdmin(): Admin {
+    if (!this.admin) throw new TrailwatchError(ErrorCodes.INTERNAL, 'the detector was used before start()');
+    return this.admin;
+  }
+
   private limitOf(topic: string): number {
     return this.limits.get(topic) ?? 1_048_588;
   }
@@ -531,11 +525,11 @@ export class DetectorRuntime {
     const { config } = this.opts;
     const outputs = [config.topics.alerts, config.topics.deadLetter, topics.actions, topics.principalChangelog, topics.actionChangelog];
     for (const t of new Set(outputs)) {
-      const value = Number((await this.admin.describeTopicConfigs(t, ['max.message.bytes']))['max.message.bytes']);
-      this.limits.set(t, Number.isFinite(value) && value > 0 ? value : await this.admin.brokerMessageMaxBytes());
+      const value = Number((await this.connectedAdmin().describeTopicConfigs(t, ['max.message.bytes']))['max.message.bytes']);
+      this.limits.set(t, Number.isFinite(value) && value > 0 ? value : await this.connectedAdmin().brokerMessageMaxBytes());
     }
     for (const t of [config.topics.alerts, config.topics.deadLetter]) {
-      this.outputPartitions.set(t, (await this.admin.topicOffsets(t)).length);
+      this.outputPartitions.set(t, (await this.connectedAdmin().topicOffsets(t)).length);
     }
   }
 
@@ -759,7 +753,7 @@ export class DetectorRuntime {
   /** Whether the group's committed offset of an events partition is its end (nothing to read). */
   private async atEnd(partition: number): Promise<boolean> {
     const topic = this.opts.config.topics.events;
-    const [offsets, committed] = await Promise.all([this.admin.topicOffsets(topic), this.committedOffset(topic, partition)]);
+    const [offsets, committed] = await Promise.all([this.connectedAdmin().topicOffsets(topic), this.committedOffset(topic, partition)]);
     const o = offsets.find((x) => x.partition === partition);
     if (!o) return false;
     return o.high === o.low || committed >= o.high;

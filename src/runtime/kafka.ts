@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Kafka, type KafkaConfig as KafkaJsConfig, logLevel, Partitioners, type Producer, type SASLOptions } from 'kafkajs';
 import type { KafkaConfig } from '../config/schema.ts';
-import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import { causeChain, ErrorCodes, TrailwatchError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
 /** kafkajs levels → pino methods; kafkajs logs go through our logger so secrets are redacted in one place. */
@@ -25,17 +25,6 @@ function logCreator(logger: Logger, ceiling?: 'debug') {
     };
 }
 
-/** The first error in a chain of causes (kafkajs wraps: retries exceeded → connection error → socket error). */
-function causes(err: unknown): unknown[] {
-  const chain: unknown[] = [];
-  for (let e = err; e !== undefined && e !== null && chain.length < 8; ) {
-    chain.push(e);
-    const o = e as { cause?: unknown; originalError?: unknown };
-    e = o.cause ?? o.originalError;
-  }
-  return chain;
-}
-
 const TLS_TRUST = /certificate|self[- ]signed|UNABLE_TO_VERIFY|CERT_|ERR_TLS|unable to get (local )?issuer/i;
 
 /**
@@ -44,7 +33,7 @@ const TLS_TRUST = /certificate|self[- ]signed|UNABLE_TO_VERIFY|CERT_|ERR_TLS|una
  * certificate the client does not trust. Never includes the password.
  */
 export function kafkaConnectError(err: unknown, config: KafkaConfig): TrailwatchError | null {
-  const chain = causes(err);
+  const chain = causeChain(err);
   const text = (e: unknown) => `${(e as Error)?.name ?? ''}: ${(e as Error)?.message ?? String(e)} ${(e as { code?: string })?.code ?? ''}`;
   const brokers = config.brokers.join(',');
   const sasl = chain.find((e) => (e as Error)?.name === 'KafkaJSSASLAuthenticationError');
@@ -103,7 +92,7 @@ const NETWORK_CODES = new Set([
 
 /** Why one broker did not answer, in words that point at the fix. */
 function contactFailure(err: unknown, timeoutMs: number): string {
-  const chain = causes(err);
+  const chain = causeChain(err);
   const code = chain.map((e) => (e as { code?: unknown })?.code).find((c): c is string => typeof c === 'string' && NETWORK_CODES.has(c));
   if (code === 'ECONNREFUSED') return 'connection refused (ECONNREFUSED: nothing listens there)';
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL') return `the host name does not resolve (${code}: DNS)`;
@@ -202,7 +191,20 @@ function firstContactOnce(config: KafkaConfig, options: KafkaJsConfig): () => Pr
   };
 }
 
-function readPem(file: string, key: string): string {
+/** Every client needs a broker to start from. */
+export function requireBrokers(config: KafkaConfig): void {
+  if (config.brokers.length > 0) return;
+  throw new TrailwatchError(
+    ErrorCodes.CONFIG_INVALID,
+    'no Kafka brokers configured: set KAFKA_BROKERS (host:port,…) or run `trailwatch stack up`',
+    {
+      fault: 'user',
+    },
+  );
+}
+
+/** A PEM file named by the config, or a TW_CONFIG_INVALID error naming the key. */
+export function readPem(file: string, key: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
@@ -223,15 +225,7 @@ function readPem(file: string, key: string): string {
  * a broker that is down).
  */
 export function createKafka(config: KafkaConfig, logger: Logger, tuning: { retries?: number } = {}): Kafka {
-  if (config.brokers.length === 0) {
-    throw new TrailwatchError(
-      ErrorCodes.CONFIG_INVALID,
-      'no Kafka brokers configured: set KAFKA_BROKERS (host:port,…) or run `trailwatch stack up`',
-      {
-        fault: 'user',
-      },
-    );
-  }
+  requireBrokers(config);
   const options: KafkaJsConfig = {
     clientId: config.clientId,
     brokers: config.brokers,

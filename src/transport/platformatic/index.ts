@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import type { BaseOptions } from '@platformatic/kafka';
 import type { KafkaConfig } from '../../config/schema.ts';
-import { ErrorCodes, TrailwatchError } from '../../errors.ts';
 import type { Logger } from '../../logger.ts';
+import { readPem, requireBrokers } from '../../runtime/kafka.ts';
 import type { Admin, GroupConsumer, GroupConsumerOptions, Producer, Transport, TxnProducer, TxnProducerOptions } from '../types.ts';
 import { PlatformaticAdmin } from './admin.ts';
 import { PlatformaticGroupConsumer } from './consumer.ts';
@@ -10,28 +9,9 @@ import { PlatformaticProducer, PlatformaticTxnProducer } from './producer.ts';
 
 const MECHANISMS = { plain: 'PLAIN', 'scram-sha-256': 'SCRAM-SHA-256', 'scram-sha-512': 'SCRAM-SHA-512' } as const;
 
-function readPem(file: string, key: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new TrailwatchError(ErrorCodes.CONFIG_INVALID, `cannot read ${key} ${file}: ${(err as Error).message}`, {
-      fault: 'user',
-      cause: err,
-    });
-  }
-}
-
 /** @platformatic/kafka's connection options for trailwatch's kafka config (brokers, timeouts, TLS, SASL). */
 export function clientOptions(config: KafkaConfig): BaseOptions {
-  if (config.brokers.length === 0) {
-    throw new TrailwatchError(
-      ErrorCodes.CONFIG_INVALID,
-      'no Kafka brokers configured: set KAFKA_BROKERS (host:port,…) or run `trailwatch stack up`',
-      {
-        fault: 'user',
-      },
-    );
-  }
+  requireBrokers(config);
   const options: BaseOptions = {
     clientId: config.clientId,
     bootstrapBrokers: config.brokers,
