@@ -304,7 +304,7 @@ const lines = [
   '',
   `- command: \`npm run bench:restore -- --keys ${KEYS} --runs ${RUNS} --client ${CLIENT}${values.profile ? ' --profile' : ''} --write\` against the second local stack (39092/38080)`,
   `- machine: ${machine()}`,
-  `- detector: the defaults (\`detector.maxKeys\` = ${fmt(D.maxKeys)}), \`kafka.client = ${CLIENT}\` (a runtime not yet on the transport seam uses kafkajs whatever it says); events topic of ${PARTITIONS} partitions`,
+  `- detector: the defaults (\`detector.maxKeys\` = ${fmt(D.maxKeys)}), \`kafka.client = ${CLIENT}\`; events topic of ${PARTITIONS} partitions`,
   `- changelog partition: ${fmt(first.records)} records, ${fmt(first.bytes / 2 ** 20)} MiB of values (${fmt(first.bytes / Math.max(1, first.records))} B a record), ${fmt(first.keys)} keys restored`,
   "- reading = `restoreMs` as the runtime logs it (a barrier transaction, the restore consumer joining its group, fetching up to the barrier, keeping each key's encoded state); the rest = from the `partitions assigned` line to the `partition state restored` line (pino timestamps) minus reading: the first fetch, the task's transactional producer, decoding every key and rebuilding the engine",
   '',
