@@ -215,16 +215,8 @@ export function readPem(file: string, key: string): string {
   }
 }
 
-/**
- * The kafkajs client for `config`. Its clients' `connect()` rejects with TW_KAFKA_UNREACHABLE
- * when no broker was reachable within kafka.initialConnectTimeoutMs the first time (see
- * reachBrokers), and with kafkaConnectError's message when the login or the broker's certificate
- * is refused. `retries` bounds how often a
- * connection failure is retried (default 8, about 80 s of backoff: a broker restarting); a
- * refused SASL login is never retried, an untrusted certificate is (kafkajs cannot tell it from
- * a broker that is down).
- */
-export function createKafka(config: KafkaConfig, logger: Logger, tuning: { retries?: number } = {}): Kafka {
+/** kafkajs's options for trailwatch's kafka config (brokers, timeouts, TLS, SASL), logging through `logger`. */
+function kafkajsOptions(config: KafkaConfig, logger: Logger, tuning: { retries?: number } = {}): KafkaJsConfig {
   requireBrokers(config);
   const options: KafkaJsConfig = {
     clientId: config.clientId,
@@ -251,6 +243,29 @@ export function createKafka(config: KafkaConfig, logger: Logger, tuning: { retri
       password: config.sasl.password ?? '',
     } as SASLOptions;
   }
+  return options;
+}
+
+/**
+ * A first-contact check for clients other than kafkajs (the seam's platformatic transport): the same
+ * handshake and TW_KAFKA_UNREACHABLE error, once per transport.
+ */
+export function firstContact(config: KafkaConfig, logger: Logger): () => Promise<void> {
+  const options = kafkajsOptions(config, logger);
+  return firstContactOnce(config, { ...options, logCreator: logCreator(logger.child({ component: 'kafkajs' }), 'debug') });
+}
+
+/**
+ * The kafkajs client for `config`. Its clients' `connect()` rejects with TW_KAFKA_UNREACHABLE
+ * when no broker was reachable within kafka.initialConnectTimeoutMs the first time (see
+ * reachBrokers), and with kafkaConnectError's message when the login or the broker's certificate
+ * is refused. `retries` bounds how often a
+ * connection failure is retried (default 8, about 80 s of backoff: a broker restarting); a
+ * refused SASL login is never retried, an untrusted certificate is (kafkajs cannot tell it from
+ * a broker that is down).
+ */
+export function createKafka(config: KafkaConfig, logger: Logger, tuning: { retries?: number } = {}): Kafka {
+  const options = kafkajsOptions(config, logger, tuning);
   const kafka = new Kafka(options);
   const { producer, consumer, admin } = kafka;
   // The handshakes log nothing of their own: each failure is in the error they end with.
