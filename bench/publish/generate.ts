@@ -16,6 +16,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
+import { mulberry32 } from '../../src/demo/traffic.ts';
 
 const gzipAsync = promisify(gzip);
 
@@ -26,18 +27,6 @@ export interface GeneratedTree {
   /** Bytes on disk (gzipped) and of the JSON inside. */
   gzBytes: number;
   jsonBytes: number;
-}
-
-/** Deterministic, fast and good enough for ids: mulberry32. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function hex(random: () => number, n: number): string {
@@ -96,7 +85,7 @@ export async function generateTree(options: {
   if (existsSync(marker)) return JSON.parse(readFileSync(marker, 'utf8')) as GeneratedTree;
   await rm(dir, { recursive: true, force: true });
 
-  const random = rng(seed);
+  const random = mulberry32(seed);
   const templates = loadTemplates(options.sourceDir);
   const originalAccount = String(templates.find((r) => typeof r.recipientAccountId === 'string')?.recipientAccountId ?? '');
   const accountIds = Array.from({ length: accounts }, (_, i) =>

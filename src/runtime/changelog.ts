@@ -201,6 +201,8 @@ export async function restorePartition(opts: {
   /** Called while reading, to keep the caller's consumer group membership alive. */
   heartbeat?: () => Promise<void>;
   timeoutMs?: number;
+  /** Give up a reader that reads nothing this long (joining included); default 20 s. */
+  idleMs?: number;
 }): Promise<RestoredPartition> {
   const started = Date.now();
   const nonce = randomUUID();
@@ -228,6 +230,7 @@ export async function restorePartition(opts: {
     sessionTimeoutMs: 10_000,
   });
   const timeoutMs = opts.timeoutMs ?? 5 * 60_000;
+  const idleMs = opts.idleMs ?? 20_000;
   let timer: NodeJS.Timeout | undefined;
   let beat: NodeJS.Timeout | undefined;
   try {
@@ -241,8 +244,22 @@ export async function restorePartition(opts: {
           ),
         timeoutMs,
       );
-      beat = setInterval(() => void opts.heartbeat?.().catch(() => undefined), 2_000);
       let finished = false;
+      let progressAt = Date.now();
+      beat = setInterval(() => {
+        void opts.heartbeat?.().catch(() => undefined);
+        // A reader wedged (seen with kafkajs after it restarted on a partition its broker did not
+        // host yet) never reaches the barrier: give it up and let the task try a new one.
+        if (Date.now() - progressAt > idleMs) {
+          done(
+            new TrailwatchError(
+              ErrorCodes.KAFKA,
+              `restoring ${opts.topic}[${opts.partition}]: nothing read for ${idleMs} ms, the barrier not reached: retrying with a new reader`,
+              { canRetry: true, details: { records } },
+            ),
+          );
+        }
+      }, 2_000);
       const done = (err?: unknown) => {
         if (finished) return;
         finished = true;
@@ -256,6 +273,7 @@ export async function restorePartition(opts: {
           onCrash: done,
           onBatch: async (batch) => {
             if (finished) return;
+            progressAt = Date.now();
             if (batch.partition !== opts.partition) {
               consumer.pause([{ topic: batch.topic, partition: batch.partition }]);
               return;

@@ -17,6 +17,7 @@ import { EventCodec } from './codec.ts';
 import { type DeadLetter, deadLetterMessages } from './dead-letter.ts';
 import { type OutRecord, produceRounds } from './produce.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
+import { untilStarted } from './startup.ts';
 import { type DetectorTopics, ensureDetectorTopics } from './topics.ts';
 
 export interface DetectorMetrics {
@@ -50,14 +51,6 @@ export interface DetectorRuntimeOptions {
    * detector.stallTimeoutMs). Default: log and exit with status 1 for a supervisor to restart.
    */
   onFatal?: (err: Error) => void;
-}
-
-const STARTUP_RETRY_MS = 120_000;
-
-/** Whether a Kafka client error is worth another try (broker restarting, leader moving, coordinator loading). */
-function retriable(err: unknown): boolean {
-  const e = err as { retriable?: boolean; name?: string };
-  return e?.retriable === true || /Connection|NotLeader|Coordinator|Leader|Timeout/i.test(e?.name ?? '');
 }
 
 /** Broker answers that no retry of the same request can change. */
@@ -217,22 +210,18 @@ export class DetectorRuntime {
   async start(): Promise<void> {
     const { config } = this.opts;
     // A broker or registry that is restarting is waited for, not a reason to give up.
-    const deadline = this.now() + STARTUP_RETRY_MS;
-    for (let attempt = 1; ; attempt++) {
-      try {
+    const topics = await untilStarted(
+      async () => {
         // Connected once, however often start-up is retried.
         this.admin ??= await this.opts.transport.admin();
-        this.topics = await ensureDetectorTopics(this.admin, config);
-        await this.readOutputLimits(this.topics);
+        const ensured = await ensureDetectorTopics(this.admin, config);
+        await this.readOutputLimits(ensured);
         this.insightSchemaId = (await registerContracts(this.opts.registry, config.topics)).insight;
-        break;
-      } catch (err) {
-        const canRetry = retriable(err) || (err as { canRetry?: boolean }).canRetry === true;
-        if (!canRetry || this.now() > deadline) throw err;
-        this.log.warn({ err: errorMessage(err), attempt }, 'Kafka or the registry is not ready: retrying');
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** attempt)));
-      }
-    }
+        return ensured;
+      },
+      { log: this.log, now: this.now },
+    );
+    this.topics = topics;
     this.watchdog = setInterval(() => {
       const { stallTimeoutMs } = this.opts.config.detector;
       if (this.stopping) return;
@@ -252,7 +241,7 @@ export class DetectorRuntime {
     const d = config.detector;
     this.consumer = this.opts.transport.groupConsumer({
       groupId: d.groupId,
-      topics: [config.topics.events, this.topics.actions],
+      topics: [config.topics.events, topics.actions],
       fromBeginning: true,
       readCommitted: true,
       maxBytesPerPartition: d.fetchMaxBytes,
@@ -273,11 +262,11 @@ export class DetectorRuntime {
     this.log.info(
       {
         eventsTopic: config.topics.events,
-        actionsTopic: this.topics.actions,
+        actionsTopic: topics.actions,
         alertsTopic: config.topics.alerts,
         groupId: config.detector.groupId,
-        partitions: this.topics.eventPartitions,
-        actionPartitions: this.topics.actionPartitions,
+        partitions: topics.eventPartitions,
+        actionPartitions: topics.actionPartitions,
       },
       'detector running',
     );

@@ -11,10 +11,12 @@ import {
   wireValue,
   writeWireValue,
 } from '../ingest/wire.ts';
+import type { Logger } from '../logger.ts';
 import { KafkajsAdmin } from '../transport/kafkajs/admin.ts';
 import { KafkajsProducer } from '../transport/kafkajs/producer.ts';
 import type { OutRecord, Producer, Transport } from '../transport/types.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
+import { untilStarted } from './startup.ts';
 
 export { eventKey };
 
@@ -34,6 +36,10 @@ export interface PublisherOptions {
    * events would be counted late. Reading and encoding still overlap the request in flight.
    */
   maxPendingRequests?: number;
+  /** How long `start` waits for a registry or broker that is not answering yet; default STARTUP_WAIT_MS. */
+  startupWaitMs?: number;
+  /** Where `start` says it is waiting. */
+  log?: Pick<Logger, 'warn'>;
 }
 
 export const DEFAULT_BATCH_RECORDS = 2_000;
@@ -106,7 +112,9 @@ export class EventPublisher {
   }
 
   async start(): Promise<void> {
-    this.schemaIdValue = (await registerContracts(this.registry, this.topics)).auditEvent;
+    // A registry warming up (its first registration can take seconds) or restarting is waited for.
+    const wait = { waitMs: this.options.startupWaitMs, log: this.options.log };
+    this.schemaIdValue = (await untilStarted(() => registerContracts(this.registry, this.topics), wait)).auditEvent;
     this.header = wireHeader(this.schemaIdValue);
     const admin = await this.transport.admin();
     try {

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { BadRecordError, type ErrorCode, ErrorCodes } from '../../src/errors.ts';
 import { DLQ_HEADERS, headerString, REPLAYED_FROM_HEADER, sendDeadLetters } from '../../src/runtime/dead-letter.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { consumeUntil, createTopics, testKafka, uniqueName } from '../helpers/kafka.ts';
-import { REPO_ROOT } from '../helpers/shared.ts';
 import { type TestStackEndpoints, testStack } from '../helpers/stack.ts';
 
 /** Resolves once `read()` contains `text`; rejects after `timeoutMs`. */

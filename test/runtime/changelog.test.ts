@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { kafkaSchema } from '../../src/config/schema.ts';
 import { type EngineChanges, emptyEngineMetrics } from '../../src/detect/engine.ts';
+import { ErrorCodes, type TrailwatchError } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import { ChangelogWriter, restorePartition } from '../../src/runtime/changelog.ts';
 import { createTransport } from '../../src/transport/index.ts';
+import type { GroupConsumer, GroupHandlers, Transport } from '../../src/transport/types.ts';
 import { createTopics, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
@@ -85,5 +87,44 @@ describe('restorePartition', { timeout: 120_000 }, () => {
     assert.equal(restored.keyParts.length, 1);
     assert.equal(restored.keyParts[0]?.[0], 'grows');
     assert.ok((restored.keyParts[0]?.[1] ?? 0) > 5);
+  });
+
+  test('a reader that never reaches the barrier is given up after idleMs with a retriable error, not waited on for ever', async () => {
+    const { brokers } = await testStack();
+    const topic = uniqueName('tw-changelog-wedged');
+    await createTopics(brokers, [topic], 1);
+    const real = createTransport(kafkaSchema.parse({ brokers }), createLogger({ level: 'warn' }));
+    // The real reader, with its batches withheld: a client wedged after a restart reads nothing.
+    const wedged: Transport = {
+      ...real,
+      client: real.client,
+      admin: () => real.admin(),
+      producer: () => real.producer(),
+      txnProducer: (o) => real.txnProducer(o),
+      groupConsumer: (o) => {
+        const consumer = real.groupConsumer(o);
+        return Object.assign(Object.create(consumer) as GroupConsumer, {
+          run: (handlers: GroupHandlers) => consumer.run({ ...handlers, onBatch: async () => undefined }),
+          close: () => consumer.close(),
+        });
+      },
+    };
+    const producer = real.txnProducer({ transactionalId: uniqueName('tw-changelog-txn') });
+    await producer.connect();
+    const started = Date.now();
+    try {
+      await assert.rejects(
+        restorePartition({ transport: wedged, producer, topic, partition: 0, groupId: uniqueName('tw-changelog-group'), idleMs: 3_000 }),
+        (err: TrailwatchError) => {
+          assert.equal(err.code, ErrorCodes.KAFKA);
+          assert.equal(err.canRetry, true);
+          assert.match(err.message, new RegExp(`restoring ${topic}\\[0\\]: nothing read for 3000 ms`));
+          return true;
+        },
+      );
+      assert.ok(Date.now() - started < 60_000, 'given up long before the restore timeout');
+    } finally {
+      await producer.close();
+    }
   });
 });

@@ -81,7 +81,7 @@ export async function publishCommand(argv: string[]): Promise<number> {
       createTransport(session.config.kafka, session.logger),
       createRegistry(session.config.registry),
       session.config.topics,
-      { batchRecords: batchSize },
+      { batchRecords: batchSize, log: session.logger },
     );
     await publisher.start();
   }

@@ -1,5 +1,6 @@
 import { type BaseOptions, ConfigResourceTypes, Admin as KafkaAdmin, ListOffsetTimestamps } from '@platformatic/kafka';
 import { mapped } from '../errors.ts';
+import { partitionsReady } from '../ready.ts';
 import type { Admin, PartitionRange, TopicSpec } from '../types.ts';
 
 const C = 'platformatic' as const;
@@ -28,22 +29,9 @@ export class PlatformaticAdmin implements Admin {
           configs: Object.entries(t.configs ?? {}).map(([name, value]) => ({ name, value })),
         });
       }
-      for (const t of wanted) await this.waitReady(t.topic, t.partitions);
+      for (const t of wanted) await partitionsReady(this, t.topic, t.partitions);
       return wanted.map((t) => t.topic);
     });
-  }
-
-  /** Until every partition answers a ListOffsets on its leader (a new leader may not host it yet). */
-  private async waitReady(topic: string, partitions: number, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        if ((await this.topicOffsets(topic)).length >= partitions) return;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
   }
 
   deleteTopics(topics: string[]): Promise<void> {
