@@ -40,6 +40,7 @@ import {
   runId,
   sectionText,
   sleep,
+  stackText,
   until,
   writeSection,
 } from './lib/common.ts';
@@ -435,7 +436,7 @@ const lines = [
   '',
   "From the moment the watermark passes an injected spike's first bucket to its Insight Start being readable by a read_committed consumer of the alerts topic (`bench/latency.ts`), `trailwatch run` spawned as a user runs it.",
   '',
-  `- command: \`npm run bench:latency -- --runs ${RUNS} --spikes ${SPIKES} --client ${CLIENT} --write\` against the second local stack (39092/38080)`,
+  `- command: \`npm run bench:latency -- --runs ${RUNS} --spikes ${SPIKES} --client ${CLIENT} --write\` ${stackText(values.brokers, values.registry)}`,
   `- machine: ${machine()}`,
   `- detector: the defaults (bucket ${BUCKET / 1000} s, allowed lateness ${LATENESS / 60_000} min, minEventsPerBucket ${D.minEventsPerBucket}, minRatio ${D.minRatio}, burstMargin ${D.burstMargin}, minHistoryMs ${D.minHistoryMs / 60_000} min, scoreThreshold ${D.scoreThreshold}), \`kafka.client = ${CLIENT}\`, a fresh group and topics each run, events topic of ${PARTITIONS} partitions (the repartition topic: \`topics.partitions\` = 3)`,
   `- traffic: ${PRINCIPALS} service principals in ${ACCOUNTS.length} accounts, each writing two of ${HABITS.length} APIs in ${HOME} at 0.2–0.8 calls a minute (Poisson), ${HISTORY_DAYS} days of history (${fmt(median(results.map((r) => r.historyEvents)))} events, read to the end before the stream starts: ${results.map((r) => r.catchUpSeconds.toFixed(1)).join(', ')} s from the spawn), then a stream where each wall second advances event time by ${SPEED} s (~${fmt(median(results.map((r) => r.streamEvents)))} events over ${Math.round(((10 + SPIKES * SPACING + LATENESS / BUCKET + 3) * BUCKET) / SPEED / 1000)} s), sent in ticks of ${TICK_MS} ms, each acknowledged before the next (worst tick late by ${results.map((r) => fmt(r.worstTickLagMs)).join(', ')} ms)`,

@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { registrySchema } from '../src/config/schema.ts';
 import { createRegistry } from '../src/runtime/registry.ts';
 import { changelogTopics } from '../src/runtime/topics.ts';
-import { COMMON_OPTIONS, clientName, fmt, machine, median, runId, sectionText, sleep, writeSection } from './lib/common.ts';
+import { COMMON_OPTIONS, clientName, fmt, machine, median, runId, sectionText, sleep, stackText, writeSection } from './lib/common.ts';
 import { DetectorProcess, type LogLine, logDirectory } from './lib/detector.ts';
 import { fillTopic, recentStartMs } from './lib/fill.ts';
 import { benchTransport, deleteTopics, type NoopRead, progress, readAllNoop, sum } from './lib/kafka.ts';
@@ -189,7 +189,7 @@ const lines = [
   '',
   "`trailwatch run` (both stages, exactly-once, the defaults otherwise) spawned as a user runs it, over a pre-filled topic, against the no-op consumer ceiling (`bench/ceiling.ts`'s consumer, same client, same fetch bound) read from the same topic in the same run (`bench/pipeline.ts`).",
   '',
-  `- command: \`npm run bench:pipeline -- --events ${EVENTS} --runs ${RUNS} --client ${CLIENT} --write\` against the second local stack (39092/38080)`,
+  `- command: \`npm run bench:pipeline -- --events ${EVENTS} --runs ${RUNS} --client ${CLIENT} --write\` ${stackText(values.brokers, values.registry)}`,
   `- machine: ${machine()}`,
   `- topic: ${PARTITIONS} partitions, ${EVENTS.toLocaleString('en-US')} AuditEvents (quality generator traffic over ${DAYS} days from ${new Date(START_MS).toISOString().slice(0, 10)}, ${PRINCIPALS} principals, Avro in the Confluent wire format, ~470 B a record), written by an idempotent producer (\`bench/lib/fill.ts\`)`,
   `- detector: \`kafka.client = ${CLIENT}\` (TRAILWATCH_KAFKA__CLIENT), a fresh group each run (new changelogs, repartition and alerts topics, ${'`topics.partitions`'} = 3 for those it creates); timed from the spawn of the process until the group's committed offsets reach the end of the events topic (polled every ${POLL_MS} ms); "steady" leaves out the start-up (process start, topic creation, group join, the first restores) by timing from the first committed offset seen`,

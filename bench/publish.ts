@@ -17,7 +17,6 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Producer as PlatformaticProducer, ProduceAcks } from '@platformatic/kafka';
@@ -25,6 +24,7 @@ import { Kafka, logLevel, type Message } from 'kafkajs';
 import { auditEventType } from '../src/contracts/schemas.ts';
 import { normalizeDeliveries, readCloudTrailDeliveries } from '../src/ingest/files.ts';
 import { stackStatus } from '../src/stack/local.ts';
+import { machine } from './lib/common.ts';
 import { generateTree } from './publish/generate.ts';
 
 const { values } = parseArgs({
@@ -223,15 +223,14 @@ const verdict = best >= TARGET ? `**met**: ${fmt(best)} records/s` : `**not met*
 console.log(`target ${fmt(TARGET)} records/s end to end: ${verdict.replaceAll('*', '')}`);
 
 if (!values['no-write']) {
-  const cpu = cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'unknown CPU';
   const section = [
     '<!-- publish:start -->',
     '## Publish',
     '',
     '`trailwatch publish cloudtrail` end to end (gunzip, JSON parse, normalize, Avro encode in an ingest worker thread; produce with acks=all from the main thread, idempotent, to a fresh topic) per Kafka client (`kafka.client`), against a plain idempotent producer of the same client sending the same records already encoded, in the same run (`bench/publish.ts`).',
     '',
-    `- command: \`KAFKA_BROKERS=… SCHEMA_REGISTRY_URL=… npm run bench:publish -- --records ${records} --runs ${runs} --partitions ${partitions}${values.workers ? ` --workers ${values.workers}` : ''}\` against the second local stack (39092/38080)`,
-    `- machine: ${cpus().length} × ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${process.platform}/${process.arch}; the broker on the same machine; **measured under load**: other work was running on the machine (its 2 cores are shared), so absolutes move by ±30 % between runs; ratios within one run are the figures to trust`,
+    `- command: \`KAFKA_BROKERS=… SCHEMA_REGISTRY_URL=… npm run bench:publish -- --records ${records} --runs ${runs} --partitions ${partitions}${values.workers ? ` --workers ${values.workers}` : ''}\` against the stack at ${brokers.join(',')} (registry ${registryUrl})`,
+    `- machine: ${machine()}; absolutes move between runs, ratios within one run are the figures to trust`,
     `- input: ${tree.records.toLocaleString('en')} records in ${tree.files} \`.json.gz\` deliveries (${mb(tree.gzBytes)} gzipped, ${mb(tree.jsonBytes)} JSON), grown from the shared real deliveries (\`bench/publish/generate.ts\`: new ids and times, 8 accounts, 10–2,500 records a file)`,
     `- topic: ${partitions} partitions, no compression; publish: its defaults (requests of 2,000 records, a partition's share under the topic's max.message.bytes, at most 2 unacknowledged, ${values.workers ?? 'the default number of'} ingest worker thread(s)); plain: \`send\` of ${PLAIN_BATCH.toLocaleString('en')} records at a time (2,000 can put more than the broker's 1 MiB record batch into one partition: one file is one account, a few principals)`,
     '- CPU µs a record: user + system time of the publish process (all threads: main, ingest worker, libuv pool) over records, start-up included',

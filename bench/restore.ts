@@ -30,7 +30,7 @@ import { changelogTopics } from '../src/runtime/topics.ts';
 import { planSends } from '../src/transport/batching.ts';
 import { partitionForKey } from '../src/transport/partitioner.ts';
 import type { OutRecord } from '../src/transport/types.ts';
-import { COMMON_OPTIONS, clientName, fmt, machine, median, runId, sectionText, writeSection } from './lib/common.ts';
+import { COMMON_OPTIONS, clientName, fmt, machine, median, runId, sectionText, stackText, writeSection } from './lib/common.ts';
 import { DetectorProcess, type LogLine, logDirectory } from './lib/detector.ts';
 import { benchTransport, deleteTopics } from './lib/kafka.ts';
 
@@ -143,7 +143,6 @@ interface ProfileSplit {
   decodeKey: number;
   fromRecord: number;
   adopt: number;
-  sort: number;
   /** Self CPU ms in kafkajs during the whole process life (reading, fetching, decoding batches). */
   kafkajs: number;
   /** Self CPU ms of the garbage collector. */
@@ -196,7 +195,6 @@ function splitProfile(file: string): ProfileSplit {
     decodeKey: named('decodeKey', 'fromCheckpoint'),
     fromRecord: named('fromRecord', 'fromCheckpoint'),
     adopt: named('adopt', 'fromCheckpoint'),
-    sort: named('sort', 'fromCheckpoint'),
     kafkajs,
     gc,
   };
@@ -302,7 +300,7 @@ const lines = [
   '',
   'The time `trailwatch run` takes to restore a task from its changelog, the state built in the benchmark process (`bench/restore.ts`): a PrincipalStage fed distinct principal × action keys, each seen in three buckets (a real baseline, as `bench/memory.ts`), every bucket closed, its changes written through ChangelogWriter to changelog partition 0 of the group (compacted, as many partitions as the events topic; dedupe records left out, as compaction leaves them). Per run, one event lands in events partition 0 and a detector is spawned for the group; its log line `partition state restored` gives the figures.',
   '',
-  `- command: \`npm run bench:restore -- --keys ${KEYS} --runs ${RUNS} --client ${CLIENT}${values.profile ? ' --profile' : ''} --write\` against the second local stack (39092/38080)`,
+  `- command: \`npm run bench:restore -- --keys ${KEYS} --runs ${RUNS} --client ${CLIENT}${values.profile ? ' --profile' : ''} --write\` ${stackText(values.brokers, values.registry)}`,
   `- machine: ${machine()}`,
   `- detector: the defaults (\`detector.maxKeys\` = ${fmt(D.maxKeys)}), \`kafka.client = ${CLIENT}\`; events topic of ${PARTITIONS} partitions`,
   `- changelog partition: ${fmt(first.records)} records, ${fmt(first.bytes / 2 ** 20)} MiB of values (${fmt(first.bytes / Math.max(1, first.records))} B a record), ${fmt(first.keys)} keys restored`,
@@ -316,7 +314,7 @@ const lines = [
   ...(s
     ? [
         '',
-        `CPU profile of one more run (\`node --cpu-prof\`, which slows it: reading ${fmt(profiled?.restoreMs ?? Number.NaN)} ms, assignment → task ${fmt(profiled?.totalMs ?? Number.NaN)} ms): \`DetectionEngine.fromCheckpoint\` ${fmt(s.fromCheckpoint)} ms, of which decoding the keys (\`decodeKey\`, JSON.parse) ${fmt(s.decodeKey)} ms, rebuilding (\`fromRecord\` ${fmt(s.fromRecord)} ms, \`adopt\` ${fmt(s.adopt)} ms), sorting by activity ${fmt(s.sort)} ms; kafkajs (fetching and decoding record batches) ${fmt(s.kafkajs)} ms of self time over the process's life; the garbage collector ${fmt(s.gc)} ms.`,
+        `CPU profile of one more run (\`node --cpu-prof\`, which slows it: reading ${fmt(profiled?.restoreMs ?? Number.NaN)} ms, assignment → task ${fmt(profiled?.totalMs ?? Number.NaN)} ms): \`DetectionEngine.fromCheckpoint\` ${fmt(s.fromCheckpoint)} ms, of which decoding the keys (\`decodeKey\`, JSON.parse) ${fmt(s.decodeKey)} ms, rebuilding (\`fromRecord\` ${fmt(s.fromRecord)} ms, \`adopt\` ${fmt(s.adopt)} ms); kafkajs (fetching and decoding record batches) ${fmt(s.kafkajs)} ms of self time over the process's life; the garbage collector ${fmt(s.gc)} ms.`,
       ]
     : []),
   '',

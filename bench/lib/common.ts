@@ -3,7 +3,7 @@
  * statistics, and rewriting one section of BENCHMARKS.md in place.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { ClientName } from '../../src/transport/types.ts';
 
@@ -30,7 +30,8 @@ export function runId(): string {
 
 export function machine(): string {
   const cpu = cpus()[0]?.model.trim() ?? 'cpu';
-  return `${cpus().length} × ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${process.platform}/${process.arch}; the broker on the same machine; **other work was running on the machine** (its 2 cores are shared), so absolute figures move between runs: ratios measured in one run say more`;
+  const [load] = loadavg();
+  return `${cpus().length} × ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${process.platform}/${process.arch}; the broker on the same machine (its ${cpus().length} cores shared with it); load average ${(load ?? 0).toFixed(1)} when the benchmark started`;
 }
 
 export function median(xs: readonly number[]): number {
@@ -71,4 +72,11 @@ export function writeSection(name: string, lines: string[]): void {
 /** The section as it would be written, for the summary on stdout. */
 export function sectionText(lines: string[]): string {
   return `${lines.join('\n')}\n`;
+}
+
+/** Which stack a benchmark ran against, for its BENCHMARKS.md line. */
+export function stackText(brokers: string, registry: string): string {
+  return brokers === COMMON_OPTIONS.brokers.default
+    ? 'against the second local stack (39092/38080)'
+    : `against the stack at ${brokers} (registry ${registry})`;
 }

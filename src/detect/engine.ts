@@ -508,11 +508,18 @@ export class DetectionEngine {
       Object.assign(engine.metrics, meta.metrics);
       for (const [account, t] of meta.streamStartMs) engine.streamStartMs.set(account, t);
     }
-    const restored: KeyRecord[] = [];
-    for (const encoded of keys) restored.push(decodeKey(encoded));
-    // The LRU order is by activity: rebuild it so eviction and expiry pick the same keys.
-    restored.sort((a, b) => a.lastEventMs - b.lastEventMs);
-    for (const k of restored) engine.adopt(fromRecord(k, engine.poolOf(k.scope), engine.sketches));
+    // Each key is rebuilt as it is decoded, so its plain record dies young.
+    const restored: KeyState[] = [];
+    const lastEventMs: number[] = [];
+    for (const encoded of keys) {
+      const r = decodeKey(encoded);
+      restored.push(fromRecord(r, engine.poolOf(r.scope), engine.sketches));
+      lastEventMs.push(r.lastEventMs);
+    }
+    // The LRU order is by activity: rebuild it so eviction and expiry pick the same keys (ties in
+    // the changelog's order, as the sort is stable).
+    const order = Array.from(restored.keys()).sort((a, b) => (lastEventMs[a] as number) - (lastEventMs[b] as number));
+    for (const i of order) engine.adopt(restored[i] as KeyState);
     for (const [id, t] of seen) if (t + config.bucketMs > engine.closedThroughMs) engine.seen.set(id, t);
     return engine;
   }

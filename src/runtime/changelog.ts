@@ -28,6 +28,7 @@ const KEY_PREFIX = 'k|';
 const PART_PREFIX = 'kp|';
 /** Starts a key record cut in parts: `PARTS_MARK<parts>|<first part>`. No JSON value starts with it. */
 const PARTS_MARK = '\u0001';
+const PARTS_MARK_BYTE = 0x01;
 const SEEN_PREFIX = 'seen|';
 const BARRIER = 'barrier';
 
@@ -216,7 +217,9 @@ export async function restorePartition(opts: {
   }
 
   let meta: MetaRecord | null = null;
-  const keys = new Map<string, string>();
+  // Kept as the fetched bytes, decoded one at a time while the engine is rebuilt: a million
+  // strings held at once would be hundreds of MiB of old-generation heap for the collector to move.
+  const keys = new Map<string, Buffer | string>();
   const parts = new Map<string, string>();
   const seen = new Map<string, Array<[string, number]>>();
   let records = 0;
@@ -292,7 +295,7 @@ export async function restorePartition(opts: {
                 if (m.value) meta = parseState(m.value, opts.topic, batch.partition, offset) as MetaRecord;
               } else if (key.startsWith(KEY_PREFIX)) {
                 const id = key.slice(KEY_PREFIX.length);
-                if (m.value) keys.set(id, m.value.toString());
+                if (m.value) keys.set(id, m.value);
                 else keys.delete(id);
               } else if (key.startsWith(PART_PREFIX)) {
                 if (m.value) parts.set(key, m.value.toString());
@@ -313,8 +316,9 @@ export async function restorePartition(opts: {
   }
   const restoredMeta = meta as MetaRecord | null;
   const keyParts: Array<[string, number]> = [];
-  for (const [id, value] of keys) {
-    if (!value.startsWith(PARTS_MARK)) continue;
+  for (const [id, bytes] of keys) {
+    if (bytes[0] !== PARTS_MARK_BYTE) continue;
+    const value = bytes.toString();
     const bar = value.indexOf('|');
     const count = Number(value.slice(PARTS_MARK.length, bar));
     let whole = value.slice(bar + 1);
@@ -329,7 +333,7 @@ export async function restorePartition(opts: {
   return {
     checkpoint: {
       meta: restoredMeta?.engine ?? null,
-      keys: keys.values(),
+      keys: decoded(keys.values()),
       seen: [...seen.values()].flat(),
       ...(restoredMeta?.upstream ? { upstream: restoredMeta.upstream } : {}),
     },
@@ -339,4 +343,9 @@ export async function restorePartition(opts: {
     bytes,
     ms: Date.now() - started,
   };
+}
+
+/** Each key's state as a string, made when the engine asks for it. */
+function* decoded(values: Iterable<Buffer | string>): Generator<string> {
+  for (const v of values) yield typeof v === 'string' ? v : v.toString();
 }
