@@ -34,6 +34,8 @@ export const ErrorCodes = {
   REGISTRY: 'TW_REGISTRY',
   /** The schema registry answered 401/403 to the configured credentials (or their absence). */
   REGISTRY_AUTH: 'TW_REGISTRY_AUTH',
+  /** A detection rule (EventBridge pattern, Sigma rule) that does not parse or uses what trailwatch does not support. */
+  RULE_INVALID: 'TW_RULE_INVALID',
   USAGE: 'TW_USAGE',
   INTERNAL: 'TW_INTERNAL',
 } as const;
