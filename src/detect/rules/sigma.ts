@@ -1,13 +1,16 @@
 import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type YAMLMap } from 'yaml';
 import { ErrorCodes, TrailwatchError } from '../../errors.ts';
+import { type CorrelationRule, decidedAtWindowClose } from './correlation.ts';
+import { type CorrelationSection, readCorrelationSection } from './sigma/correlation-parse.ts';
 import { compileDetection, explainDetection, matchDetection } from './sigma/detection.ts';
 import type { CloudTrailRecord, Fail } from './sigma/values.ts';
 
 /**
  * Sigma detection rules for CloudTrail (`logsource: product: aws, service: cloudtrail`), compiled
- * once into plain predicates on a CloudTrail record. Single-event rules only: correlation rules,
- * rule collections and legacy aggregations are refused at load, as is every modifier or construct
- * trailwatch cannot evaluate exactly — a rule that loads means what it says.
+ * once into plain predicates on a CloudTrail record. `parseSigma` takes single-event rules only;
+ * `parseSigmaFile` also takes correlation rules (evaluated by `CorrelationEngine` in
+ * correlation.ts). Rule collections and legacy aggregations are refused at load, as is every
+ * modifier or construct trailwatch cannot evaluate exactly — a rule that loads means what it says.
  *
  * Matching follows the Sigma specification: strings case-insensitive unless `cased`, `*`/`?`
  * wildcards with backslash escapes, maps AND, lists OR, `null` for an absent or null field. Field
@@ -25,7 +28,8 @@ export interface SigmaExplanation {
   reasons: string[];
 }
 
-export interface SigmaRule {
+/** What every Sigma document carries, a single-event rule or a correlation. */
+export interface SigmaHeader {
   id: string;
   title: string;
   /** Null when the rule gives none: the rules stage decides, not a silent default here. */
@@ -37,6 +41,11 @@ export interface SigmaRule {
   /** The file the rule came from, and the line its document starts on. */
   source: string;
   line: number;
+}
+
+export interface SigmaRule extends SigmaHeader {
+  /** The rule's optional `name`, by which correlation rules may refer to it. */
+  name?: string;
   /** Record paths the detection reads, sorted. */
   fields: string[];
   matches(record: CloudTrailRecord): boolean;
@@ -64,6 +73,47 @@ function stringField(map: YAMLMap, key: string, line: number, fail: Fail): strin
  * are TrailwatchError(RULE_INVALID) with the message `<source>:<line>: <what>`.
  */
 export function parseSigma(text: string, source: string): SigmaRule[] {
+  const { rules } = parseDocuments(text, source, false);
+  if (rules.length === 0) invalid(source, 1, 'no Sigma rule in this file');
+  return rules;
+}
+
+export interface SigmaFile {
+  /** Every single-event rule of the file, correlated or not. */
+  rules: SigmaRule[];
+  correlations: CorrelationRule[];
+  /**
+   * The rules whose own matches are findings: those no correlation refers to, and those referred
+   * to by a correlation with `generate: true`. The rest only feed their correlations.
+   */
+  standalone: SigmaRule[];
+}
+
+/**
+ * Like `parseSigma`, but a document with `correlation:` is a Sigma correlation rule. Its `rules`
+ * name rules of this file or of `known` (rules loaded from other files) by id or `name`; a name is
+ * resolved to its id here, so `CorrelationRule.rules` holds ids only.
+ */
+export function parseSigmaFile(text: string, source: string, known: readonly SigmaRule[] = []): SigmaFile {
+  const { rules, pending } = parseDocuments(text, source, true);
+  if (rules.length === 0 && pending.length === 0) invalid(source, 1, 'no Sigma rule in this file');
+  const correlations = resolveCorrelations(pending, rules, known, source);
+  const fed = new Set<string>();
+  const generated = new Set<string>();
+  for (const c of correlations) for (const r of c.rules) (c.generate ? generated : fed).add(r);
+  const standalone = rules.filter((r) => generated.has(r.id) || !fed.has(r.id));
+  return { rules, correlations, standalone };
+}
+
+/** A correlation document read, its section not yet resolved against the file's rules. */
+interface PendingCorrelation extends Omit<SigmaHeader, 'source'> {
+  name: string | null;
+  section: CorrelationSection;
+  /** `generate` given beside `correlation:` rather than inside it. */
+  generate: boolean | null;
+}
+
+function parseDocuments(text: string, source: string, withCorrelations: boolean): { rules: SigmaRule[]; pending: PendingCorrelation[] } {
   const lines = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lines });
   const lineOf = (node: unknown): number => {
@@ -72,7 +122,9 @@ export function parseSigma(text: string, source: string): SigmaRule[] {
   };
   const fail: Fail = (line, what) => invalid(source, line, what);
   const rules: SigmaRule[] = [];
+  const pending: PendingCorrelation[] = [];
   const ids = new Set<string>();
+  const names = new Set<string>();
 
   for (const doc of docs) {
     const problem = doc.errors[0];
@@ -85,7 +137,7 @@ export function parseSigma(text: string, source: string): SigmaRule[] {
 
     if (root.has('action'))
       fail(at('action'), "rule collections ('action: global/reset/repeat') are not supported; write each rule in full");
-    if (root.has('correlation')) fail(at('correlation'), 'correlation rules are not supported yet');
+    if (root.has('correlation') && !withCorrelations) fail(at('correlation'), 'correlation rules are not supported yet');
     if (root.has('filter')) fail(at('filter'), 'Sigma filters are not supported');
 
     const title = stringField(root, 'title', at('title'), fail);
@@ -94,6 +146,11 @@ export function parseSigma(text: string, source: string): SigmaRule[] {
     if (id === undefined) fail(line, `rule '${title}' has no 'id'; trailwatch names its findings by rule id`);
     if (ids.has(id)) fail(at('id'), `rule id '${id}' appears twice in this file`);
     ids.add(id);
+    const name = stringField(root, 'name', at('name'), fail);
+    if (name !== undefined) {
+      if (names.has(name)) fail(at('name'), `rule name '${name}' appears twice in this file`);
+      names.add(name);
+    }
 
     const level = stringField(root, 'level', at('level'), fail) ?? null;
     if (level !== null && !LEVELS.has(level)) fail(at('level'), `level '${level}' is not one of ${[...LEVELS].join(', ')}`);
@@ -111,6 +168,29 @@ export function parseSigma(text: string, source: string): SigmaRule[] {
     }
     const techniques = tags.filter((t) => /^attack\.t\d{4}(\.\d{3})?$/i.test(t)).map((t) => t.slice('attack.'.length).toUpperCase());
 
+    if (root.has('correlation')) {
+      for (const key of ['detection', 'logsource'])
+        if (root.has(key)) fail(at(key), `a correlation rule has no '${key}'; it refers to rules that do`);
+      const section = readCorrelationSection(root.get('correlation', true), at('correlation'), lineOf, fail);
+      const genNode = root.get('generate', true);
+      if (genNode !== undefined && (!isScalar(genNode) || typeof genNode.value !== 'boolean'))
+        fail(at('generate'), "'generate' must be true or false");
+      const generate = isScalar(genNode) && typeof genNode.value === 'boolean' ? genNode.value : null;
+      pending.push({
+        id,
+        name: name ?? null,
+        title,
+        level: level as SigmaLevel | null,
+        status: status as SigmaStatus | null,
+        tags,
+        techniques,
+        line,
+        section,
+        generate,
+      });
+      continue;
+    }
+
     checkLogsource(root.get('logsource', true), at('logsource'), line, lineOf, fail);
 
     const detectionNode = root.get('detection', true);
@@ -119,6 +199,7 @@ export function parseSigma(text: string, source: string): SigmaRule[] {
 
     rules.push({
       id,
+      ...(name === undefined ? {} : { name }),
       title,
       level: level as SigmaLevel | null,
       status: status as SigmaStatus | null,
@@ -131,8 +212,91 @@ export function parseSigma(text: string, source: string): SigmaRule[] {
       explain: (record) => explainDetection(detection, record),
     });
   }
-  if (rules.length === 0) fail(1, 'no Sigma rule in this file');
-  return rules;
+  return { rules, pending };
+}
+
+/** Resolves references by id or name, checks aliases, and refuses reference cycles. */
+function resolveCorrelations(
+  pending: readonly PendingCorrelation[],
+  rules: readonly SigmaRule[],
+  known: readonly SigmaRule[],
+  source: string,
+): CorrelationRule[] {
+  const byRef = new Map<string, string>();
+  for (const r of known) {
+    byRef.set(r.id, r.id);
+    if (r.name !== undefined) byRef.set(r.name, r.id);
+  }
+  for (const r of [...rules, ...pending]) {
+    byRef.set(r.id, r.id);
+    if (r.name !== undefined && r.name !== null) byRef.set(r.name, r.id);
+  }
+  const out = pending.map((p): CorrelationRule => {
+    const s = p.section;
+    const resolve = (ref: string, line: number, what: string): string => {
+      const id = byRef.get(ref);
+      if (id === undefined) invalid(source, line, `${what} '${ref}': no rule in this file or already loaded has that id or name`);
+      if (id === p.id) invalid(source, line, `correlation '${p.title}' refers to itself`);
+      return id;
+    };
+    const refIds = s.refs.map((r) => resolve(r.ref, r.line, 'correlation refers to rule'));
+    const aliases: Record<string, Record<string, string>> = {};
+    for (const [alias, perRule] of s.aliases) {
+      if (!s.groupBy.includes(alias)) invalid(source, s.aliasLine, `alias '${alias}' is not used in 'group-by'`);
+      const resolved: Record<string, string> = {};
+      for (const [ref, { path, line }] of perRule) {
+        const id = resolve(ref, line, `alias '${alias}' names rule`);
+        if (!refIds.includes(id)) invalid(source, line, `alias '${alias}' names rule '${ref}', which this correlation does not refer to`);
+        resolved[id] = path;
+      }
+      const missing = s.refs.find((_, i) => resolved[refIds[i] ?? ''] === undefined);
+      if (missing !== undefined) invalid(source, s.aliasLine, `alias '${alias}' gives no field for rule '${missing.ref}'`);
+      aliases[alias] = resolved;
+    }
+    return {
+      id: p.id,
+      name: p.name,
+      title: p.title,
+      level: p.level,
+      status: p.status,
+      tags: p.tags,
+      techniques: p.techniques,
+      source,
+      line: p.line,
+      type: s.type,
+      rules: refIds,
+      groupBy: s.groupBy,
+      aliases,
+      timespanMs: s.timespanMs,
+      condition: s.condition,
+      field: s.field,
+      generate: s.generate ?? p.generate ?? false,
+    };
+  });
+  const byId = new Map(out.map((c) => [c.id, c]));
+  for (const c of out)
+    for (const r of c.rules) {
+      const inner = byId.get(r);
+      if (inner !== undefined && decidedAtWindowClose(inner))
+        invalid(
+          source,
+          c.line,
+          `correlation '${c.title}' refers to '${inner.title}', whose lt/lte/eq condition is only decided when its window closes and cannot feed another correlation`,
+        );
+    }
+  const state = new Map<string, 'open' | 'done'>();
+  const visit = (c: CorrelationRule): void => {
+    if (state.get(c.id) === 'done') return;
+    if (state.get(c.id) === 'open') invalid(source, c.line, `correlation '${c.title}' is part of a reference cycle`);
+    state.set(c.id, 'open');
+    for (const r of c.rules) {
+      const inner = byId.get(r);
+      if (inner !== undefined) visit(inner);
+    }
+    state.set(c.id, 'done');
+  };
+  for (const c of out) visit(c);
+  return out;
 }
 
 function checkLogsource(node: unknown, line: number, ruleLine: number, lineOf: (n: unknown) => number, fail: Fail): void {

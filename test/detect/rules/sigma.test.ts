@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { parseSigma, type SigmaRule } from '../../../src/detect/rules/sigma.ts';
-import { isTrailwatchError } from '../../../src/errors.ts';
+import { assertRuleRefused } from '../../helpers/rules.ts';
 
 const FIXTURES = new URL('../../fixtures/sigma/', import.meta.url);
 const fixture = (name: string): SigmaRule[] => parseSigma(readFileSync(new URL(name, FIXTURES), 'utf8'), name);
@@ -23,16 +23,7 @@ function field(key: string, value: string): SigmaRule {
 }
 
 function refused(text: string, message: RegExp): void {
-  assert.throws(
-    () => parseSigma(text, 'bad.yml'),
-    (err: unknown) => {
-      assert.ok(isTrailwatchError(err));
-      assert.equal(err.code, 'TW_RULE_INVALID');
-      assert.equal(err.fault, 'user');
-      assert.match(err.message, message);
-      return true;
-    },
-  );
+  assertRuleRefused(parseSigma, text, message);
 }
 
 const refusedDetection = (message: RegExp, ...detection: string[]): void =>
