@@ -1,5 +1,5 @@
 /**
- * The Avro schemas of the two contracts, loaded once from `schemas/*.avsc` (the files are the
+ * The Avro schemas of the contracts (AuditEvent, Insight, Finding), loaded once from `schemas/*.avsc` (the files are the
  * source of truth: they are what gets registered), and an avsc validator for AuditEvent.
  */
 import { readFileSync } from 'node:fs';
@@ -38,11 +38,14 @@ function loadRecordSchema(file: string): AvroRecordSchema {
 
 export const auditEventSchema: AvroRecordSchema = loadRecordSchema('AuditEvent.avsc');
 export const insightSchema: AvroRecordSchema = loadRecordSchema('Insight.avsc');
+/** Not registered yet: src/runtime/registry.ts registers AuditEvent and Insight only. */
+export const findingSchema: AvroRecordSchema = loadRecordSchema('Finding.avsc');
 
 // No logical-type implementations are registered on purpose: timestamp-millis stays a plain
 // number of ms, which is what the TypeScript contracts say (and what the registry client decodes).
 export const auditEventType: Type = avro.Type.forSchema(auditEventSchema as avro.Schema);
 export const insightType: Type = avro.Type.forSchema(insightSchema as avro.Schema);
+export const findingType: Type = avro.Type.forSchema(findingSchema as avro.Schema);
 
 /** Schema-registry subject of a topic's values under TopicNameStrategy. */
 export function valueSubject(topic: string): string {

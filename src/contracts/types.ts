@@ -1,5 +1,5 @@
 /**
- * The two contracts trailwatch speaks, as TypeScript types. They match the Avro schemas in
+ * The contracts trailwatch speaks (AuditEvent, Insight, Finding), as TypeScript types. They match the Avro schemas in
  * `schemas/` field for field (Avro `["null", T]` unions decode to `T | null`), so a record decoded
  * from the registry is used as is, with no mapping layer.
  */
@@ -101,4 +101,133 @@ export interface Insight {
   insightDetails: InsightDetails;
   eventCategory: 'Insight';
   trailwatch: TrailwatchInsightFields;
+}
+
+/** OCSF service: the service that was called (CloudTrail eventSource). */
+export interface OcsfService {
+  name: string;
+}
+
+/** OCSF api: one API call (CloudTrail eventName and eventSource). */
+export interface OcsfApi {
+  operation: string;
+  service: OcsfService;
+}
+
+export interface OcsfAccount {
+  /** AWS account id. */
+  uid: string;
+}
+
+export interface OcsfUser {
+  /** Normalized principal ARN, or a service principal. */
+  uid: string;
+  name: string | null;
+  /** 0 Unknown, 1 User, 2 Admin, 3 System, 99 Other. */
+  type_id: number | null;
+  /** CloudTrail userIdentity.type verbatim: Root, IAMUser, AssumedRole, … */
+  type: string | null;
+  account: OcsfAccount | null;
+}
+
+export interface OcsfSession {
+  /** Session name of an assumed role. */
+  uid: string | null;
+  /** Role ARN that issued the session. */
+  issuer: string | null;
+}
+
+export interface OcsfActor {
+  user: OcsfUser;
+  session: OcsfSession | null;
+}
+
+/** OCSF network_endpoint: an IP address, or the service name CloudTrail gives instead of one. */
+export interface OcsfNetworkEndpoint {
+  ip: string | null;
+  domain: string | null;
+}
+
+/** One audit event behind a finding (OCSF evidences). */
+export interface OcsfEvidence {
+  /** The audit event id (CloudTrail eventID). */
+  uid: string | null;
+  /** Event time, ms since the epoch; a trailwatch addition to OCSF evidences. */
+  time: number | null;
+  api: OcsfApi | null;
+  actor: OcsfActor | null;
+  src_endpoint: OcsfNetworkEndpoint | null;
+  /** The AuditEvent as a JSON string. */
+  data: string | null;
+}
+
+/** 1 Rule, 2 Behavioral, 3 Statistical, 4 Learning (ML/DL). */
+export interface OcsfAnalytic {
+  uid: string;
+  name: string;
+  type_id: number;
+  type: string;
+}
+
+export interface OcsfFindingInfo {
+  /** Deterministic: from the analytic, the principal and the window start. */
+  uid: string;
+  title: string;
+  desc: string | null;
+  /** rule, correlation, first-seen, breadth. */
+  types: string[];
+  analytic: OcsfAnalytic;
+  first_seen_time: number | null;
+  last_seen_time: number | null;
+  created_time: number | null;
+  src_url: string | null;
+}
+
+export interface OcsfAttack {
+  technique: { uid: string; name: string | null };
+  tactic: { uid: string | null; name: string | null } | null;
+}
+
+export interface OcsfMetadata {
+  product: { name: string; vendor_name: string; version: string | null };
+  /** OCSF schema version followed. */
+  version: string;
+  /** Id of this finding event: differs between a Create and each Update. */
+  uid: string | null;
+  log_name: string | null;
+}
+
+/** A rule, correlation, first-seen or breadth finding as an OCSF Detection Finding (schemas/Finding.avsc). */
+export interface Finding {
+  class_uid: 2004;
+  class_name: 'Detection Finding';
+  category_uid: 2;
+  category_name: 'Findings';
+  /** 1 Create, 2 Update (a fold of repeats of the same finding_info.uid). */
+  activity_id: 1 | 2;
+  activity_name: 'Create' | 'Update';
+  /** class_uid * 100 + activity_id. */
+  type_uid: 200401 | 200402;
+  type_name: 'Detection Finding: Create' | 'Detection Finding: Update';
+  /** ms since the epoch. */
+  time: number;
+  /** 0 Unknown, 1 Informational, 2 Low, 3 Medium, 4 High, 5 Critical, 6 Fatal, 99 Other. */
+  severity_id: number;
+  severity: string;
+  /** 1 New. */
+  status_id: number;
+  status: string;
+  message: string;
+  finding_info: OcsfFindingInfo;
+  cloud: { provider: string; account: OcsfAccount; region: string };
+  actor: OcsfActor | null;
+  api: OcsfApi | null;
+  src_endpoint: OcsfNetworkEndpoint | null;
+  evidences: OcsfEvidence[];
+  attacks: OcsfAttack[];
+  /** Times the finding fired in its window. */
+  count: number;
+  metadata: OcsfMetadata;
+  /** trailwatch extras OCSF has no field for. */
+  unmapped: Record<string, string>;
 }
