@@ -5,6 +5,7 @@ import { configCommand } from './commands/config.ts';
 import { demoCommand } from './commands/demo.ts';
 import { dlqCommand } from './commands/dlq.ts';
 import { publishCommand } from './commands/publish.ts';
+import { rulesCommand } from './commands/rules.ts';
 import { runCommand } from './commands/run.ts';
 import { stackCommand } from './commands/stack.ts';
 import { tailCommand } from './commands/tail.ts';
@@ -23,7 +24,8 @@ Commands:
   backtest    run the detector offline over CloudTrail files, AuditEvent JSON lines or counts
   demo        local stack + detector + synthetic traffic with an injected spike
   stack       up | down | status of the local Kafka + schema registry
-  config      validate and print the effective configuration (secrets masked)`;
+  config      validate and print the effective configuration (secrets masked)
+  rules       check | test detection rules (EventBridge patterns, Sigma) on CloudTrail records`;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -36,6 +38,7 @@ const COMMANDS: Record<string, Command> = {
   demo: demoCommand,
   stack: stackCommand,
   config: configCommand,
+  rules: rulesCommand,
   start: (argv) => (process.env.KAFKA_BROKERS || argv.includes('--help') ? runCommand(argv) : demoCommand(argv)),
 };
 
@@ -57,6 +60,12 @@ async function main(argv: string[]): Promise<number> {
 function exitSoon(): void {
   setTimeout(() => process.exit(), 2_000).unref();
 }
+
+// Output piped into a reader that stops early (`| head`): stop quietly, as other command-line tools do.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

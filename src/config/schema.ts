@@ -200,11 +200,22 @@ export const detectorSchema = z.strictObject({
   sessionTimeoutMs: z.number().int().positive().default(30_000), // thirty seconds
 });
 
+export const rulesSchema = z.strictObject({
+  /**
+   * Rule files and directories (walked recursively): `*.json` EventBridge patterns, `*.yml`/`*.yaml`
+   * Sigma rules; relative paths from the working directory. Env: TRAILWATCH_RULES__PATHS='["./rules"]'.
+   */
+  paths: z.array(z.string().min(1)).default([]),
+  /** Also load trailwatch's own pack (src/detect/rules/pack/). Env: TRAILWATCH_RULES__DEFAULT_PACK=false. */
+  defaultPack: z.boolean().default(true),
+});
+
 export const configSchema = z.strictObject({
   kafka: kafkaSchema.default(kafkaSchema.parse({})),
   registry: registrySchema.default(registrySchema.parse({})),
   topics: topicsSchema.default(topicsSchema.parse({})),
   detector: detectorSchema.default(detectorSchema.parse({})),
+  rules: rulesSchema.default(rulesSchema.parse({})),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .default({ level: 'info' }),
@@ -215,4 +226,5 @@ export type DetectorConfig = z.infer<typeof detectorSchema>;
 export type KafkaConfig = z.infer<typeof kafkaSchema>;
 export type RegistryConfig = z.infer<typeof registrySchema>;
 export type TopicsConfig = z.infer<typeof topicsSchema>;
+export type RulesConfig = z.infer<typeof rulesSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
