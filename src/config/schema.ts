@@ -60,6 +60,8 @@ export const registrySchema = z.strictObject({
 export const topicsSchema = z.strictObject({
   events: z.string().min(1).default('trailwatch.events'),
   alerts: z.string().min(1).default('trailwatch.insights'),
+  /** Findings (OCSF Detection Findings): rule matches and the other detections that are not rate Insights. */
+  findings: z.string().min(1).default('trailwatch.findings'),
   deadLetter: z.string().min(1).default('trailwatch.dlq'),
   /**
    * The detector's repartition topic (per-action bucket counts keyed by action, and watermarks).
@@ -79,7 +81,7 @@ export const topicsSchema = z.strictObject({
     .min(-1)
     .refine((v) => v !== 0, 'must be -1 (keep forever) or a positive number of ms')
     .default(7 * DAY_MS),
-  /** `retention.ms` of the alerts topic when trailwatch creates it (-1: keep forever). */
+  /** `retention.ms` of the alerts and findings topics when trailwatch creates them (-1: keep forever). */
   alertsRetentionMs: z
     .number()
     .int()

@@ -29,6 +29,8 @@ export interface AuditEvent {
   userAgent: string | null;
   /** Source-specific attributes kept for context (eventType, sessionName, invokedBy, …). */
   attributes: Record<string, string>;
+  /** The source record as JSON, for rules; absent or null when the producer left it out. */
+  raw?: string | null;
 }
 
 export type InsightState = 'Start' | 'End';

@@ -29,7 +29,12 @@ const ASSUMED_ROLE_ARN = /^(arn:[^:]+:sts::[^:]*:assumed-role\/[^/]+)\/(.+)$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
 
 /** Normalizes one CloudTrail record. Throws BadRecordError(TW_NORMALIZE) naming the field at fault. */
-export function normalizeCloudTrail(record: unknown): AuditEvent {
+export interface NormalizeOptions {
+  /** Keep the whole record as JSON in `raw`, for rules (default false). */
+  raw?: boolean;
+}
+
+export function normalizeCloudTrail(record: unknown, options: NormalizeOptions = {}): AuditEvent {
   if (!isObject(record)) {
     throw bad(`record is not an object (got ${kindOf(record)})`);
   }
@@ -80,6 +85,7 @@ export function normalizeCloudTrail(record: unknown): AuditEvent {
     sourceIp: str(record.sourceIPAddress),
     userAgent: str(record.userAgent),
     attributes,
+    ...(options.raw ? { raw: JSON.stringify(record) } : {}),
   };
 }
 

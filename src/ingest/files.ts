@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import type { AuditEvent } from '../contracts/types.ts';
 import { BadRecordError, ErrorCodes, errorMessage } from '../errors.ts';
-import { normalizeCloudTrail } from './cloudtrail.ts';
+import { type NormalizeOptions, normalizeCloudTrail } from './cloudtrail.ts';
 
 const gunzipAsync = promisify(gunzip);
 const GUNZIP_CHUNK_BYTES = 256 * 1024;
@@ -158,14 +158,17 @@ export async function readDelivery(file: string, maxFileBytes: number = DEFAULT_
  * Maps record items through normalizeCloudTrail. A record that cannot be normalized becomes an
  * error item whose message reads `file:index: reason`; error items pass through unchanged.
  */
-export async function* normalizeDeliveries(items: AsyncIterable<DeliveryItem> | Iterable<DeliveryItem>): AsyncGenerator<NormalizedItem> {
+export async function* normalizeDeliveries(
+  items: AsyncIterable<DeliveryItem> | Iterable<DeliveryItem>,
+  options: NormalizeOptions = {},
+): AsyncGenerator<NormalizedItem> {
   for await (const item of items) {
     if (item.kind === 'error') {
       yield item;
       continue;
     }
     try {
-      yield { kind: 'event', file: item.file, index: item.index, event: normalizeCloudTrail(item.record) };
+      yield { kind: 'event', file: item.file, index: item.index, event: normalizeCloudTrail(item.record, options) };
     } catch (err) {
       // Only bad input is turned into an item; anything else is a bug and should surface.
       if (!(err instanceof BadRecordError)) throw err;

@@ -27,6 +27,8 @@ export interface EncodeSettings {
   oldBeforeMs: number;
   /** Largest file accepted, in bytes after decompression. */
   maxFileBytes?: number;
+  /** Keep each source record as JSON in the event's `raw`, for rules (default true). */
+  raw?: boolean;
 }
 
 /** A path, file or record that could not be used, as `publish` reports it. */

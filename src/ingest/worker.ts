@@ -22,6 +22,7 @@ const { settings } = input;
 const header = wireHeader(settings.schemaId);
 const routes = new KeyRoutes(settings.partitions);
 const maxFileBytes = settings.maxFileBytes as number;
+const normalizeOptions = { raw: settings.raw !== false };
 
 let ahead = 0;
 let wake: (() => void) | null = null;
@@ -119,7 +120,7 @@ async function records(block: number, file: string, list: unknown[]): Promise<vo
   for (let index = 0; index < list.length; index++) {
     let event: AuditEvent;
     try {
-      event = normalizeCloudTrail(list[index]);
+      event = normalizeCloudTrail(list[index], normalizeOptions);
     } catch (err) {
       if (!(err instanceof BadRecordError)) throw err;
       reject(file, { file, index, code: err.code, message: `${file}:${index}: ${err.message}` });

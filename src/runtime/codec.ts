@@ -1,7 +1,7 @@
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import avro, { type Type } from 'avsc';
 import { assertAuditEvent, auditEventType, insightType } from '../contracts/schemas.ts';
-import type { AuditEvent, Insight } from '../contracts/types.ts';
+import type { AuditEvent, Finding, Insight } from '../contracts/types.ts';
 import { BadRecordError, ErrorCodes } from '../errors.ts';
 import { registryError, registryUnreachable } from './registry.ts';
 
@@ -35,6 +35,10 @@ export class EventCodec {
 
   encodeInsight(schemaId: number, insight: Insight): Promise<Buffer> {
     return this.registry.encode(schemaId, insight);
+  }
+
+  encodeFinding(schemaId: number, finding: Finding): Promise<Buffer> {
+    return this.registry.encode(schemaId, finding);
   }
 
   /**

@@ -1,6 +1,8 @@
 import type { Config } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
 import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
+import { RuleSet, ruleFinding } from '../detect/rules/evaluate.ts';
+import { configuredRulePaths, formatRuleProblem, loadRules, type RuleProblem } from '../detect/rules/load.ts';
 import {
   type ActionRecord,
   ActionStage,
@@ -26,6 +28,8 @@ export interface DetectorMetrics {
   eventsDecoded: number;
   deadLetters: Record<string, number>;
   insightsEmitted: number;
+  /** Findings committed to topics.findings (rule matches). */
+  findingsEmitted: number;
   batches: number;
   transactionsCommitted: number;
   transactionsAborted: number;
@@ -157,6 +161,7 @@ export class DetectorRuntime {
     recordsConsumed: 0,
     deadLetters: {},
     insightsEmitted: 0,
+    findingsEmitted: 0,
     batches: 0,
     transactionsCommitted: 0,
     transactionsAborted: 0,
@@ -172,6 +177,9 @@ export class DetectorRuntime {
   private readonly log: Logger;
   private readonly now: () => number;
   private insightSchemaId = -1;
+  private findingSchemaId = -1;
+  /** Single-event rules run in the first stage (rules.paths and the default pack). */
+  private rules = new RuleSet([]);
   private topics: DetectorTopics | null = null;
   private readonly tasks = new Map<string, Task>();
   /** Engine counters of the tasks this member has closed (rebalance, failed batch, stop). */
@@ -209,6 +217,7 @@ export class DetectorRuntime {
 
   async start(): Promise<void> {
     const { config } = this.opts;
+    this.rules = await this.loadRuleSet();
     // A broker or registry that is restarting is waited for, not a reason to give up.
     const topics = await untilStarted(
       async () => {
@@ -216,7 +225,9 @@ export class DetectorRuntime {
         this.admin ??= await this.opts.transport.admin();
         const ensured = await ensureDetectorTopics(this.admin, config);
         await this.readOutputLimits(ensured);
-        this.insightSchemaId = (await registerContracts(this.opts.registry, config.topics)).insight;
+        const ids = await registerContracts(this.opts.registry, config.topics);
+        this.insightSchemaId = ids.insight;
+        this.findingSchemaId = ids.finding;
         return ensured;
       },
       { log: this.log, now: this.now },
@@ -512,12 +523,19 @@ export class DetectorRuntime {
   /** The record-batch limit of every topic the tasks write to, and the partitions of those whose records we place ourselves. */
   private async readOutputLimits(topics: DetectorTopics): Promise<void> {
     const { config } = this.opts;
-    const outputs = [config.topics.alerts, config.topics.deadLetter, topics.actions, topics.principalChangelog, topics.actionChangelog];
+    const outputs = [
+      config.topics.alerts,
+      config.topics.findings,
+      config.topics.deadLetter,
+      topics.actions,
+      topics.principalChangelog,
+      topics.actionChangelog,
+    ];
     for (const t of new Set(outputs)) {
       const value = Number((await this.connectedAdmin().describeTopicConfigs(t, ['max.message.bytes']))['max.message.bytes']);
       this.limits.set(t, Number.isFinite(value) && value > 0 ? value : await this.connectedAdmin().brokerMessageMaxBytes());
     }
-    for (const t of [config.topics.alerts, config.topics.deadLetter]) {
+    for (const t of [config.topics.alerts, config.topics.findings, config.topics.deadLetter]) {
       this.outputPartitions.set(t, (await this.connectedAdmin().topicOffsets(t)).length);
     }
   }
@@ -545,9 +563,62 @@ export class DetectorRuntime {
       }
     }
     this.metrics.eventsDecoded += events.length;
+    const findings = await this.findingRecords(events);
     const out = stage.process(events);
-    await this.commit(task, out.insights, [...this.downstream(task, out, true), ...this.deadLetterRecords(deadLetters)], lastOffset);
+    await this.commit(
+      task,
+      out.insights,
+      [...findings, ...this.downstream(task, out, true), ...this.deadLetterRecords(deadLetters)],
+      lastOffset,
+    );
+    this.metrics.findingsEmitted += findings.length;
     this.countDeadLetters(deadLetters);
+  }
+
+  /** The rules' findings of a batch's events, for its transaction: keyed by finding id, stamped with the wall clock. */
+  private async findingRecords(events: readonly AuditEvent[]): Promise<OutRecord[]> {
+    const matches = this.rules.matchAll(events);
+    if (matches.length === 0) return [];
+    const topic = this.opts.config.topics.findings;
+    const partitions = this.outputPartitions.get(topic) ?? 1;
+    const stamp = this.now();
+    const records: OutRecord[] = [];
+    for (const m of matches) {
+      const finding = ruleFinding(m, topic);
+      const uid = finding.finding_info.uid;
+      records.push({
+        topic,
+        partition: partitionFor(uid, partitions),
+        key: uid,
+        value: await this.codec.encodeFinding(this.findingSchemaId, finding),
+        headers: { 'tw.finding.analytic': m.rule.id },
+        timestampMs: stamp,
+      });
+    }
+    return records;
+  }
+
+  /** rules.paths and the default pack, refused whole when any rule has a problem (as `trailwatch rules check` lists them). */
+  private async loadRuleSet(): Promise<RuleSet> {
+    const { rules: config } = this.opts.config;
+    const loaded = await loadRules(configuredRulePaths(config));
+    if (loaded.problems.length > 0) {
+      const first = loaded.problems[0] as RuleProblem;
+      throw new TrailwatchError(
+        ErrorCodes.RULE_INVALID,
+        `${loaded.problems.length} rule ${loaded.problems.length === 1 ? 'problem' : 'problems'}, the first: ${formatRuleProblem(first)}; ` +
+          '`trailwatch rules check` lists them all',
+        { fault: 'user', details: { problems: loaded.problems.length } },
+      );
+    }
+    if (loaded.correlations.length > 0) {
+      this.log.warn(
+        { correlations: loaded.correlations.map((c) => `${c.source}: ${c.rule.id}`) },
+        `${loaded.correlations.length} Sigma correlation rules loaded: the live detector does not evaluate correlations yet (trailwatch rules test does not either); their single-event rules that also stand alone run`,
+      );
+    }
+    this.log.info({ rules: loaded.rules.length, files: loaded.files.length }, 'rules loaded');
+    return new RuleSet(loaded.rules);
   }
 
   /** Counts a committed batch's dead letters; one log line per batch (a backlog of old records may dead-letter every one). */

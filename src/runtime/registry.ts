@@ -1,6 +1,6 @@
 import { COMPATIBILITY, SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import type { RegistryConfig, TopicsConfig } from '../config/schema.ts';
-import { type AvroRecordSchema, auditEventSchema, insightSchema, valueSubject } from '../contracts/schemas.ts';
+import { type AvroRecordSchema, auditEventSchema, findingSchema, insightSchema, valueSubject } from '../contracts/schemas.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
 
 export type { SchemaRegistry };
@@ -37,9 +37,10 @@ export function createRegistry(config: RegistryConfig): SchemaRegistry {
 export interface ContractIds {
   auditEvent: number;
   insight: number;
+  finding: number;
 }
 
-/** Registers both contracts under TopicNameStrategy subjects with BACKWARD compatibility. */
+/** Registers the contracts under TopicNameStrategy subjects with BACKWARD compatibility. */
 export async function registerContracts(registry: SchemaRegistry, topics: TopicsConfig): Promise<ContractIds> {
   const register = async (schema: AvroRecordSchema, topic: string): Promise<number> => {
     try {
@@ -52,7 +53,11 @@ export async function registerContracts(registry: SchemaRegistry, topics: Topics
       throw registryError(err, `registering ${schema.name} under ${valueSubject(topic)}`);
     }
   };
-  return { auditEvent: await register(auditEventSchema, topics.events), insight: await register(insightSchema, topics.alerts) };
+  return {
+    auditEvent: await register(auditEventSchema, topics.events),
+    insight: await register(insightSchema, topics.alerts),
+    finding: await register(findingSchema, topics.findings),
+  };
 }
 
 /** Socket failures, by errno or by the text Node gives them; mappersmith's own timeout reads "Timeout (10000ms)". */

@@ -12,7 +12,7 @@ const DEAD_LETTER_RETENTION_MS = 30 * 24 * 3_600_000; // a month: dead letters w
  */
 export function createdTopicConfig(topics: TopicsConfig, topic: string): Array<{ name: string; value: string }> {
   if (topic === topics.events) return [{ name: 'retention.ms', value: String(topics.eventsRetentionMs) }];
-  if (topic === topics.alerts) return [{ name: 'retention.ms', value: String(topics.alertsRetentionMs) }];
+  if (topic === topics.alerts || topic === topics.findings) return [{ name: 'retention.ms', value: String(topics.alertsRetentionMs) }];
   if (topic === topics.deadLetter) return [{ name: 'retention.ms', value: String(DEAD_LETTER_RETENTION_MS) }];
   return [];
 }
@@ -104,6 +104,7 @@ export async function ensureDetectorTopics(admin: TransportAdmin, config: Config
   await create([
     { topic: topics.events, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.events) },
     { topic: topics.alerts, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.alerts) },
+    { topic: topics.findings, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.findings) },
     { topic: topics.deadLetter, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.deadLetter) },
     { topic: actionsTopic(config), numPartitions: topics.partitions },
   ]);

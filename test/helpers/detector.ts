@@ -33,6 +33,7 @@ export async function detectorTestConfig(prefix: string, overrides: ConfigInput 
       topics: {
         events: `${name}.events`,
         alerts: `${name}.insights`,
+        findings: `${name}.findings`,
         deadLetter: `${name}.dlq`,
         partitions: 3,
         ...overrides.topics,

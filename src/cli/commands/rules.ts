@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { loadConfig } from '../../config/load.ts';
-import { configuredRulePaths, type LoadedRules, loadRules, type Rule, type RuleProblem } from '../../detect/rules/load.ts';
+import { configuredRulePaths, formatRuleProblem, type LoadedRules, loadRules, type Rule } from '../../detect/rules/load.ts';
 import { ErrorCodes, errorMessage } from '../../errors.ts';
 import { CLOUDTRAIL_EXTENSIONS, expandInputPaths, locateJsonError } from '../../ingest/files.ts';
 import { COMMON_HELP, parse, usageError } from '../args.ts';
@@ -61,7 +61,7 @@ async function rulesCheck(argv: string[]): Promise<number> {
   }
   const paths = positionals.length > 0 ? positionals : configuredRulePaths(loadConfig({ file: values.config }).rules);
   const loaded = await loadRules(paths);
-  for (const problem of loaded.problems) process.stdout.write(`${formatProblem(problem)}\n`);
+  for (const problem of loaded.problems) process.stdout.write(`${formatRuleProblem(problem)}\n`);
   process.stdout.write(`${summary(loaded)}\n`);
   return loaded.problems.length === 0 ? 0 : 2;
 }
@@ -78,7 +78,7 @@ async function rulesTest(argv: string[]): Promise<number> {
 
   const loaded = await loadRules([rulePath]);
   if (loaded.problems.length > 0 || loaded.rules.length === 0) {
-    for (const problem of loaded.problems) process.stderr.write(`${formatProblem(problem)}\n`);
+    for (const problem of loaded.problems) process.stderr.write(`${formatRuleProblem(problem)}\n`);
     if (loaded.problems.length === 0) process.stderr.write(`${rulePath}: no rule files (*.json, *.yml, *.yaml)\n`);
     process.stderr.write(`${summary(loaded)}\n`);
     return 2;
@@ -110,10 +110,6 @@ async function rulesTest(argv: string[]): Promise<number> {
   const width = Math.max(...loaded.rules.map((r) => r.id.length));
   for (const [r, n] of counts) process.stdout.write(`  ${r.id.padEnd(width)}  ${String(n).padStart(5)}  ${r.title}\n`);
   return matchedRecords > 0 ? 0 : 1;
-}
-
-export function formatProblem(p: RuleProblem): string {
-  return `${p.source}${p.line === undefined ? '' : `:${p.line}`}: ${p.message} [${p.code}]`;
 }
 
 function summary(loaded: LoadedRules): string {

@@ -71,6 +71,25 @@ export interface LoadedRules {
   files: string[];
 }
 
+/**
+ * The EventBridge envelope of a record, built once for all the patterns that test one record in a
+ * row (the rules stage tries every rule on an event before the next).
+ */
+let lastRecord: Record<string, unknown> | null = null;
+let lastEnvelope: Record<string, unknown> = {};
+function envelopeOf(record: Record<string, unknown>): Record<string, unknown> {
+  if (record !== lastRecord) {
+    lastEnvelope = cloudTrailEnvelope(record);
+    lastRecord = record;
+  }
+  return lastEnvelope;
+}
+
+/** A problem as `trailwatch rules check` prints it: `<file>:<line>: <message> [<code>]`. */
+export function formatRuleProblem(p: RuleProblem): string {
+  return `${p.source}${p.line === undefined ? '' : `:${p.line}`}: ${p.message} [${p.code}]`;
+}
+
 /** trailwatch's own rule pack, shipped beside this file. */
 export const DEFAULT_PACK_DIR: string = join(import.meta.dirname, 'pack');
 
@@ -249,8 +268,8 @@ function loadEventBridge(text: string, file: string): FileRules {
     tags,
     techniques: techniquesOf(tags),
     fields,
-    matches: (record) => pat.matches(cloudTrailEnvelope(record)),
-    explain: (record) => pat.explain(cloudTrailEnvelope(record)),
+    matches: (record) => pat.matches(envelopeOf(record)),
+    explain: (record) => pat.explain(envelopeOf(record)),
   };
   if (description !== undefined) rule.description = description;
   return { rules: [{ rule, line: isWrapper ? lineOf('$.id') : undefined }], problems };

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import type { Finding } from '../../src/contracts/types.ts';
+import { normalizeCloudTrail } from '../../src/ingest/cloudtrail.ts';
+import { detectorTestConfig, publishEvents, startDetector, waitCommittedToEnd } from '../helpers/detector.ts';
+import { consumeMessages } from '../helpers/kafka.ts';
+
+/** A CloudTrail record as a trail delivers it, `minutesAgo` before now. */
+function cloudTrailRecord(eventName: string, eventSource: string, minutesAgo: number, extra: Record<string, unknown> = {}) {
+  const at = new Date(Date.now() - minutesAgo * 60_000);
+  return {
+    eventVersion: '1.09',
+    userIdentity: {
+      type: 'AssumedRole',
+      principalId: 'AROAEXAMPLEID:mallory',
+      arn: 'arn:aws:sts::111122223333:assumed-role/ops/mallory',
+      accountId: '111122223333',
+      accessKeyId: 'ASIAEXAMPLE',
+      sessionContext: { sessionIssuer: { type: 'Role', arn: 'arn:aws:iam::111122223333:role/ops', userName: 'ops' } },
+    },
+    eventTime: at.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    eventSource,
+    eventName,
+    awsRegion: 'eu-west-1',
+    sourceIPAddress: '198.51.100.23',
+    userAgent: 'aws-cli/2.15.0',
+    requestParameters: { name: 'org-trail' },
+    responseElements: null,
+    requestID: `req-${eventName}-${minutesAgo}`,
+    eventID: `evt-${eventName}-${minutesAgo}`,
+    readOnly: false,
+    eventType: 'AwsApiCall',
+    managementEvent: true,
+    recipientAccountId: '111122223333',
+    eventCategory: 'Management',
+    ...extra,
+  };
+}
+
+describe('findings on the stream', { timeout: 180_000 }, () => {
+  test('a StopLogging call and a rule of the user become OCSF findings on the findings topic, read by a registry-only client', async () => {
+    // A rule of the user's own, in Sigma, matching a request parameter only the raw record carries.
+    const rulesDir = await mkdtemp(join(tmpdir(), 'tw-findings-rules-'));
+    await writeFile(
+      join(rulesDir, 'trail-named-org.yml'),
+      [
+        'title: The organization trail is touched',
+        'id: 5f0c9a1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b',
+        'level: critical',
+        'tags: [attack.t1562.008]',
+        'logsource: { product: aws, service: cloudtrail }',
+        'detection:',
+        '  selection:',
+        '    eventSource: cloudtrail.amazonaws.com',
+        '    requestParameters.name: org-trail',
+        '  condition: selection',
+        '',
+      ].join('\n'),
+    );
+    const config = await detectorTestConfig('tw-findings', { rules: { paths: [rulesDir], defaultPack: true } });
+    const stopLogging = cloudTrailRecord('StopLogging', 'cloudtrail.amazonaws.com', 3);
+    const benign = [1, 2, 4, 5].map((m) => cloudTrailRecord('DescribeInstances', 'ec2.amazonaws.com', m, { readOnly: true }));
+    const events = [stopLogging, ...benign].map((r) => normalizeCloudTrail(r, { raw: true }));
+    assert.ok(events[0]?.raw?.includes('org-trail'), 'the event carries its record');
+    await publishEvents(config, events);
+
+    const { runtime } = await startDetector(config);
+    await waitCommittedToEnd(config, config.topics.events, 90_000);
+    assert.equal(runtime.metrics.findingsEmitted, 2, 'the CIS CloudTrail-change rule and the user rule, for StopLogging only');
+
+    const messages = await consumeMessages(config.kafka.brokers, config.topics.findings, 2, { timeoutMs: 30_000, settleMs: 1_000 });
+    assert.equal(messages.length, 2);
+    const reader = new SchemaRegistry({ host: config.registry.url as string });
+    const findings = (await Promise.all(messages.map((m) => reader.decode(m.value as Buffer)))) as Finding[];
+    const byAnalytic = new Map(findings.map((f) => [f.finding_info.analytic.uid, f]));
+    const cis = byAnalytic.get('cis-aws-4.5-cloudtrail-configuration-changes');
+    const own = byAnalytic.get('5f0c9a1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b');
+    assert.ok(cis && own, `the two rules' findings: ${[...byAnalytic.keys()].join(', ')}`);
+    for (const f of [cis, own]) {
+      assert.equal(f.class_uid, 2004);
+      assert.equal(f.api?.operation, 'StopLogging');
+      assert.equal(f.cloud.account?.uid, '111122223333');
+      assert.equal(f.actor?.user?.uid, 'arn:aws:sts::111122223333:assumed-role/ops');
+      assert.equal(f.evidences.length, 1);
+    }
+    assert.equal(own.severity_id, 5, 'critical');
+    assert.deepEqual(
+      own.attacks.map((a) => a.technique.uid),
+      ['T1562.008'],
+    );
+    assert.equal(String(messages[0]?.key), messages[0] && findings[0]?.finding_info.uid);
+  });
+});
