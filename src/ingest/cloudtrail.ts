@@ -85,7 +85,7 @@ export function normalizeCloudTrail(record: unknown, options: NormalizeOptions =
     sourceIp: str(record.sourceIPAddress),
     userAgent: str(record.userAgent),
     attributes,
-    ...(options.raw ? { raw: JSON.stringify(record) } : {}),
+    raw: options.raw ? JSON.stringify(record) : null,
   };
 }
 

@@ -86,14 +86,14 @@ describe('trailwatch publish cloudtrail', { timeout: 180_000 }, () => {
         recipientAccountId: '123456789012',
         userIdentity: { type: 'IAMUser', accountId: '123456789012', arn: `arn:aws:iam::123456789012:user/${user}` },
       });
-      // A 600 KB principal is in the key and twice in the value (principal, userIdentityArn).
+      // A 600 KB principal is in the key and three times in the value (principal, userIdentityArn, the record in raw).
       const records = [record(0, 'alice'), record(1, 'p'.repeat(600_000)), record(2, 'bob'), record(3, 'carol')];
       await writeFile(join(dir, 'big.json.gz'), gzipSync(JSON.stringify({ Records: records })));
       const r = await cli(['publish', 'cloudtrail', '--topic', topic, dir], env);
       assert.equal(r.code, 2, r.stderr);
       assert.match(
         r.stderr,
-        /big\.json\.gz:1: event \S+ is \d+ bytes as a record \(key 600\d{3}, value 1200\d{3}\), over the topic's max\.message\.bytes of \d+ \[TW_RECORD_TOO_LARGE\]/,
+        /big\.json\.gz:1: event \S+ is \d+ bytes as a record \(key 600\d{3}, value 1800\d{3}\), over the topic's max\.message\.bytes of \d+ \[TW_RECORD_TOO_LARGE\]/,
       );
       assert.match(r.stdout, new RegExp(`^3 records published to ${topic} from 1 files, 1 rejected`));
       assert.equal(await topicRecordCount(stack.brokers, topic, 3), 3);

@@ -28,6 +28,7 @@ const event: AuditEvent = {
   sourceIp: '198.51.100.7',
   userAgent: null,
   attributes: { sessionName: 'ci-run-42' },
+  raw: '{"eventName":"GetObject"}',
 };
 
 const start: Insight = {
@@ -187,7 +188,7 @@ describe('AuditEvent schema', () => {
   });
 
   test('optional fields may be left out: Avro fills their defaults', () => {
-    const { readOnly: _r, errorCode: _e, sourceIp: _s, userAgent: _u, attributes: _a, ...required } = event;
+    const { readOnly: _r, errorCode: _e, sourceIp: _s, userAgent: _u, attributes: _a, raw: _raw, ...required } = event;
     assertAuditEvent(required);
     assert.deepEqual(plain(auditEventType.fromBuffer(auditEventType.toBuffer(required))), {
       ...required,
@@ -196,6 +197,7 @@ describe('AuditEvent schema', () => {
       sourceIp: null,
       userAgent: null,
       attributes: {},
+      raw: null,
     });
   });
 

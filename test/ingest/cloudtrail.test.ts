@@ -112,7 +112,17 @@ describe('normalizeCloudTrail on handcrafted fixtures', () => {
         accessKeyId: 'ASIAFIXTUREDEPLOY001',
         userIdentityArn: 'arn:aws:sts::111122223333:assumed-role/deploy-role/ci-run-42',
       },
+      raw: null,
     });
+  });
+
+  test('raw: the whole record travels as JSON when asked, and only then', () => {
+    for (const record of records) {
+      const kept = normalizeCloudTrail(record, { raw: true });
+      assert.deepEqual(JSON.parse(kept.raw ?? 'null'), record);
+      assert.equal(normalizeCloudTrail(record).raw, null);
+      assert.deepEqual({ ...kept, raw: null }, normalizeCloudTrail(record), 'nothing else changes');
+    }
   });
 
   test('an AWSService call keeps the service in invokedBy; an AWSAccount call is attributed to the calling account', () => {

@@ -76,7 +76,7 @@ describe('encodeDeliveries', () => {
 
   test('a record over maxMessageBytes is an error item with file and index, the others go on', async () => {
     const all = await collect([DIR], settings, 1);
-    const small = await collect([DIR], { ...settings, maxMessageBytes: 700 }, 1);
+    const small = await collect([DIR], { ...settings, raw: false, maxMessageBytes: 700 }, 1);
     const refused = small.errors.filter((e) => e.code === 'TW_RECORD_TOO_LARGE');
     assert.ok(refused.length > 0 && small.records.length > 0, 'the bound splits the fixtures');
     assert.equal(small.records.length + refused.length, all.records.length);

@@ -29,6 +29,7 @@ const event: AuditEvent = {
   sourceIp: '198.51.100.7',
   userAgent: 'aws-cli/2.15',
   attributes: { sessionName: 'ci-run-42' },
+  raw: null,
 };
 
 /** AuditEvent as a newer producer might publish it: one optional field more (BACKWARD compatible). */
