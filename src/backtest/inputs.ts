@@ -68,9 +68,9 @@ export async function formatOfPath(path: string): Promise<InputFormat | null> {
 }
 
 /** Events (and error items) of every input, in file order then record order: not sorted by time. */
-export async function* readInputs(paths: string[], format: InputFormat): AsyncGenerator<InputItem> {
+export async function* readInputs(paths: string[], format: InputFormat, options: { raw?: boolean } = {}): AsyncGenerator<InputItem> {
   if (format === 'cloudtrail') {
-    yield* normalizeDeliveries(readCloudTrailDeliveries(paths));
+    yield* normalizeDeliveries(readCloudTrailDeliveries(paths), options);
   } else if (format === 'jsonl') {
     yield* readJsonLines(paths);
   } else {
@@ -250,6 +250,12 @@ export interface InputEventsOptions {
   onRejected?: (item: DeliveryErrorItem) => void;
   /** Called for each record read (good or bad), e.g. for progress. */
   onRead?: () => void;
+  /**
+   * Called for each event as it is read, before the sort, with its CloudTrail record in `raw`
+   * (cloudtrail inputs): for the single-event rules, which need no order. The record is dropped
+   * after the call, so the sort holds normalized events only.
+   */
+  onEvent?: (event: AuditEvent) => void;
 }
 
 /**
@@ -273,10 +279,18 @@ export async function* inputEvents(paths: string[], options: InputEventsOptions)
     return;
   }
   const events: AuditEvent[] = [];
-  for await (const item of readInputs(paths, format)) {
+  const { onEvent } = options;
+  for await (const item of readInputs(paths, format, { raw: onEvent !== undefined })) {
     onRead?.();
-    if (item.kind === 'error') onRejected?.(item);
-    else if (presorted) yield item.event;
+    if (item.kind === 'error') {
+      onRejected?.(item);
+      continue;
+    }
+    if (onEvent) {
+      onEvent(item.event);
+      item.event.raw = null;
+    }
+    if (presorted) yield item.event;
     else events.push(item.event);
   }
   events.sort((a, b) => a.eventTimeMs - b.eventTimeMs);

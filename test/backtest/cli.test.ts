@@ -125,4 +125,30 @@ describe('trailwatch backtest', () => {
     assert.equal(code, 0);
     assert.match(stdout, /^Usage: trailwatch backtest/);
   });
+
+  test('--findings: the rules run on every record, their OCSF findings written with the record; a bad rule stops it', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'tw-backtest-findings-'));
+    try {
+      const input = join(REPO_ROOT, 'test/fixtures/cloudtrail/rules/stoplogging.json');
+      const file = join(out, 'findings.jsonl');
+      const r = await backtest(['--summary', '--findings', file, input]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /findings +1 from 15 rules/);
+      const [finding] = jsonLines<{
+        class_uid: number;
+        finding_info: { analytic: { uid: string } };
+        evidences: Array<{ data: { raw: string } }>;
+      }>(await readFile(file, 'utf8'));
+      assert.equal(finding?.class_uid, 2004);
+      assert.equal(finding?.finding_info.analytic.uid, 'cis-aws-4.5-cloudtrail-configuration-changes');
+      assert.match(finding?.evidences[0]?.data.raw ?? '', /"eventName":"StopLogging"/);
+
+      await writeFile(join(out, 'bad.yml'), 'title: broken\nid: x\ndetection: {}\n');
+      const bad = await backtest(['--findings', file, input], { TRAILWATCH_RULES__PATHS: JSON.stringify([join(out, 'bad.yml')]) });
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /bad\.yml:\d+: .*trailwatch rules check/);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
 });

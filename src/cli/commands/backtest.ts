@@ -5,6 +5,10 @@ import { type BacktestStats, runBacktest, SERIES_HEADER, seriesLine } from '../.
 import { formatOfPath, INPUT_FORMATS, type InputFormat, inputEvents } from '../../backtest/inputs.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { Config, ConfigInput } from '../../config/schema.ts';
+import type { AuditEvent } from '../../contracts/types.ts';
+import { RuleSet, ruleFinding } from '../../detect/rules/evaluate.ts';
+import { configuredRulePaths, formatRuleProblem, loadRules } from '../../detect/rules/load.ts';
+import { findingJson } from '../../emit/finding.ts';
 import { ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
 
@@ -26,6 +30,8 @@ Options:
       --format F       cloudtrail|jsonl|counts (default: by extension; directories: cloudtrail)
       --insights FILE  Insights as JSON lines, one per line (default: stdout)
       --series FILE    CSV timestamp,key,count,baseline,score per key per judged bucket
+      --findings FILE  the rules' findings (rules.paths and the default pack, as \`run\` loads
+                       them) as OCSF JSON lines; without it they are only counted (--summary)
       --summary        print totals to stderr: events, rejected, late, duplicates, keys,
                        Insights, open at end, time taken
       --presorted      inputs are already in event-time order: stream them, do not sort in
@@ -128,6 +134,20 @@ async function resolveFormat(paths: string[], given: string | undefined): Promis
 
 const n = (x: number): string => x.toLocaleString('en-US');
 
+/** The rules `run` would load; a rule with a problem stops the backtest as it would stop `run`. */
+async function backtestRules(config: Config): Promise<RuleSet> {
+  const loaded = await loadRules(configuredRulePaths(config.rules));
+  const first = loaded.problems[0];
+  if (first !== undefined) {
+    throw new TrailwatchError(
+      ErrorCodes.RULE_INVALID,
+      `${loaded.problems.length} rule problem(s), the first: ${formatRuleProblem(first)}; \`trailwatch rules check\` lists them all`,
+      { fault: 'user' },
+    );
+  }
+  return new RuleSet(loaded.rules);
+}
+
 export async function backtestCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
@@ -135,6 +155,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
       format: { type: 'string' },
       insights: { type: 'string' },
       series: { type: 'string' },
+      findings: { type: 'string' },
       summary: { type: 'boolean' },
       presorted: { type: 'boolean' },
       'batch-size': { type: 'string' },
@@ -166,6 +187,9 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     );
   }
 
+  const rules = await backtestRules(config);
+  const findingsOut = values.findings === undefined ? undefined : await openSink(values.findings, '--findings');
+  let findings = 0;
   const insightsOut = await openSink(values.insights, '--insights');
   const seriesOut = values.series === undefined ? undefined : await openSink(values.series, '--series');
   seriesOut?.write(SERIES_HEADER);
@@ -194,6 +218,16 @@ export async function backtestCommand(argv: string[]): Promise<number> {
         rejected++;
         process.stderr.write(`rejected ${item.error.message} [${item.error.code}]\n`);
       },
+      ...(rules.size > 0
+        ? {
+            onEvent: (event: AuditEvent) => {
+              for (const rule of rules.match(event)) {
+                findings++;
+                findingsOut?.write(JSON.stringify(findingJson(ruleFinding({ rule, event }, 'backtest'))));
+              }
+            },
+          }
+        : {}),
     });
     stats = await runBacktest(events, config.detector, {
       batchSize,
@@ -214,6 +248,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
   } finally {
     await insightsOut.close();
     await seriesOut?.close();
+    await findingsOut?.close();
   }
   if (tty && performance.now() - started >= 1000) process.stderr.write('\x1b[K');
 
@@ -235,6 +270,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
         `  keys             ${n(stats.keysCreated)} created, ${n(stats.activeKeys)} active at end`,
         `  Insights         ${n(stats.starts)} Start, ${n(stats.ends)} End`,
         `  open at end      ${n(stats.openAtEnd)}`,
+        `  findings         ${n(findings)} from ${n(rules.size)} rules`,
         `  time             ${seconds.toFixed(2)} s, ${n(Math.round(stats.eventsIn / Math.max(seconds, 1e-3)))} events/s`,
       ]
         .map((line) => `${line}\n`)
