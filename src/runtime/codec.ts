@@ -1,6 +1,6 @@
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import avro, { type Type } from 'avsc';
-import { assertAuditEvent, auditEventType, insightType } from '../contracts/schemas.ts';
+import { assertAuditEvent, auditEventType, findingType, insightType } from '../contracts/schemas.ts';
 import type { AuditEvent, Finding, Insight } from '../contracts/types.ts';
 import { BadRecordError, ErrorCodes } from '../errors.ts';
 import { registryError, registryUnreachable } from './registry.ts';
@@ -23,6 +23,7 @@ export class EventCodec {
   private readonly maxRecordBytes: number;
   private readonly eventDecoders = new Map<number, BodyDecoder>();
   private readonly insightDecoders = new Map<number, BodyDecoder>();
+  private readonly findingDecoders = new Map<number, BodyDecoder>();
 
   constructor(registry: SchemaRegistry, options: { maxRecordBytes?: number } = {}) {
     this.registry = registry;
@@ -53,6 +54,10 @@ export class EventCodec {
 
   async decodeInsight(value: Buffer | null): Promise<Insight> {
     return (await this.decode(value, insightType, this.insightDecoders)) as Insight;
+  }
+
+  async decodeFinding(value: Buffer | null): Promise<Finding> {
+    return (await this.decode(value, findingType, this.findingDecoders)) as Finding;
   }
 
   private async decode(value: Buffer | null, reader: Type, decoders: Map<number, BodyDecoder>): Promise<unknown> {

@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Finding } from '../../src/contracts/types.ts';
 import { normalizeCloudTrail } from '../../src/ingest/cloudtrail.ts';
+import { cli } from '../helpers/cli.ts';
 import { detectorTestConfig, publishEvents, startDetector, waitCommittedToEnd } from '../helpers/detector.ts';
 import { consumeMessages } from '../helpers/kafka.ts';
 
@@ -93,5 +94,23 @@ describe('findings on the stream', { timeout: 180_000 }, () => {
       ['T1562.008'],
     );
     assert.equal(String(messages[0]?.key), messages[0] && findings[0]?.finding_info.uid);
+
+    // What a SIEM reads: `trailwatch tail --findings` prints them as OCSF JSON, nulls left out.
+    const tail = await cli(['tail', '--findings', '--from-beginning', '--max', '2', '--timeout-ms', '30000'], {
+      KAFKA_BROKERS: config.kafka.brokers.join(','),
+      SCHEMA_REGISTRY_URL: config.registry.url,
+      TRAILWATCH_TOPICS__FINDINGS: config.topics.findings,
+    });
+    assert.equal(tail.code, 0, tail.stderr);
+    const printed = tail.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(printed.length, 2);
+    for (const p of printed) {
+      assert.equal(p.class_uid, 2004);
+      const nulls = [...Object.entries(p), ...Object.entries(p.finding_info as Record<string, unknown>)].filter(([, v]) => v === null);
+      assert.deepEqual(nulls, [], 'null fields are left out');
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Insight } from '../../contracts/types.ts';
+import { findingJson } from '../../emit/finding.ts';
 import { EventCodec } from '../../runtime/codec.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { createRegistry } from '../../runtime/registry.ts';
@@ -10,12 +11,15 @@ import { waitForSignal } from './run.ts';
 export const TAIL_USAGE = `Usage: trailwatch tail [options]
 
 Prints the alerts topic as CloudTrail-Insights-shaped JSON, one Insight per line, decoding each
-record with the schema the registry names in it. Reads only committed records.
+record with the schema the registry names in it; with --findings, the findings topic as OCSF
+Detection Findings (JSON, null fields left out); with --all, both. Reads only committed records.
 
 Options:
       --topic NAME        alerts topic (default: topics.alerts, "trailwatch.insights")
+      --findings          the findings topic instead (topics.findings, "trailwatch.findings")
+      --all               the alerts and the findings topics, interleaved as they come
       --from-beginning    start at the oldest record (default: only new ones)
-      --max N             exit after N Insights
+      --max N             exit after N records printed
       --timeout-ms N      exit after N ms (default: run until SIGINT/SIGTERM)
       --cloudtrail-only   drop trailwatch's own "trailwatch" field
 ${COMMON_HELP}`;
@@ -29,6 +33,8 @@ export async function tailCommand(argv: string[]): Promise<number> {
       max: { type: 'string' },
       'timeout-ms': { type: 'string' },
       'cloudtrail-only': { type: 'boolean' },
+      findings: { type: 'boolean' },
+      all: { type: 'boolean' },
     },
     TAIL_USAGE,
   );
@@ -39,7 +45,9 @@ export async function tailCommand(argv: string[]): Promise<number> {
   const max = intOption(values.max, 'max', TAIL_USAGE);
   const timeoutMs = intOption(values['timeout-ms'], 'timeout-ms', TAIL_USAGE);
   const session = await openSession(values, { autoStart: false });
-  const topic = values.topic ?? session.config.topics.alerts;
+  const alerts = values.findings ? null : (values.topic ?? session.config.topics.alerts);
+  const findingsTopic = values.findings || values.all ? session.config.topics.findings : null;
+  const topics = [alerts, findingsTopic].filter((t): t is string => t !== null);
   const codec = new EventCodec(createRegistry(session.config.registry));
   const kafka = createKafka(session.config.kafka, session.logger);
   // A throwaway group: tail never moves anyone else's offsets.
@@ -50,18 +58,25 @@ export async function tailCommand(argv: string[]): Promise<number> {
     done = resolve;
   });
   await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: values['from-beginning'] ?? false });
+  await consumer.subscribe({ topics, fromBeginning: values['from-beginning'] ?? false });
   await consumer.run({
-    eachMessage: async ({ message, partition }) => {
+    eachMessage: async ({ topic, message, partition }) => {
       if (max !== undefined && printed >= max) return;
       try {
-        const insight: Insight = await codec.decodeInsight(message.value);
-        const { trailwatch, ...cloudtrail } = insight;
-        process.stdout.write(`${JSON.stringify(values['cloudtrail-only'] ? cloudtrail : { ...cloudtrail, trailwatch })}\n`);
+        if (topic === findingsTopic) {
+          process.stdout.write(`${JSON.stringify(findingJson(await codec.decodeFinding(message.value)))}\n`);
+        } else {
+          const insight: Insight = await codec.decodeInsight(message.value);
+          const { trailwatch, ...cloudtrail } = insight;
+          process.stdout.write(`${JSON.stringify(values['cloudtrail-only'] ? cloudtrail : { ...cloudtrail, trailwatch })}\n`);
+        }
         printed++;
         if (max !== undefined && printed >= max) done();
       } catch (err) {
-        session.logger.warn({ partition, offset: message.offset, err: (err as Error).message }, 'skipping a record that is not an Insight');
+        session.logger.warn(
+          { topic, partition, offset: message.offset, err: (err as Error).message },
+          `skipping a record that is not ${topic === findingsTopic ? 'a Finding' : 'an Insight'}`,
+        );
       }
     },
   });
