@@ -6,9 +6,10 @@
 import { createHash } from 'node:crypto';
 import type { TopicsConfig } from '../../src/config/schema.ts';
 import { topicsSchema } from '../../src/config/schema.ts';
+import { auditEventSchema } from '../../src/contracts/schemas.ts';
 import type { AuditEvent } from '../../src/contracts/types.ts';
 import { EventCodec } from '../../src/runtime/codec.ts';
-import { registerContracts, type SchemaRegistry } from '../../src/runtime/registry.ts';
+import { registerContract, type SchemaRegistry } from '../../src/runtime/registry.ts';
 import { planSends } from '../../src/transport/batching.ts';
 import { partitionForKey } from '../../src/transport/partitioner.ts';
 import type { OutRecord, Transport } from '../../src/transport/types.ts';
@@ -118,7 +119,7 @@ export async function fillTopic(o: FillOptions): Promise<FillResult> {
   const startMs = o.startMs ?? DEFAULT_START_MS;
 
   const topics: TopicsConfig = topicsSchema.parse({ events: o.topic });
-  const schemaId = (await registerContracts(o.registry, topics)).auditEvent;
+  const schemaId = await registerContract(o.registry, auditEventSchema, topics.events);
   const codec = new EventCodec(o.registry);
   const producer = o.transport.producer();
   await producer.connect();

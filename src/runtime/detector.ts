@@ -1,8 +1,7 @@
 import type { Config } from '../config/schema.ts';
 import type { AuditEvent, Insight } from '../contracts/types.ts';
 import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
-import { RuleSet, ruleFinding } from '../detect/rules/evaluate.ts';
-import { configuredRulePaths, formatRuleProblem, loadRules, type RuleProblem } from '../detect/rules/load.ts';
+import { RuleSet, ruleFinding, ruleSetFromConfig } from '../detect/rules/evaluate.ts';
 import {
   type ActionRecord,
   ActionStage,
@@ -598,19 +597,9 @@ export class DetectorRuntime {
     return records;
   }
 
-  /** rules.paths and the default pack, refused whole when any rule has a problem (as `trailwatch rules check` lists them). */
+  /** rules.paths and the default pack; a rule with a problem stops the start. */
   private async loadRuleSet(): Promise<RuleSet> {
-    const { rules: config } = this.opts.config;
-    const loaded = await loadRules(configuredRulePaths(config));
-    if (loaded.problems.length > 0) {
-      const first = loaded.problems[0] as RuleProblem;
-      throw new TrailwatchError(
-        ErrorCodes.RULE_INVALID,
-        `${loaded.problems.length} rule ${loaded.problems.length === 1 ? 'problem' : 'problems'}, the first: ${formatRuleProblem(first)}; ` +
-          '`trailwatch rules check` lists them all',
-        { fault: 'user', details: { problems: loaded.problems.length } },
-      );
-    }
+    const { set, loaded } = await ruleSetFromConfig(this.opts.config.rules);
     if (loaded.correlations.length > 0) {
       this.log.warn(
         { correlations: loaded.correlations.map((c) => `${c.source}: ${c.rule.id}`) },
@@ -618,7 +607,7 @@ export class DetectorRuntime {
       );
     }
     this.log.info({ rules: loaded.rules.length, files: loaded.files.length }, 'rules loaded');
-    return new RuleSet(loaded.rules);
+    return set;
   }
 
   /** Counts a committed batch's dead letters; one log line per batch (a backlog of old records may dead-letter every one). */

@@ -1,5 +1,6 @@
 import type { Kafka } from 'kafkajs';
 import type { TopicsConfig } from '../config/schema.ts';
+import { auditEventSchema } from '../contracts/schemas.ts';
 import type { AuditEvent } from '../contracts/types.ts';
 import {
   BATCH_OVERHEAD_BYTES,
@@ -15,7 +16,7 @@ import type { Logger } from '../logger.ts';
 import { KafkajsAdmin } from '../transport/kafkajs/admin.ts';
 import { KafkajsProducer } from '../transport/kafkajs/producer.ts';
 import type { OutRecord, Producer, Transport } from '../transport/types.ts';
-import { registerContracts, type SchemaRegistry } from './registry.ts';
+import { registerContract, type SchemaRegistry } from './registry.ts';
 import { untilStarted } from './startup.ts';
 
 export { eventKey };
@@ -114,7 +115,7 @@ export class EventPublisher {
   async start(): Promise<void> {
     // A registry warming up (its first registration can take seconds) or restarting is waited for.
     const wait = { waitMs: this.options.startupWaitMs, log: this.options.log };
-    this.schemaIdValue = (await untilStarted(() => registerContracts(this.registry, this.topics), wait)).auditEvent;
+    this.schemaIdValue = await untilStarted(() => registerContract(this.registry, auditEventSchema, this.topics.events), wait);
     this.header = wireHeader(this.schemaIdValue);
     const admin = await this.transport.admin();
     try {

@@ -40,23 +40,25 @@ export interface ContractIds {
   finding: number;
 }
 
-/** Registers the contracts under TopicNameStrategy subjects with BACKWARD compatibility. */
+/** Registers one contract under its topic's TopicNameStrategy subject with BACKWARD compatibility; its id. */
+export async function registerContract(registry: SchemaRegistry, schema: AvroRecordSchema, topic: string): Promise<number> {
+  try {
+    const { id } = await registry.register(
+      { type: SchemaType.AVRO, schema: JSON.stringify(schema) },
+      { subject: valueSubject(topic), compatibility: COMPATIBILITY.BACKWARD },
+    );
+    return id;
+  } catch (err) {
+    throw registryError(err, `registering ${schema.name} under ${valueSubject(topic)}`);
+  }
+}
+
+/** Registers every contract (what the detector reads and writes). */
 export async function registerContracts(registry: SchemaRegistry, topics: TopicsConfig): Promise<ContractIds> {
-  const register = async (schema: AvroRecordSchema, topic: string): Promise<number> => {
-    try {
-      const { id } = await registry.register(
-        { type: SchemaType.AVRO, schema: JSON.stringify(schema) },
-        { subject: valueSubject(topic), compatibility: COMPATIBILITY.BACKWARD },
-      );
-      return id;
-    } catch (err) {
-      throw registryError(err, `registering ${schema.name} under ${valueSubject(topic)}`);
-    }
-  };
   return {
-    auditEvent: await register(auditEventSchema, topics.events),
-    insight: await register(insightSchema, topics.alerts),
-    finding: await register(findingSchema, topics.findings),
+    auditEvent: await registerContract(registry, auditEventSchema, topics.events),
+    insight: await registerContract(registry, insightSchema, topics.alerts),
+    finding: await registerContract(registry, findingSchema, topics.findings),
   };
 }
 

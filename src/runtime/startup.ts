@@ -5,7 +5,7 @@ import type { Logger } from '../logger.ts';
 export const STARTUP_WAIT_MS = 120_000;
 
 /** Whether a Kafka client error is worth another try (broker restarting, leader moving, coordinator loading). */
-export function retriable(err: unknown): boolean {
+function retriable(err: unknown): boolean {
   const e = err as { retriable?: boolean; name?: string; canRetry?: boolean };
   return e?.retriable === true || e?.canRetry === true || /Connection|NotLeader|Coordinator|Leader|Timeout/i.test(e?.name ?? '');
 }

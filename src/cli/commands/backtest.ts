@@ -6,8 +6,7 @@ import { formatOfPath, INPUT_FORMATS, type InputFormat, inputEvents } from '../.
 import { loadConfig } from '../../config/load.ts';
 import type { Config, ConfigInput } from '../../config/schema.ts';
 import type { AuditEvent } from '../../contracts/types.ts';
-import { RuleSet, ruleFinding } from '../../detect/rules/evaluate.ts';
-import { configuredRulePaths, formatRuleProblem, loadRules } from '../../detect/rules/load.ts';
+import { ruleFinding, ruleSetFromConfig } from '../../detect/rules/evaluate.ts';
 import { findingJson } from '../../emit/finding.ts';
 import { ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
@@ -134,20 +133,6 @@ async function resolveFormat(paths: string[], given: string | undefined): Promis
 
 const n = (x: number): string => x.toLocaleString('en-US');
 
-/** The rules `run` would load; a rule with a problem stops the backtest as it would stop `run`. */
-async function backtestRules(config: Config): Promise<RuleSet> {
-  const loaded = await loadRules(configuredRulePaths(config.rules));
-  const first = loaded.problems[0];
-  if (first !== undefined) {
-    throw new TrailwatchError(
-      ErrorCodes.RULE_INVALID,
-      `${loaded.problems.length} rule problem(s), the first: ${formatRuleProblem(first)}; \`trailwatch rules check\` lists them all`,
-      { fault: 'user' },
-    );
-  }
-  return new RuleSet(loaded.rules);
-}
-
 export async function backtestCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
@@ -187,7 +172,8 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     );
   }
 
-  const rules = await backtestRules(config);
+  // The rules `run` would load; a rule with a problem stops the backtest as it would stop `run`.
+  const rules = (await ruleSetFromConfig(config.rules)).set;
   const findingsOut = values.findings === undefined ? undefined : await openSink(values.findings, '--findings');
   let findings = 0;
   const insightsOut = await openSink(values.insights, '--insights');

@@ -1,6 +1,8 @@
+import type { RulesConfig } from '../../config/schema.ts';
 import type { AuditEvent, Finding } from '../../contracts/types.ts';
 import { buildFinding, techniquesFromSigmaTags } from '../../emit/finding.ts';
-import type { Rule } from './load.ts';
+import { ErrorCodes, TrailwatchError } from '../../errors.ts';
+import { configuredRulePaths, formatRuleProblem, type LoadedRules, loadRules, type Rule } from './load.ts';
 
 /**
  * Single-event rules on the stream: every event of a batch against every loaded rule, each match
@@ -59,6 +61,24 @@ export function normalizedRecord(e: AuditEvent): Record<string, unknown> {
   if (a.managementEvent !== undefined) record.managementEvent = a.managementEvent === 'true';
   if (a.requestId !== undefined) record.requestID = a.requestId;
   return record;
+}
+
+/**
+ * The rules `run` and `backtest` use (rules.paths and the default pack), refused whole when any
+ * rule has a problem, as `trailwatch rules check` lists them.
+ */
+export async function ruleSetFromConfig(config: RulesConfig): Promise<{ set: RuleSet; loaded: LoadedRules }> {
+  const loaded = await loadRules(configuredRulePaths(config));
+  const first = loaded.problems[0];
+  if (first !== undefined) {
+    const n = loaded.problems.length;
+    throw new TrailwatchError(
+      ErrorCodes.RULE_INVALID,
+      `${n} rule ${n === 1 ? 'problem' : 'problems'}, the first: ${formatRuleProblem(first)}; \`trailwatch rules check\` lists them all`,
+      { fault: 'user', details: { problems: n } },
+    );
+  }
+  return { set: new RuleSet(loaded.rules), loaded };
 }
 
 export interface RuleMatch {
