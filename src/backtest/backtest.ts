@@ -10,8 +10,9 @@
  * as open at the end.
  */
 import type { DetectorConfig } from '../config/schema.ts';
-import type { AuditEvent, Insight } from '../contracts/types.ts';
+import type { AuditEvent, Finding, Insight } from '../contracts/types.ts';
 import type { BucketObservation } from '../detect/engine.ts';
+import type { FindingSetup } from '../detect/findings.ts';
 import { Topology } from '../detect/topology.ts';
 
 export const DEFAULT_BATCH_SIZE = 500;
@@ -36,6 +37,10 @@ export interface BacktestOptions {
   onInsight?: (insight: Insight, watermarkMs: number) => void;
   /** Each judged bucket of each key (keys with data in the bucket, or with an Insight candidate or open). */
   onBucket?: (observation: BucketObservation) => void;
+  /** Rules, correlations, first-seen and breadth as `run` has them; absent: Insights only. */
+  findings?: FindingSetup;
+  /** Each finding as it comes out, with the slowest first-stage watermark at that moment. */
+  onFinding?: (finding: Finding, watermarkMs: number) => void;
 }
 
 export interface BacktestStats {
@@ -48,6 +53,8 @@ export interface BacktestStats {
   activeKeys: number;
   starts: number;
   ends: number;
+  /** Findings (Creates and Updates). */
+  findings: number;
   /** Insights started and not ended when the input ran out. */
   openAtEnd: number;
   /** null until an event was seen. */
@@ -63,6 +70,8 @@ export class Backtest {
   private readonly batchSize: number;
   private readonly batchSpanMs: number | undefined;
   private readonly onInsight: BacktestOptions['onInsight'];
+  private readonly onFinding: BacktestOptions['onFinding'];
+  private findingCount = 0;
   private batch: AuditEvent[] = [];
   private batchSlot = Number.NaN;
   private readonly open = new Set<string>();
@@ -77,12 +86,14 @@ export class Backtest {
     this.batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
     this.batchSpanMs = options.batchSpanMs;
     this.onInsight = options.onInsight;
+    this.onFinding = options.onFinding;
     const partitions = Math.max(1, options.partitions ?? 1);
     this.bucketMs = detector.bucketMs;
     this.topology = new Topology(detector, {
       partitions,
       actionPartitions: Math.max(1, options.actionPartitions ?? partitions),
       ...(options.onBucket ? { onBucket: options.onBucket } : {}),
+      ...(options.findings ? { findings: options.findings } : {}),
     });
   }
 
@@ -130,6 +141,7 @@ export class Backtest {
       activeKeys: sum((e) => e.activeKeys),
       starts: this.starts,
       ends: this.ends,
+      findings: this.findingCount,
       openAtEnd: this.open.size,
       firstEventMs: this.firstEventMs,
       lastEventMs: this.lastEventMs,
@@ -148,6 +160,10 @@ export class Backtest {
         this.open.delete(insight.sharedEventID);
       }
       this.onInsight?.(insight, watermarkMs);
+    }
+    for (const finding of this.topology.drainFindings()) {
+      this.findingCount++;
+      this.onFinding?.(finding, watermarkMs);
     }
   }
 }

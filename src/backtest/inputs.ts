@@ -251,11 +251,10 @@ export interface InputEventsOptions {
   /** Called for each record read (good or bad), e.g. for progress. */
   onRead?: () => void;
   /**
-   * Called for each event as it is read, before the sort, with its CloudTrail record in `raw`
-   * (cloudtrail inputs): for the single-event rules, which need no order. The record is dropped
-   * after the call, so the sort holds normalized events only.
+   * Keep each event's CloudTrail record in `raw` (cloudtrail inputs), for rules that read fields
+   * the normalized event lacks. Off by default: the sort then holds normalized events only.
    */
-  onEvent?: (event: AuditEvent) => void;
+  keepRaw?: boolean;
 }
 
 /**
@@ -279,16 +278,11 @@ export async function* inputEvents(paths: string[], options: InputEventsOptions)
     return;
   }
   const events: AuditEvent[] = [];
-  const { onEvent } = options;
-  for await (const item of readInputs(paths, format, { raw: onEvent !== undefined })) {
+  for await (const item of readInputs(paths, format, { raw: options.keepRaw === true })) {
     onRead?.();
     if (item.kind === 'error') {
       onRejected?.(item);
       continue;
-    }
-    if (onEvent) {
-      onEvent(item.event);
-      item.event.raw = null;
     }
     if (presorted) yield item.event;
     else events.push(item.event);

@@ -164,6 +164,11 @@ export const detectorSchema = z.strictObject({
     .default({ apiCallRate: true, apiErrorRate: true }),
   /** Count read-only calls in call-rate Insights too (CloudTrail counts writes only). */
   includeReadOnly: z.boolean().default(false),
+  /**
+   * Count the sensitivity catalog's read-only calls (secret and parameter reads, …) in call-rate
+   * Insights even when includeReadOnly is false: secret harvesting is reads only.
+   */
+  sensitiveReads: z.boolean().default(true),
   /** Most keys kept in memory; the least recently active is evicted beyond it. */
   maxKeys: z.number().int().positive().default(1_000_000),
   /** A key with no events for this long is dropped. */
@@ -212,12 +217,103 @@ export const rulesSchema = z.strictObject({
   defaultPack: z.boolean().default(true),
 });
 
+const severitySchema = z.enum(['informational', 'low', 'medium', 'high', 'critical']);
+
+const profileSchema = z.strictObject({
+  learningMs: z.number().int().nonnegative().optional(),
+  forgetMs: z.number().int().positive().optional(),
+  baseSeverity: severitySchema.optional(),
+  catalogShift: z.number().int().min(-4).max(4).optional(),
+});
+
+export const findingsSchema = z.strictObject({
+  /**
+   * Repeats of one rule by one principal within one window of this length (aligned to the epoch)
+   * are one finding: the first match is a Create at once, the repeats one Update with their count
+   * when the window closes.
+   */
+  foldMs: z.number().int().positive().default(HOUR_MS),
+  firstSeen: z
+    .strictObject({
+      /** A principal calling an action, from a region, or with an error code it has not shown before. */
+      enabled: z.boolean().default(true),
+      /** No judgement before a principal has been watched this long (per type in `profiles`). */
+      learningMs: z
+        .number()
+        .int()
+        .nonnegative()
+        .default(7 * DAY_MS),
+      /** A value not seen for this long is forgotten. */
+      forgetMs: z
+        .number()
+        .int()
+        .positive()
+        .default(30 * DAY_MS),
+      /** First-seen values of one principal within this long are one finding. */
+      groupMs: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * MINUTE_MS),
+      /** Findings below this severity are not emitted (a person's new ordinary action is informational). */
+      minSeverity: severitySchema.default('low'),
+      /** Per principal type (IAMUser, AssumedRole, Root, AWSService, and `Human` for people). */
+      profiles: z.record(z.string(), profileSchema).default({}),
+      maxPrincipals: z.number().int().positive().default(100_000),
+      maxValuesPerPrincipal: z.number().int().positive().default(1_000),
+    })
+    .prefault({}),
+  breadth: z
+    .strictObject({
+      /** Distinct actions (and distinct denied actions) per principal in a sliding window, against its own daily peaks. */
+      enabled: z.boolean().default(true),
+      windowMs: z
+        .number()
+        .int()
+        .positive()
+        .default(5 * MINUTE_MS),
+      /** Floor: fewer distinct actions in the window never fire. */
+      minDistinct: z.number().int().positive().default(10),
+      minDeniedDistinct: z.number().int().positive().default(5),
+      /** Fires at max(floor, factor × the principal's highest daily peak of the last historyDays). */
+      factor: z.number().gt(1).default(2),
+      historyDays: z.number().int().positive().default(14),
+      learningMs: z
+        .number()
+        .int()
+        .nonnegative()
+        .default(3 * DAY_MS),
+      severity: severitySchema.default('medium'),
+      maxPrincipals: z.number().int().positive().default(100_000),
+    })
+    .prefault({}),
+  /** Changes to the shipped sensitivity catalog (src/detect/rules/catalog.ts): add, severity, remove. */
+  catalog: z
+    .strictObject({
+      add: z
+        .array(
+          z.strictObject({
+            service: z.string().min(1),
+            action: z.string().min(1),
+            category: z.string().min(1),
+            severity: severitySchema,
+            readOnly: z.boolean().optional(),
+          }),
+        )
+        .optional(),
+      severity: z.record(z.string(), severitySchema).optional(),
+      remove: z.array(z.string()).optional(),
+    })
+    .default({}),
+});
+
 export const configSchema = z.strictObject({
   kafka: kafkaSchema.default(kafkaSchema.parse({})),
   registry: registrySchema.default(registrySchema.parse({})),
   topics: topicsSchema.default(topicsSchema.parse({})),
   detector: detectorSchema.default(detectorSchema.parse({})),
   rules: rulesSchema.default(rulesSchema.parse({})),
+  findings: findingsSchema.default(findingsSchema.parse({})),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .default({ level: 'info' }),
@@ -229,4 +325,5 @@ export type KafkaConfig = z.infer<typeof kafkaSchema>;
 export type RegistryConfig = z.infer<typeof registrySchema>;
 export type TopicsConfig = z.infer<typeof topicsSchema>;
 export type RulesConfig = z.infer<typeof rulesSchema>;
+export type FindingsConfig = z.infer<typeof findingsSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -2,6 +2,7 @@ import type { DetectorConfig } from '../config/schema.ts';
 import type { AttributionAttribute, AuditEvent, Insight, InsightScope, InsightType } from '../contracts/types.ts';
 import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
 import { boundEvent } from './bounds.ts';
+import { DEFAULT_CATALOG, type SensitivityCatalog } from './rules/catalog.ts';
 import { hhAdd, hhMerge, hhTop, newHeavyHitters } from './sketch.ts';
 import {
   BaselineSketches,
@@ -180,6 +181,8 @@ export interface EngineOptions extends EngineHooks {
   forwardScopes?: InsightScope[];
   /** Record what changed for `drainChanges()` (incremental checkpoints); off by default, it costs memory. */
   trackChanges?: boolean;
+  /** The calls detector.sensitiveReads counts although they are reads (default: the shipped catalog). */
+  catalog?: SensitivityCatalog;
 }
 
 /** Engine-wide state of a checkpoint, besides the keys and the dedupe horizon. */
@@ -257,6 +260,8 @@ export class DetectionEngine {
   private readonly callRate: boolean;
   private readonly errorRate: boolean;
   private readonly includeReadOnly: boolean;
+  /** Read-only calls counted anyway (secret reads): null when detector.sensitiveReads is off or reads all count. */
+  private readonly sensitiveReads: SensitivityCatalog | null;
   /** First bucket seen per account: a key born later has watched zeros since then, not nothing. */
   private readonly streamStartMs = new Map<string, number>();
   private maxEventTimeMs = Number.NEGATIVE_INFINITY;
@@ -293,6 +298,7 @@ export class DetectionEngine {
     this.callRate = config.insightTypes.apiCallRate;
     this.errorRate = config.insightTypes.apiErrorRate;
     this.includeReadOnly = config.includeReadOnly;
+    this.sensitiveReads = config.sensitiveReads && !config.includeReadOnly ? (options.catalog ?? DEFAULT_CATALOG) : null;
     this.windowBuckets = Math.max(2, Math.floor(config.baselineWindowMs / config.bucketMs));
     this.capacity = config.topN * 2;
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
@@ -328,9 +334,10 @@ export class DetectionEngine {
    * Folds a batch of events in, then closes whatever buckets the new watermark passed: by
    * default the latest event time seen minus the allowed lateness. A caller reading several
    * partitions passes its own (the slowest partition's), so a partition that runs ahead does not
-   * make the others' events late.
+   * make the others' events late. `fresh`, when given, receives every event that is not a
+   * repeat of one already seen (late ones included), for the detectors beside the rates.
    */
-  process(events: Iterable<AuditEvent>, watermarkMs?: number): Insight[] {
+  process(events: Iterable<AuditEvent>, watermarkMs?: number, fresh?: AuditEvent[]): Insight[] {
     const { bucketMs } = this.config;
     const { seen, changes, metrics } = this;
     for (const raw of events) {
@@ -340,6 +347,8 @@ export class DetectionEngine {
         metrics.duplicates++;
         continue;
       }
+      // Late for the rates, still news for the rules: only repeats are left out.
+      fresh?.push(e);
       const bucket = Math.floor(t / bucketMs) * bucketMs;
       if (bucket + bucketMs <= this.closedThroughMs) {
         metrics.lateEvents++;
@@ -547,7 +556,8 @@ export class DetectionEngine {
    * follow, so it must not change.
    */
   private countSignals(e: AuditEvent, bucket: number): void {
-    const call = this.callRate && (this.includeReadOnly || e.readOnly === false);
+    const call =
+      this.callRate && (this.includeReadOnly || e.readOnly === false || this.sensitiveReads?.isSensitiveRead(e.service, e.action) === true);
     const errorCode = this.errorRate && e.errorCode ? e.errorCode : null;
     if (!call && errorCode === null) return;
     const ids = this.signalIds(e);

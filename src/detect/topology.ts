@@ -1,7 +1,8 @@
 import { Partitioners } from 'kafkajs';
 import type { DetectorConfig } from '../config/schema.ts';
-import type { AuditEvent, Insight } from '../contracts/types.ts';
+import type { AuditEvent, Finding, Insight } from '../contracts/types.ts';
 import { type BucketPartial, DetectionEngine, type EngineMeta, type EngineOptions } from './engine.ts';
+import { type FindingSetup, FindingStage } from './findings.ts';
 
 /**
  * The detector's topology, pure. Two stages, each partitioned like the Kafka topic it reads:
@@ -32,6 +33,8 @@ export interface WatermarkMarker {
 
 export interface StageOutput {
   insights: Insight[];
+  /** Rule, correlation, first-seen and breadth findings (first stage only). */
+  findings: Finding[];
   partials: BucketPartial[];
   marker: WatermarkMarker;
 }
@@ -61,51 +64,71 @@ function principalEngineOptions(config: DetectorConfig, options: EngineOptions):
   return { ...options, forwardScopes: config.scopes.action ? ['action'] : [] };
 }
 
+/** Engine options plus, for the first stage, what its findings need (absent: no findings). */
+export interface StageOptions extends EngineOptions {
+  findings?: FindingSetup;
+}
+
 /** The first stage, one per events partition. */
 export class PrincipalStage {
   readonly partition: number;
   readonly engine: DetectionEngine;
+  /** Rules, correlations, first-seen and breadth; null when the stage makes no findings. */
+  readonly findings: FindingStage | null;
   private readonly sentAccounts = new Map<string, number>();
   private idle = false;
 
-  constructor(partition: number, engine: DetectionEngine) {
+  constructor(partition: number, engine: DetectionEngine, findings: FindingStage | null = null) {
     this.partition = partition;
     this.engine = engine;
+    this.findings = findings;
   }
 
-  static create(config: DetectorConfig, partition: number, options: EngineOptions = {}): PrincipalStage {
-    return new PrincipalStage(partition, new DetectionEngine(config, principalEngineOptions(config, options)));
+  static create(config: DetectorConfig, partition: number, options: StageOptions = {}): PrincipalStage {
+    const { findings, ...engineOptions } = options;
+    return new PrincipalStage(
+      partition,
+      new DetectionEngine(config, principalEngineOptions(config, { ...engineOptions, ...(findings ? { catalog: findings.catalog } : {}) })),
+      findings ? FindingStage.create(findings) : null,
+    );
   }
 
   static fromCheckpoint(
     config: DetectorConfig,
     partition: number,
     checkpoint: StageCheckpoint,
-    options: EngineOptions = {},
+    options: StageOptions = {},
   ): PrincipalStage {
+    const { findings, ...engineOptions } = options;
     const engine = DetectionEngine.fromCheckpoint(
       config,
       checkpoint.meta,
       checkpoint.keys,
       checkpoint.seen,
-      principalEngineOptions(config, options),
+      principalEngineOptions(config, { ...engineOptions, ...(findings ? { catalog: findings.catalog } : {}) }),
     );
-    return new PrincipalStage(partition, engine);
+    return new PrincipalStage(partition, engine, findings ? FindingStage.fromRecords(findings, checkpoint.findings ?? []) : null);
   }
 
   /** Folds events in; the watermark is this partition's own (latest event time − allowed lateness). */
   process(events: Iterable<AuditEvent>): StageOutput {
     this.idle = false;
-    return this.output(this.engine.process(events));
+    if (!this.findings) return this.output(this.engine.process(events), []);
+    const fresh: AuditEvent[] = [];
+    const insights = this.engine.process(events, undefined, fresh);
+    const findings = this.findings.process(fresh);
+    for (const f of this.findings.advance(this.engine.watermarkMs)) findings.push(f);
+    return this.output(insights, findings);
   }
 
   /** Moves event time on with no new events (the partition is idle), or to the end of a backtest. */
   advanceWatermark(watermarkMs: number, idle: boolean): StageOutput {
     this.idle = idle;
-    return this.output(this.engine.advanceWatermark(watermarkMs));
+    const insights = this.engine.advanceWatermark(watermarkMs);
+    return this.output(insights, this.findings?.advance(this.engine.watermarkMs) ?? []);
   }
 
-  private output(insights: Insight[]): StageOutput {
+  private output(insights: Insight[], findings: Finding[]): StageOutput {
     const accountStarts: Array<[string, number]> = [];
     for (const [account, start] of this.engine.accountStarts()) {
       if (this.sentAccounts.get(account) === start) continue;
@@ -115,6 +138,7 @@ export class PrincipalStage {
     const watermark = this.engine.watermarkMs;
     return {
       insights,
+      findings,
       partials: this.engine.drainPartials(),
       marker: {
         source: this.partition,
@@ -133,6 +157,8 @@ export interface StageCheckpoint {
   seen: Iterable<[string, number]>;
   /** ActionStage only: the upstream partitions' latest markers. */
   upstream?: Array<[number, UpstreamClock]>;
+  /** PrincipalStage only: the FindingStage's records (latest value per key). */
+  findings?: Iterable<[string, string]>;
 }
 
 export interface UpstreamClock {
@@ -218,7 +244,7 @@ export class ActionStage {
   }
 }
 
-export interface TopologyOptions extends EngineOptions {
+export interface TopologyOptions extends StageOptions {
   /** Partitions of the events topic. */
   partitions: number;
   /** Partitions of the action-keyed repartition topic. */
@@ -230,12 +256,22 @@ export class Topology {
   readonly principal: PrincipalStage[];
   readonly action: ActionStage[];
   private readonly config: DetectorConfig;
+  private findings: Finding[] = [];
 
   constructor(config: DetectorConfig, options: TopologyOptions) {
     this.config = config;
-    const { partitions, actionPartitions, ...engineOptions } = options;
-    this.principal = Array.from({ length: partitions }, (_, p) => PrincipalStage.create(config, p, engineOptions));
+    const { partitions, actionPartitions, findings, ...engineOptions } = options;
+    this.principal = Array.from({ length: partitions }, (_, p) =>
+      PrincipalStage.create(config, p, { ...engineOptions, ...(findings ? { findings } : {}) }),
+    );
     this.action = Array.from({ length: actionPartitions }, (_, q) => ActionStage.create(config, q, partitions, engineOptions));
+  }
+
+  /** The findings of the first stage since the last call, in stage order. */
+  drainFindings(): Finding[] {
+    const out = this.findings;
+    this.findings = [];
+    return out;
   }
 
   /** Routes each event to its partition as the producer would, runs both stages, returns the Insights in stage order. */
@@ -281,6 +317,7 @@ export class Topology {
     const records = this.action.map(() => [] as ActionRecord[]);
     for (const out of outputs) {
       insights.push(...out.insights);
+      for (const f of out.findings) this.findings.push(f);
       for (const partial of out.partials) {
         records[partitionFor(partial.key.id, this.action.length)]?.push({ kind: 'partial', partial });
       }

@@ -15,6 +15,8 @@ import type { OutRecord } from './produce.ts';
  *                          backlog drains) is cut in parts: this record holds the first, behind
  *                          PARTS_MARK and the number of parts, and kp|<n>|<key id> the n-th
  *   kp|<n>|<key id>        part n (from 1) of a key's state; tombstoned when the state needs fewer
+ *   d|<key>                the first stage's findings state (FindingStage: rule folds, first-seen and
+ *                          breadth per principal, correlations), cut in dp|<n>|<key> parts like keys
  *   seen|<bucket>|<seq>    event ids first seen in one commit, for the dedupe horizon; tombstoned once
  *                          the watermark has passed the bucket
  *   barrier                written by a task that takes the partition over: the restore reads up to it
@@ -30,6 +32,8 @@ const PART_PREFIX = 'kp|';
 const PARTS_MARK = '\u0001';
 const PARTS_MARK_BYTE = 0x01;
 const SEEN_PREFIX = 'seen|';
+const FINDINGS_PREFIX = 'd|';
+const FINDINGS_PART_PREFIX = 'dp|';
 const BARRIER = 'barrier';
 
 interface MetaRecord {
@@ -70,10 +74,15 @@ export class ChangelogWriter {
     for (const key of live) this.remember(key);
   }
 
-  messages(changes: EngineChanges, upstream: Array<[number, UpstreamClock]> | null): OutRecord[] {
+  messages(
+    changes: EngineChanges,
+    upstream: Array<[number, UpstreamClock]> | null,
+    findings: ReadonlyArray<[string, string | null]> = [],
+  ): OutRecord[] {
     const out: OutRecord[] = [];
     const put = (key: string, value: string | null) => out.push({ topic: this.topic, key, value, partition: this.partition });
     for (const [id, encoded] of changes.keys) this.putKey(put, id, encoded);
+    for (const [id, encoded] of findings) this.putKey(put, id, encoded, FINDINGS_PREFIX, FINDINGS_PART_PREFIX);
     const byBucket = new Map<number, Array<[string, number]>>();
     for (const entry of changes.seen) {
       const bucket = Math.floor(entry[1] / this.bucketMs) * this.bucketMs;
@@ -118,13 +127,20 @@ export class ChangelogWriter {
   }
 
   /** One key's state: one record, or (too large for one) a head and parts, stale parts tombstoned. */
-  private putKey(put: (key: string, value: string | null) => void, id: string, encoded: string | null): void {
-    const before = this.keyParts.get(id) ?? 1;
+  private putKey(
+    put: (key: string, value: string | null) => void,
+    id: string,
+    encoded: string | null,
+    prefix = KEY_PREFIX,
+    partPrefix = PART_PREFIX,
+  ): void {
+    const partsKey = prefix === KEY_PREFIX ? id : prefix + id;
+    const before = this.keyParts.get(partsKey) ?? 1;
     let parts = 1;
     // A UTF-16 unit is at most 3 bytes of UTF-8: this many units always fit.
     const step = Math.max(1, Math.floor((this.maxSeenBytes - 32) / 3));
     if (encoded === null || encoded.length <= step) {
-      put(KEY_PREFIX + id, encoded);
+      put(prefix + id, encoded);
     } else {
       const slices: string[] = [];
       for (let at = 0; at < encoded.length; ) {
@@ -136,12 +152,12 @@ export class ChangelogWriter {
         at = end;
       }
       parts = slices.length;
-      for (let n = 1; n < parts; n++) put(`${PART_PREFIX}${n}|${id}`, slices[n] as string);
-      put(KEY_PREFIX + id, `${PARTS_MARK}${parts}|${slices[0]}`);
+      for (let n = 1; n < parts; n++) put(`${partPrefix}${n}|${id}`, slices[n] as string);
+      put(prefix + id, `${PARTS_MARK}${parts}|${slices[0]}`);
     }
-    for (let n = parts; n < before; n++) put(`${PART_PREFIX}${n}|${id}`, null);
-    if (parts > 1) this.keyParts.set(id, parts);
-    else this.keyParts.delete(id);
+    for (let n = parts; n < before; n++) put(`${partPrefix}${n}|${id}`, null);
+    if (parts > 1) this.keyParts.set(partsKey, parts);
+    else this.keyParts.delete(partsKey);
   }
 
   private remember(key: string): void {
@@ -221,6 +237,8 @@ export async function restorePartition(opts: {
   // strings held at once would be hundreds of MiB of old-generation heap for the collector to move.
   const keys = new Map<string, Buffer | string>();
   const parts = new Map<string, string>();
+  const findings = new Map<string, Buffer | string>();
+  const findingParts = new Map<string, string>();
   const seen = new Map<string, Array<[string, number]>>();
   let records = 0;
   let bytes = 0;
@@ -300,6 +318,13 @@ export async function restorePartition(opts: {
               } else if (key.startsWith(PART_PREFIX)) {
                 if (m.value) parts.set(key, m.value.toString());
                 else parts.delete(key);
+              } else if (key.startsWith(FINDINGS_PREFIX)) {
+                const id = key.slice(FINDINGS_PREFIX.length);
+                if (m.value) findings.set(id, m.value);
+                else findings.delete(id);
+              } else if (key.startsWith(FINDINGS_PART_PREFIX)) {
+                if (m.value) findingParts.set(key, m.value.toString());
+                else findingParts.delete(key);
               } else if (key.startsWith(SEEN_PREFIX)) {
                 if (m.value) seen.set(key, parseState(m.value, opts.topic, batch.partition, offset) as Array<[string, number]>);
                 else seen.delete(key);
@@ -316,26 +341,32 @@ export async function restorePartition(opts: {
   }
   const restoredMeta = meta as MetaRecord | null;
   const keyParts: Array<[string, number]> = [];
-  for (const [id, bytes] of keys) {
-    if (bytes[0] !== PARTS_MARK_BYTE) continue;
-    const value = bytes.toString();
-    const bar = value.indexOf('|');
-    const count = Number(value.slice(PARTS_MARK.length, bar));
-    let whole = value.slice(bar + 1);
-    for (let n = 1; n < count; n++) {
-      const part = parts.get(`${PART_PREFIX}${n}|${id}`);
-      if (part === undefined) throw stateCorrupt(opts.topic, opts.partition, `part ${n} of ${count} of key ${id.slice(0, 200)} is missing`);
-      whole += part;
+  const join = (values: Map<string, Buffer | string>, partsOf: Map<string, string>, partPrefix: string, writerPrefix: string) => {
+    for (const [id, bytes] of values) {
+      if (bytes[0] !== PARTS_MARK_BYTE && !(typeof bytes === 'string' && bytes.startsWith(PARTS_MARK))) continue;
+      const value = bytes.toString();
+      const bar = value.indexOf('|');
+      const count = Number(value.slice(PARTS_MARK.length, bar));
+      let whole = value.slice(bar + 1);
+      for (let n = 1; n < count; n++) {
+        const part = partsOf.get(`${partPrefix}${n}|${id}`);
+        if (part === undefined)
+          throw stateCorrupt(opts.topic, opts.partition, `part ${n} of ${count} of key ${id.slice(0, 200)} is missing`);
+        whole += part;
+      }
+      values.set(id, whole);
+      keyParts.push([writerPrefix + id, count]);
     }
-    keys.set(id, whole);
-    keyParts.push([id, count]);
-  }
+  };
+  join(keys, parts, PART_PREFIX, '');
+  join(findings, findingParts, FINDINGS_PART_PREFIX, FINDINGS_PREFIX);
   return {
     checkpoint: {
       meta: restoredMeta?.engine ?? null,
       keys: decoded(keys.values()),
       seen: [...seen.values()].flat(),
       ...(restoredMeta?.upstream ? { upstream: restoredMeta.upstream } : {}),
+      findings: [...findings].map(([id, v]): [string, string] => [id, typeof v === 'string' ? v : v.toString()]),
     },
     seenKeys: [...seen.keys()],
     keyParts,

@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.ts';
-import type { AuditEvent, Insight } from '../contracts/types.ts';
+import type { AuditEvent, Finding, Insight } from '../contracts/types.ts';
 import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
-import { RuleSet, ruleFinding, ruleSetFromConfig } from '../detect/rules/evaluate.ts';
+import { type FindingSetup, findingSetupFromConfig } from '../detect/findings.ts';
 import {
   type ActionRecord,
   ActionStage,
@@ -27,8 +27,10 @@ export interface DetectorMetrics {
   eventsDecoded: number;
   deadLetters: Record<string, number>;
   insightsEmitted: number;
-  /** Findings committed to topics.findings (rule matches). */
+  /** Findings committed to topics.findings (rules, correlations, first-seen, breadth). */
   findingsEmitted: number;
+  /** The same, by kind (finding_info.types[0]). */
+  findingsByKind: Record<string, number>;
   batches: number;
   transactionsCommitted: number;
   transactionsAborted: number;
@@ -161,6 +163,7 @@ export class DetectorRuntime {
     deadLetters: {},
     insightsEmitted: 0,
     findingsEmitted: 0,
+    findingsByKind: {},
     batches: 0,
     transactionsCommitted: 0,
     transactionsAborted: 0,
@@ -177,8 +180,8 @@ export class DetectorRuntime {
   private readonly now: () => number;
   private insightSchemaId = -1;
   private findingSchemaId = -1;
-  /** Single-event rules run in the first stage (rules.paths and the default pack). */
-  private rules = new RuleSet([]);
+  /** What the first stage's findings need: rules (rules.paths and the default pack), correlations, catalog. */
+  private findingSetup: FindingSetup | null = null;
   private topics: DetectorTopics | null = null;
   private readonly tasks = new Map<string, Task>();
   /** Engine counters of the tasks this member has closed (rebalance, failed batch, stop). */
@@ -216,7 +219,7 @@ export class DetectorRuntime {
 
   async start(): Promise<void> {
     const { config } = this.opts;
-    this.rules = await this.loadRuleSet();
+    this.findingSetup = await this.loadFindingSetup();
     // A broker or registry that is restarting is waited for, not a reason to give up.
     const topics = await untilStarted(
       async () => {
@@ -369,7 +372,7 @@ export class DetectorRuntime {
         groupId: config.detector.groupId,
         heartbeat,
       });
-      const options = { trackChanges: true };
+      const options = { trackChanges: true, ...(this.findingSetup ? { findings: this.findingSetup } : {}) };
       const task: Task = {
         id,
         topic,
@@ -397,6 +400,7 @@ export class DetectorRuntime {
       }
       // The restored engine is the committed state: nothing of it is a change to write again.
       (task.principal ?? task.action)?.engine.drainChanges();
+      task.principal?.findings?.drainChanges();
       task.restoredMetrics = { ...((task.principal ?? task.action)?.engine.metrics ?? emptyEngineMetrics()) };
       this.tasks.set(id, task);
       this.metrics.partitionsRestored++;
@@ -562,52 +566,53 @@ export class DetectorRuntime {
       }
     }
     this.metrics.eventsDecoded += events.length;
-    const findings = await this.findingRecords(events);
     const out = stage.process(events);
     await this.commit(
       task,
       out.insights,
-      [...findings, ...this.downstream(task, out, true), ...this.deadLetterRecords(deadLetters)],
+      [...this.downstream(task, out, true), ...this.deadLetterRecords(deadLetters)],
       lastOffset,
+      out.findings,
     );
-    this.metrics.findingsEmitted += findings.length;
     this.countDeadLetters(deadLetters);
   }
 
-  /** The rules' findings of a batch's events, for its transaction: keyed by finding id, stamped with the wall clock. */
-  private async findingRecords(events: readonly AuditEvent[]): Promise<OutRecord[]> {
-    const matches = this.rules.matchAll(events);
-    if (matches.length === 0) return [];
+  /** A batch's findings, for its transaction: keyed by finding id (a Create and its Update share it), stamped with the wall clock. */
+  private async findingRecords(findings: readonly Finding[]): Promise<OutRecord[]> {
+    if (findings.length === 0) return [];
     const topic = this.opts.config.topics.findings;
     const partitions = this.outputPartitions.get(topic) ?? 1;
     const stamp = this.now();
     const records: OutRecord[] = [];
-    for (const m of matches) {
-      const finding = ruleFinding(m, topic);
+    for (const finding of findings) {
       const uid = finding.finding_info.uid;
       records.push({
         topic,
         partition: partitionFor(uid, partitions),
         key: uid,
         value: await this.codec.encodeFinding(this.findingSchemaId, finding),
-        headers: { 'tw.finding.analytic': m.rule.id },
+        headers: { 'tw.finding.analytic': finding.finding_info.analytic.uid, 'tw.finding.kind': finding.finding_info.types[0] ?? '' },
         timestampMs: stamp,
       });
     }
     return records;
   }
 
-  /** rules.paths and the default pack; a rule with a problem stops the start. */
-  private async loadRuleSet(): Promise<RuleSet> {
-    const { set, loaded } = await ruleSetFromConfig(this.opts.config.rules);
-    if (loaded.correlations.length > 0) {
-      this.log.warn(
-        { correlations: loaded.correlations.map((c) => `${c.source}: ${c.rule.id}`) },
-        `${loaded.correlations.length} Sigma correlation rules loaded: the live detector does not evaluate correlations yet (trailwatch rules test does not either); their single-event rules that also stand alone run`,
-      );
-    }
-    this.log.info({ rules: loaded.rules.length, files: loaded.files.length }, 'rules loaded');
-    return set;
+  /** rules.paths and the default pack, the findings settings; a rule with a problem stops the start. */
+  private async loadFindingSetup(): Promise<FindingSetup> {
+    const { config } = this.opts;
+    const setup = await findingSetupFromConfig(config.rules, config.findings, config.topics.findings);
+    this.log.info(
+      {
+        rules: setup.rules.size,
+        correlations: setup.correlations.length,
+        files: setup.ruleFiles,
+        firstSeen: config.findings.firstSeen.enabled,
+        breadth: config.findings.breadth.enabled,
+      },
+      'rules loaded',
+    );
+    return setup;
   }
 
   /** Counts a committed batch's dead letters; one log line per batch (a backlog of old records may dead-letter every one). */
@@ -705,13 +710,20 @@ export class DetectorRuntime {
    * One transaction: Insights, other output, changelog and (with an offset) the input position.
    * Its records go out in as many produce requests as the topics' max.message.bytes need.
    */
-  private async commit(task: Task, insights: Insight[], output: OutRecord[], lastOffset: bigint | null): Promise<void> {
+  private async commit(
+    task: Task,
+    insights: Insight[],
+    output: OutRecord[],
+    lastOffset: bigint | null,
+    findings: readonly Finding[] = [],
+  ): Promise<void> {
     const { config } = this.opts;
     const stage = task.principal ?? task.action;
     if (!stage) return;
     const changes = stage.engine.drainChanges();
     const upstream = task.action?.drainUpstream() ?? null;
-    const records: OutRecord[] = [];
+    const findingState = task.principal?.findings?.drainChanges() ?? [];
+    const records: OutRecord[] = await this.findingRecords(findings);
     const alerts = config.topics.alerts;
     const alertPartitions = this.outputPartitions.get(alerts) ?? 1;
     // Stamped with the wall clock, not the Insight's event time: retention counts from when it was raised.
@@ -726,7 +738,7 @@ export class DetectorRuntime {
         timestampMs: stamp,
       });
     }
-    records.push(...output, ...task.writer.messages(changes, upstream));
+    records.push(...output, ...task.writer.messages(changes, upstream, findingState));
     const rounds = produceRounds(records, (topic) => this.limitOf(topic));
 
     const txn = await task.producer.begin();
@@ -744,6 +756,21 @@ export class DetectorRuntime {
     this.failing.delete(task.id);
     this.metrics.transactionsCommitted++;
     if (lastOffset !== null) task.nextOffset = lastOffset + 1n;
+    for (const f of findings) {
+      const kind = f.finding_info.types[0] ?? 'unknown';
+      this.metrics.findingsEmitted++;
+      this.metrics.findingsByKind[kind] = (this.metrics.findingsByKind[kind] ?? 0) + 1;
+    }
+    if (findings.length > 0) {
+      this.log.info(
+        {
+          findings: findings.length,
+          partition: task.partition,
+          analytics: [...new Set(findings.map((f) => f.finding_info.analytic.uid))].slice(0, 10),
+        },
+        'findings',
+      );
+    }
     for (const i of insights) {
       this.metrics.insightsEmitted++;
       this.log.info(
@@ -790,9 +817,9 @@ export class DetectorRuntime {
       const target = Number.isFinite(latest) ? latest + (wall - task.lastRecordWallMs) - allowedLatenessMs : Number.NEGATIVE_INFINITY;
       const out = stage.advanceWatermark(target, true);
       const output = this.downstream(task, out, false);
-      if (out.insights.length === 0 && output.length === 0) continue;
+      if (out.insights.length === 0 && output.length === 0 && out.findings.length === 0) continue;
       try {
-        await this.commit(task, out.insights, output, null);
+        await this.commit(task, out.insights, output, null, out.findings);
       } catch (err) {
         await this.failed(task.topic, p, task, err);
       }

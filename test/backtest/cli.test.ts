@@ -126,14 +126,14 @@ describe('trailwatch backtest', () => {
     assert.match(stdout, /^Usage: trailwatch backtest/);
   });
 
-  test('--findings: the rules run on every record, their OCSF findings written with the record; a bad rule stops it', async () => {
+  test('--findings: the findings stage runs over history, its OCSF findings written with the record; a bad rule stops it', async () => {
     const out = await mkdtemp(join(tmpdir(), 'tw-backtest-findings-'));
     try {
       const input = join(REPO_ROOT, 'test/fixtures/cloudtrail/rules/stoplogging.json');
       const file = join(out, 'findings.jsonl');
       const r = await backtest(['--summary', '--findings', file, input]);
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stderr, /findings +1 from 15 rules/);
+      assert.match(r.stderr, /findings +1 \(rule 1\) from 15 rules, 0 correlations/);
       const [finding] = jsonLines<{
         class_uid: number;
         finding_info: { analytic: { uid: string } };

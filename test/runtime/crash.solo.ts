@@ -8,8 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config, ConfigInput } from '../../src/config/schema.ts';
-import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
+import type { AuditEvent, Finding, Insight } from '../../src/contracts/types.ts';
 import { type Actor, generateTraffic, mulberry32 } from '../../src/demo/traffic.ts';
+import { findingSetupFromConfig } from '../../src/detect/findings.ts';
 import { Topology } from '../../src/detect/topology.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createKafka } from '../../src/runtime/kafka.ts';
@@ -22,10 +23,10 @@ import { consumeUntil, testKafka } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
 /**
- * Exactly-once under fire: a fixed input with known Insights, the detector SIGKILLed at random
- * points again and again, the broker restarted under it, members joining and leaving; in the
- * end the alerts topic (read committed) must hold exactly the Insights of an uninterrupted run,
- * none twice, none missing.
+ * Exactly-once under fire: a fixed input with known Insights and findings, the detector
+ * SIGKILLed at random points again and again, the broker restarted under it, members joining and
+ * leaving; in the end the alerts and findings topics (read committed) must hold exactly the
+ * records of an uninterrupted run, none twice, none missing.
  */
 
 const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
@@ -54,6 +55,41 @@ const SPIKES = [
   { actor: actor(12, 'StopInstances', 30, 'AccessDenied'), startMinute: 115, minutes: 4 },
   { actor: actor(18, 'RunInstances', 40), startMinute: 125, minutes: 3 },
 ];
+
+/**
+ * What the findings stage sees beside the rates: CloudTrail stopped (repeats folded), an IAM
+ * chain no principal did before (first-seen), and one principal touching 20 APIs in 40 s (breadth).
+ */
+function securityEvents(startMs: number): AuditEvent[] {
+  const base = (i: number, minute: number, second: number, service: string, action: string): AuditEvent => ({
+    eventId: `sec-${i}-${minute}-${second}-${action}`,
+    eventTimeMs: startMs + minute * 60_000 + second * 1_000,
+    source: 'aws.cloudtrail',
+    accountId: ACCOUNT,
+    region: 'us-east-1',
+    principal: `arn:aws:iam::${ACCOUNT}:user/u${i}`,
+    principalType: 'IAMUser',
+    service,
+    action,
+    readOnly: false,
+    errorCode: null,
+    sourceIp: '198.51.100.9',
+    userAgent: `agent/${i % 4}`,
+    attributes: {},
+  });
+  const out: AuditEvent[] = [];
+  for (const [i, minute] of [
+    [5, 80],
+    [5, 83],
+    [5, 121],
+    [9, 90],
+  ] as const)
+    out.push(base(i, minute, 7, 'cloudtrail.amazonaws.com', 'StopLogging'));
+  for (const [n, a] of ['CreateUser', 'CreateAccessKey', 'AttachUserPolicy'].entries())
+    out.push(base(10, 100 + n, 3, 'iam.amazonaws.com', a));
+  for (let n = 0; n < 20; n++) out.push(base(14, 110, n * 2, 'ec2.amazonaws.com', `Describe${n}`));
+  return out;
+}
 
 interface Member {
   name: string;
@@ -87,6 +123,7 @@ for (const client of CLIENTS) {
         topics: {
           events: `tw-crash-${run}.events`,
           alerts: `tw-crash-${run}.insights`,
+          findings: `tw-crash-${run}.findings`,
           deadLetter: `tw-crash-${run}.dlq`,
           actions: `tw-crash-${run}.actions`,
           partitions: 3,
@@ -103,12 +140,17 @@ for (const client of CLIENTS) {
           sessionTimeoutMs: 6_000,
           stallTimeoutMs: 30_000,
         },
+        // The input spans 150 minutes: principals learn in the first hour.
+        findings: { firstSeen: { learningMs: 3_600_000, groupMs: 300_000 }, breadth: { learningMs: 3_600_000 } },
       };
       configFile = join(logDir, 'config.json');
       await writeFile(configFile, JSON.stringify(input, null, 2));
       config = loadConfig({ file: configFile, env: { KAFKA_BROKERS: brokersEnv, SCHEMA_REGISTRY_URL: registryEnv } });
 
-      const generated = generateTraffic({ seed: SEED, startMs, minutes: MINUTES, actors: ACTORS, spikes: SPIKES });
+      const generated = [
+        ...generateTraffic({ seed: SEED, startMs, minutes: MINUTES, actors: ACTORS, spikes: SPIKES }),
+        ...securityEvents(startMs),
+      ].sort((a, b) => a.eventTimeMs - b.eventTimeMs);
       // CloudTrail delivers some events twice: every 97th again, a little later in the stream.
       events = [...generated];
       for (let i = 0; i < generated.length; i += 97) events.splice(Math.min(events.length, i + 40), 0, generated[i] as AuditEvent);
@@ -176,13 +218,18 @@ for (const client of CLIENTS) {
       };
     }
 
-    test('the alerts topic ends up with exactly the Insights of an uninterrupted run', async (t) => {
-      // The uninterrupted run: the pure topology with the topics' partitions.
-      const golden = new Topology(config.detector, { partitions: 3, actionPartitions: 3 });
+    test('the alerts and findings topics end up with exactly the records of an uninterrupted run', async (t) => {
+      // The uninterrupted run: the pure topology with the topics' partitions and the rules `run` loads.
+      const setup = await findingSetupFromConfig(config.rules, config.findings, config.topics.findings);
+      const golden = new Topology(config.detector, { partitions: 3, actionPartitions: 3, findings: setup });
       const lastEventMs = Math.max(...events.map((e) => e.eventTimeMs));
       const expected = [...golden.process(events), ...golden.advanceWatermark(lastEventMs + config.detector.bucketMs)];
       // More event time changes nothing: the live detector's idle advance may go further than the golden run.
       assert.deepEqual(golden.advanceWatermark(lastEventMs + 3_600_000), [], 'no Insight is still open at the end of the input');
+      const expectedFindings = golden.drainFindings();
+      const findingKinds = new Set(expectedFindings.map((f) => `${f.finding_info.types[0]}:${f.activity_name}`));
+      for (const kind of ['rule:Create', 'rule:Update', 'first-seen:Create', 'breadth:Create'])
+        assert.ok(findingKinds.has(kind), `the input has a ${kind} finding (got ${[...findingKinds].join(', ')})`);
       const starts = expected.filter((i) => i.insightDetails.state === 'Start');
       assert.ok(starts.length >= 6, `the input has Insights of both scopes (got ${starts.length} Starts)`);
       assert.ok(starts.some((i) => i.trailwatch.scope === 'action') && starts.some((i) => i.trailwatch.scope === 'principalAction'));
@@ -266,6 +313,33 @@ for (const client of CLIENTS) {
       const want = byId(expected);
       // Record by record, so a difference names its field.
       for (const [n, insight] of byId(all).entries()) assert.deepEqual(insight, want[n], `Insight ${insight.eventID}`);
+
+      // The findings topic: every record of the uninterrupted run (Creates and Updates), once.
+      const findings: Finding[] = [];
+      await consumeUntil(
+        testKafka(config.kafka.brokers),
+        config.topics.findings,
+        async (message) => {
+          findings.push(JSON.parse(JSON.stringify(await registry.decode(message.value as Buffer))) as Finding);
+          return findings.length >= expectedFindings.length;
+        },
+        60_000,
+        { settleMs: 4_000 },
+      ).catch((err: unknown) => {
+        throw new Error(`${findings.length} of ${expectedFindings.length} findings arrived (logs in ${logDir}): ${String(err)}`);
+      });
+      const recordId = (f: Finding) => f.metadata.uid ?? '';
+      const byRecord = (xs: Finding[]) => [...xs].sort((x, y) => (recordId(x) < recordId(y) ? -1 : recordId(x) > recordId(y) ? 1 : 0));
+      const records = findings.map((f) => f.metadata.uid);
+      assert.equal(new Set(records).size, records.length, 'no finding record twice');
+      const wantFindings = byRecord(JSON.parse(JSON.stringify(expectedFindings)) as Finding[]);
+      assert.deepEqual(
+        byRecord(findings).map((f) => f.metadata.uid),
+        wantFindings.map((f) => f.metadata.uid),
+        'the same finding records as the uninterrupted run',
+      );
+      for (const [n, f] of byRecord(findings).entries()) assert.deepEqual(f, wantFindings[n], `finding ${f.metadata.uid}`);
+      t.diagnostic(`${expectedFindings.length} finding records: ${[...findingKinds].join(', ')}`);
 
       const logFiles = (await readdir(logDir)).filter((f) => f.endsWith('.log'));
       const logs = await Promise.all(logFiles.map((f) => readFile(join(logDir, f), 'utf8')));

@@ -113,4 +113,62 @@ describe('findings on the stream', { timeout: 180_000 }, () => {
       assert.deepEqual(nulls, [], 'null fields are left out');
     }
   });
+
+  test('a new-action chain under a role with a week of history becomes one first-seen finding on the findings topic', async () => {
+    const config = await detectorTestConfig('tw-firstseen', { rules: { defaultPack: false } });
+    const deployer = {
+      type: 'AssumedRole',
+      principalId: 'AROAEXAMPLEID:ci-run',
+      arn: 'arn:aws:sts::111122223333:assumed-role/deployer/ci-run',
+      accountId: '111122223333',
+      sessionContext: { sessionIssuer: { type: 'Role', arn: 'arn:aws:iam::111122223333:role/deployer', userName: 'deployer' } },
+    };
+    // Eight days of the role's usual work, every two hours: past the 7-day learning window.
+    const history = Array.from({ length: 8 * 12 }, (_, i) =>
+      cloudTrailRecord(i % 2 ? 'DescribeInstances' : 'RunInstances', 'ec2.amazonaws.com', 8 * 24 * 60 - i * 120, {
+        userIdentity: deployer,
+        readOnly: i % 2 === 1,
+        eventID: `hist-${i}`,
+      }),
+    );
+    // Then persistence, once each, an hour ago (the usual work goes on after it, so event time
+    // passes the finding's window): nothing a rate baseline can see.
+    const chain = [
+      ['CreateUser', 'iam.amazonaws.com'],
+      ['CreateRole', 'iam.amazonaws.com'],
+      ['AttachRolePolicy', 'iam.amazonaws.com'],
+      ['PutBucketPolicy', 's3.amazonaws.com'],
+    ].map(([name, source], i) =>
+      cloudTrailRecord(name as string, source as string, 60 - i, { userIdentity: deployer, eventID: `chain-${i}` }),
+    );
+    const after = [20, 10, 2].map((m) =>
+      cloudTrailRecord('DescribeInstances', 'ec2.amazonaws.com', m, { userIdentity: deployer, readOnly: true, eventID: `after-${m}` }),
+    );
+    await publishEvents(
+      config,
+      [...history, ...chain, ...after].map((r) => normalizeCloudTrail(r, { raw: true })),
+    );
+
+    const { runtime } = await startDetector(config);
+    await waitCommittedToEnd(config, config.topics.events, 90_000);
+    const messages = await consumeMessages(config.kafka.brokers, config.topics.findings, 1, { timeoutMs: 60_000, settleMs: 2_000 });
+    const reader = new SchemaRegistry({ host: config.registry.url as string });
+    const findings = (await Promise.all(messages.map((m) => reader.decode(m.value as Buffer)))) as Finding[];
+    const firstSeen = findings.filter((f) => f.finding_info.types[0] === 'first-seen');
+    assert.equal(firstSeen.length, 1, `one finding for the chain: ${findings.map((f) => f.finding_info.title).join(' | ')}`);
+    const f = firstSeen[0] as Finding;
+    assert.equal(f.actor?.user?.uid, 'arn:aws:sts::111122223333:assumed-role/deployer');
+    assert.deepEqual(
+      (JSON.parse(f.unmapped?.first_seen_items ?? '[]') as Array<{ value: string }>).map((i) => i.value),
+      [
+        'iam.amazonaws.com:CreateUser',
+        'iam.amazonaws.com:CreateRole',
+        'iam.amazonaws.com:AttachRolePolicy',
+        's3.amazonaws.com:PutBucketPolicy',
+      ],
+    );
+    assert.ok(f.severity_id >= 4, `IAM writes by a workload role are high: ${f.severity}`);
+    assert.equal(f.finding_info.analytic.type, 'Behavioral');
+    assert.ok((runtime.metrics.findingsByKind['first-seen'] ?? 0) >= 1);
+  });
 });

@@ -5,8 +5,7 @@ import { type BacktestStats, runBacktest, SERIES_HEADER, seriesLine } from '../.
 import { formatOfPath, INPUT_FORMATS, type InputFormat, inputEvents } from '../../backtest/inputs.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { Config, ConfigInput } from '../../config/schema.ts';
-import type { AuditEvent } from '../../contracts/types.ts';
-import { ruleFinding, ruleSetFromConfig } from '../../detect/rules/evaluate.ts';
+import { findingSetupFromConfig } from '../../detect/findings.ts';
 import { findingJson } from '../../emit/finding.ts';
 import { ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
@@ -29,8 +28,9 @@ Options:
       --format F       cloudtrail|jsonl|counts (default: by extension; directories: cloudtrail)
       --insights FILE  Insights as JSON lines, one per line (default: stdout)
       --series FILE    CSV timestamp,key,count,baseline,score per key per judged bucket
-      --findings FILE  the rules' findings (rules.paths and the default pack, as \`run\` loads
-                       them) as OCSF JSON lines; without it they are only counted (--summary)
+      --findings FILE  findings as OCSF JSON lines: rules (rules.paths and the default pack, as
+                       \`run\` loads them) with repeats folded, correlations, first-seen and breadth
+                       (the findings.* settings); without it they are only counted (--summary)
       --summary        print totals to stderr: events, rejected, late, duplicates, keys,
                        Insights, open at end, time taken
       --presorted      inputs are already in event-time order: stream them, do not sort in
@@ -173,9 +173,9 @@ export async function backtestCommand(argv: string[]): Promise<number> {
   }
 
   // The rules `run` would load; a rule with a problem stops the backtest as it would stop `run`.
-  const rules = (await ruleSetFromConfig(config.rules)).set;
+  const setup = await findingSetupFromConfig(config.rules, config.findings, 'backtest');
   const findingsOut = values.findings === undefined ? undefined : await openSink(values.findings, '--findings');
-  let findings = 0;
+  const findingKinds: Record<string, number> = {};
   const insightsOut = await openSink(values.insights, '--insights');
   const seriesOut = values.series === undefined ? undefined : await openSink(values.series, '--series');
   seriesOut?.write(SERIES_HEADER);
@@ -204,21 +204,19 @@ export async function backtestCommand(argv: string[]): Promise<number> {
         rejected++;
         process.stderr.write(`rejected ${item.error.message} [${item.error.code}]\n`);
       },
-      ...(rules.size > 0
-        ? {
-            onEvent: (event: AuditEvent) => {
-              for (const rule of rules.match(event)) {
-                findings++;
-                findingsOut?.write(JSON.stringify(findingJson(ruleFinding({ rule, event }, 'backtest'))));
-              }
-            },
-          }
-        : {}),
+      // Rules on request fields need the record; the rest run on the normalized event.
+      keepRaw: setup.rules.size > 0 || setup.correlations.length > 0,
     });
     stats = await runBacktest(events, config.detector, {
       batchSize,
       partitions: partitions ?? config.topics.partitions,
       onInsight: (insight) => insightsOut.write(JSON.stringify(insight)),
+      findings: setup,
+      onFinding: (finding) => {
+        const kind = finding.finding_info.types[0] ?? 'unknown';
+        findingKinds[kind] = (findingKinds[kind] ?? 0) + 1;
+        findingsOut?.write(JSON.stringify(findingJson(finding)));
+      },
       onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
       onProgress: async (s) => {
         if (insightsOut.closed) throw new OutputClosed('the Insights output was closed');
@@ -256,7 +254,11 @@ export async function backtestCommand(argv: string[]): Promise<number> {
         `  keys             ${n(stats.keysCreated)} created, ${n(stats.activeKeys)} active at end`,
         `  Insights         ${n(stats.starts)} Start, ${n(stats.ends)} End`,
         `  open at end      ${n(stats.openAtEnd)}`,
-        `  findings         ${n(findings)} from ${n(rules.size)} rules`,
+        `  findings         ${n(stats.findings)} (${
+          Object.entries(findingKinds)
+            .map(([k, c]) => `${k} ${n(c)}`)
+            .join(', ') || 'none'
+        }) from ${n(setup.rules.size)} rules, ${n(setup.correlations.length)} correlations`,
         `  time             ${seconds.toFixed(2)} s, ${n(Math.round(stats.eventsIn / Math.max(seconds, 1e-3)))} events/s`,
       ]
         .map((line) => `${line}\n`)

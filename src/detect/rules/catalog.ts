@@ -86,6 +86,11 @@ export class SensitivityCatalog {
     return this.#byCall.has(callKey(fullService(service), action));
   }
 
+  /** A read listed as sensitive anyway (secret values, decrypted parameters): rate baselines keep it although reads are not counted. */
+  isSensitiveRead(service: string, action: string): boolean {
+    return this.#byCall.get(callKey(fullService(service), action))?.readOnly === true;
+  }
+
   /** Every entry, services in full form, in catalog order. */
   entries(): CatalogEntry[] {
     return [...this.#byCall.values()].map((e) => ({ ...e }));

@@ -20,7 +20,9 @@ import {
  * `forgetMs` is a first-seen hit; hits of one principal within `groupMs` fold into one finding.
  *
  * Pure and synchronous like the rate engine: `observe` events in (roughly) event time,
- * `advance(watermarkMs)` to close windows, `snapshot()`/`restore()` for the changelog.
+ * `advance(watermarkMs)` to close windows, `snapshot()`/`restore()` for the whole state, and
+ * `drainChanges()`/`fromRecords()` for a compacted changelog written once per batch: one record
+ * per principal changed since the last drain, plus `meta` for the detector-wide state.
  *
  * Out of order events: a value counts as known when it was seen anywhere in
  * [t - forgetMs, ∞) — an observation at a *later* event time that arrived first counts too, so a
@@ -72,6 +74,10 @@ const DAY_MS = 24 * 60 * MINUTE_MS;
 /** Forgotten values are swept from memory at most once per this much watermark progress. */
 const SWEEP_EVERY_MS = 60 * MINUTE_MS;
 const SNAPSHOT_VERSION = 1;
+/** First element of every changelog record (principal and meta). */
+const RECORD_VERSION = 1;
+/** The changelog key of the detector-wide record; principal keys all hold a NUL, so never collide with it. */
+const META_KEY = 'meta';
 
 export const FIRST_SEEN_DEFAULTS = {
   learningMs: 7 * DAY_MS, // a week: a whole working cycle, weekend included
@@ -101,6 +107,7 @@ const SSO_ROLE = /:assumed-role\/AWSReservedSSO_/;
 const CONSOLE_AGENT = /(?:console|signin)\.amazonaws\.com|^Mozilla\//;
 const DIMENSION_ORDER: readonly FirstSeenDimension[] = ['action', 'region', 'errorCode'];
 const DIMENSION_CODE: Record<FirstSeenDimension, string> = { action: 'a:', region: 'r:', errorCode: 'e:' };
+const CODE_DIMENSION: Readonly<Record<string, FirstSeenDimension>> = { 'a:': 'action', 'r:': 'region', 'e:': 'errorCode' };
 
 /**
  * Whether the event's principal is a person: Identity Center and SAML users, SSO permission-set
@@ -182,6 +189,8 @@ interface Detached {
 interface PrincipalState extends Identity {
   firstMs: number;
   lastMs: number;
+  /** When it was last observed, in observations of this detector: the principals' LRU order, which changelog records do not carry. */
+  seq: number;
   /** Value key → latest event time seen, least recently observed first. */
   values: Map<string, number>;
   /** Open windows, by start. */
@@ -229,6 +238,12 @@ export class FirstSeenDetector {
   #valueCount = 0;
   #watermarkMs = Number.NEGATIVE_INFINITY;
   #sweptAtMs = Number.NEGATIVE_INFINITY;
+  /** Observations so far; the next one's `seq`. */
+  #tick = 0;
+  /** Principals changed (or gone) since the last `drainChanges`. */
+  readonly #dirty = new Set<string>();
+  /** Whether watermark, sweep time, tick or detached windows changed since the last `drainChanges`. */
+  #metaDirty = false;
 
   constructor(options: FirstSeenOptions = {}) {
     validate(options);
@@ -287,6 +302,7 @@ export class FirstSeenDetector {
         human: false,
         firstMs: t,
         lastMs: t,
+        seq: 0,
         values: new Map(),
         groups: [],
       };
@@ -302,6 +318,9 @@ export class FirstSeenDetector {
         p.firstMs = t;
       }
     }
+    p.seq = this.#tick++;
+    this.#dirty.add(key);
+    this.#metaDirty = true;
     p.principalType = event.principalType;
     if (!p.human && looksHuman(event)) p.human = true;
     if (t < p.firstMs) p.firstMs = t;
@@ -316,7 +335,10 @@ export class FirstSeenDetector {
 
   /** Closes the windows the watermark has passed and returns their findings, ordered by window end then principal. */
   advance(watermarkMs: number): FirstSeenFinding[] {
-    if (watermarkMs > this.#watermarkMs) this.#watermarkMs = watermarkMs;
+    if (watermarkMs > this.#watermarkMs) {
+      this.#watermarkMs = watermarkMs;
+      this.#metaDirty = true;
+    }
     const wm = this.#watermarkMs;
     const out: FirstSeenFinding[] = [];
     for (const key of this.#withGroups) {
@@ -327,6 +349,7 @@ export class FirstSeenDetector {
       }
       while (p.groups.length > 0 && (p.groups[0] as Group).startMs + this.#groupMs <= wm) {
         out.push(this.#finding(p, p.groups.shift() as Group));
+        this.#dirty.add(key);
       }
       if (p.groups.length === 0) this.#withGroups.delete(key);
     }
@@ -336,6 +359,7 @@ export class FirstSeenDetector {
         if (d.group.startMs + this.#groupMs <= wm) out.push(this.#finding(d.identity, d.group));
         else still.push(d);
       }
+      if (still.length < this.#detached.length) this.#metaDirty = true;
       this.#detached = still;
     }
     if (wm - this.#sweptAtMs >= SWEEP_EVERY_MS) this.#sweep(wm);
@@ -395,21 +419,96 @@ export class FirstSeenDetector {
         human: r.human,
         firstMs: r.firstMs,
         lastMs: r.lastMs,
+        seq: d.#tick++,
         values: new Map(r.values),
         groups: r.groups.map(toGroup),
       };
       d.#principals.set(key, p);
       d.#valueCount += p.values.size;
       if (p.groups.length > 0) d.#withGroups.add(key);
+      // None of it is in the changelog this detector will write: its first drain is everything,
+      // including a tombstone for each principal the bounds below drop.
+      d.#dirty.add(key);
     }
     for (const r of snapshot.detached) {
       const { startMs, hits, ...identity } = r;
       d.#detached.push({ identity, group: toGroup({ startMs, hits }) });
     }
-    // Tighter bounds than the snapshotting detector had take effect now.
-    while (d.#principals.size > d.#maxPrincipals) d.#evictPrincipal();
-    for (const p of d.#principals.values()) while (p.values.size > d.#maxValues) d.#evictValue(p);
+    d.#metaDirty = true;
+    d.#applyBounds();
     return d;
+  }
+
+  /**
+   * State changed since the last drain: `[key, JSON]` per changed principal, `[key, null]` for one
+   * evicted, swept or otherwise gone, and `['meta', JSON]` for the detector-wide state (watermark,
+   * sweep time, observation count, open windows of evicted principals) when it changed. Written to
+   * a compacted changelog, the latest value of each key is what `fromRecords` needs. O(changed
+   * principals) (plus the open windows of evicted principals, when meta changed).
+   */
+  drainChanges(): Array<[string, string | null]> {
+    const out: Array<[string, string | null]> = [];
+    for (const key of this.#dirty) {
+      const p = this.#principals.get(key);
+      out.push([key, p === undefined ? null : encodePrincipal(key, p)]);
+    }
+    this.#dirty.clear();
+    if (this.#metaDirty) {
+      out.push([META_KEY, this.#encodeMeta()]);
+      this.#metaDirty = false;
+    }
+    return out;
+  }
+
+  /**
+   * A detector in the state given by the latest value of each key `drainChanges` produced
+   * (tombstoned keys already removed by the caller), in any order. Options are config, not state,
+   * and may differ from the writer's: what tighter bounds drop shows in the next drain.
+   */
+  static fromRecords(records: Iterable<[string, string]>, options: FirstSeenOptions = {}): FirstSeenDetector {
+    const d = new FirstSeenDetector(options);
+    // By key, so that a later record of a key replaces an earlier one.
+    const restored = new Map<string, PrincipalState>();
+    let tick = 0;
+    for (const [key, value] of records) {
+      if (key === META_KEY) {
+        const meta = decodeMeta(value);
+        d.#watermarkMs = meta.watermarkMs;
+        d.#sweptAtMs = meta.sweptAtMs;
+        d.#detached = meta.detached;
+        tick = Math.max(tick, meta.tick);
+        continue;
+      }
+      const p = decodePrincipal(key, value);
+      restored.set(key, p);
+      tick = Math.max(tick, p.seq + 1);
+    }
+    d.#tick = tick;
+    // Map order is the LRU order eviction follows: least recently observed first.
+    const order = [...restored].sort(([ka, a], [kb, b]) => a.seq - b.seq || cmp(ka, kb));
+    for (const [key, p] of order) {
+      d.#principals.set(key, p);
+      d.#valueCount += p.values.size;
+      if (p.groups.length > 0) d.#withGroups.add(key);
+    }
+    d.#applyBounds();
+    return d;
+  }
+
+  /** Tighter bounds than the writing detector had take effect on restore; what they drop is a change. */
+  #applyBounds(): void {
+    while (this.#principals.size > this.#maxPrincipals) this.#evictPrincipal();
+    for (const [key, p] of this.#principals) while (p.values.size > this.#maxValues) this.#evictValue(key, p);
+  }
+
+  #encodeMeta(): string {
+    const detached = this.#detached.map(({ identity, group }) => {
+      const out: unknown[] = [identity.accountId, identity.principal, identity.principalType, identity.human ? 1 : 0, group.startMs];
+      for (const h of group.hits.values()) out.push(encodeHit(h, h.eventTimeMs - group.startMs));
+      return out;
+    });
+    const finite = (ms: number): number | null => (Number.isFinite(ms) ? ms : null);
+    return JSON.stringify([RECORD_VERSION, finite(this.#watermarkMs), finite(this.#sweptAtMs), this.#tick, detached]);
   }
 
   #see(
@@ -443,7 +542,7 @@ export class FirstSeenDetector {
       p.values.delete(key);
     }
     p.values.set(key, last === undefined || t > last ? t : last);
-    if (p.values.size > this.#maxValues) this.#evictValue(p);
+    if (p.values.size > this.#maxValues) this.#evictValue(pkey, p);
   }
 
   #hit(dimension: FirstSeenDimension, value: string, event: AuditEvent): Hit {
@@ -487,32 +586,38 @@ export class FirstSeenDetector {
     const p = this.#principals.get(oldest.value) as PrincipalState;
     this.#principals.delete(oldest.value);
     this.#withGroups.delete(oldest.value);
+    this.#dirty.add(oldest.value);
     this.#valueCount -= p.values.size;
     const identity: Identity = { accountId: p.accountId, principal: p.principal, principalType: p.principalType, human: p.human };
     for (const group of p.groups) this.#detached.push({ identity, group });
+    if (p.groups.length > 0) this.#metaDirty = true;
   }
 
-  #evictValue(p: PrincipalState): void {
+  #evictValue(pkey: string, p: PrincipalState): void {
     const oldest = p.values.keys().next();
     if (oldest.done === true) return;
     p.values.delete(oldest.value);
     this.#valueCount--;
+    this.#dirty.add(pkey);
   }
 
   /** Drops what judging would treat as forgotten anyway: memory only, findings do not change. */
   #sweep(wm: number): void {
     this.#sweptAtMs = wm;
+    this.#metaDirty = true;
     for (const [key, p] of this.#principals) {
       const cutoff = wm - this.profileOf(p.principalType, p.human).forgetMs;
       if (p.lastMs < cutoff && p.groups.length === 0) {
         this.#principals.delete(key);
         this.#valueCount -= p.values.size;
+        this.#dirty.add(key);
         continue;
       }
       for (const [vkey, lastSeenMs] of p.values) {
         if (lastSeenMs < cutoff) {
           p.values.delete(vkey);
           this.#valueCount--;
+          this.#dirty.add(key);
         }
       }
     }
@@ -561,6 +666,171 @@ export class FirstSeenDetector {
 
 function valueKey(dimension: FirstSeenDimension, value: string): string {
   return DIMENSION_CODE[dimension] + value;
+}
+
+// ── changelog records ─────────────────────────────────────────────────────
+//
+// A principal's record is rewritten whenever it is observed, so it is an array, and every time in
+// it is an age before the principal's lastMs (short, non-negative numbers; event times are whole
+// ms, so the subtraction is exact):
+//
+//   [version, principalType, human 0|1, seq, lastMs, lastMs − firstMs, values, groups, accountId?, principal?]
+//   values  [valueKey, lastMs − lastSeenMs, valueKey, …]          least recently observed first
+//   groups  [[lastMs − startMs, hit, hit, …], …]                    open windows by start
+//   hit     [valueKey, eventId, lastMs − eventTimeMs, category?, catalogSeverity?]  (both absent when not in the catalog)
+//
+// The key `${accountId}\u0000${principal}` carries the identity; the record repeats it only when
+// the account id holds a NUL itself and the key cannot be split. The meta record:
+//
+//   [version, watermarkMs|null, sweptAtMs|null, tick, detached]
+//   detached [[accountId, principal, principalType, human 0|1, startMs, hit, …], …]  hit times as eventTimeMs − startMs
+
+type HitRecord = [string, string, number] | [string, string, number, SensitivityCategory | null, Severity | null];
+
+function encodeHit(h: Hit, offset: number): HitRecord {
+  const key = valueKey(h.dimension, h.value);
+  return h.category === null && h.catalogSeverity === null
+    ? [key, h.eventId, offset]
+    : [key, h.eventId, offset, h.category, h.catalogSeverity];
+}
+
+function encodePrincipal(key: string, p: PrincipalState): string {
+  const base = p.lastMs;
+  const values: (string | number)[] = [];
+  for (const [vkey, lastSeenMs] of p.values) values.push(vkey, base - lastSeenMs);
+  const groups = p.groups.map((g) => {
+    const out: (number | HitRecord)[] = [base - g.startMs];
+    for (const h of g.hits.values()) out.push(encodeHit(h, base - h.eventTimeMs));
+    return out;
+  });
+  const record: unknown[] = [RECORD_VERSION, p.principalType, p.human ? 1 : 0, p.seq, base, base - p.firstMs, values, groups];
+  if (key.indexOf('\u0000') !== p.accountId.length) record.push(p.accountId, p.principal);
+  return JSON.stringify(record);
+}
+
+function stateCorrupt(key: string, what: string, cause?: unknown): TrailwatchError {
+  return new TrailwatchError(ErrorCodes.STATE_CORRUPT, `first-seen changelog record ${JSON.stringify(key)}: ${what}`, {
+    cause,
+    details: { key },
+  });
+}
+
+/** The record's fields after its version; anything but a JSON array of this version is corrupt. */
+function parseRecord(key: string, json: string): unknown[] {
+  let record: unknown;
+  try {
+    record = JSON.parse(json);
+  } catch (err) {
+    throw stateCorrupt(key, `not JSON (${(err as Error).message})`, err);
+  }
+  if (!Array.isArray(record) || record[0] !== RECORD_VERSION) {
+    throw stateCorrupt(key, `expected version ${RECORD_VERSION}, got ${JSON.stringify(Array.isArray(record) ? record[0] : record)}`);
+  }
+  return record;
+}
+
+const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isFlag = (v: unknown): v is 0 | 1 => v === 0 || v === 1;
+
+function decodeHit(key: string, r: unknown, base: number, sign: 1 | -1): [string, Hit] {
+  if (!Array.isArray(r) || (r.length !== 3 && r.length !== 5)) throw stateCorrupt(key, 'a hit is not [valueKey, eventId, time, …]');
+  const [vkey, eventId, offset, category = null, catalogSeverity = null] = r as unknown[];
+  const dimension = typeof vkey === 'string' ? CODE_DIMENSION[vkey.slice(0, 2)] : undefined;
+  if (
+    dimension === undefined ||
+    typeof eventId !== 'string' ||
+    !isTime(offset) ||
+    (category !== null && typeof category !== 'string') ||
+    (catalogSeverity !== null && !(SEVERITIES as readonly unknown[]).includes(catalogSeverity))
+  ) {
+    throw stateCorrupt(key, `bad hit ${JSON.stringify(r)}`);
+  }
+  const hit: Hit = {
+    dimension,
+    value: (vkey as string).slice(2),
+    eventId,
+    eventTimeMs: base + sign * offset,
+    category: category as SensitivityCategory | null,
+    catalogSeverity: catalogSeverity as Severity | null,
+  };
+  return [vkey as string, hit];
+}
+
+function decodePrincipal(key: string, json: string): PrincipalState {
+  const r = parseRecord(key, json);
+  const [, principalType, human, seq, lastMs, span, values, groups, ...identity] = r;
+  const nul = key.indexOf('\u0000');
+  if (
+    typeof principalType !== 'string' ||
+    !isFlag(human) ||
+    !Number.isSafeInteger(seq) ||
+    !isTime(lastMs) ||
+    !isTime(span) ||
+    !Array.isArray(values) ||
+    !Array.isArray(groups) ||
+    nul < 0 ||
+    (identity.length !== 0 && (identity.length !== 2 || typeof identity[0] !== 'string' || typeof identity[1] !== 'string'))
+  ) {
+    throw stateCorrupt(key, 'not a principal record');
+  }
+  const p: PrincipalState = {
+    accountId: identity.length === 2 ? (identity[0] as string) : key.slice(0, nul),
+    principal: identity.length === 2 ? (identity[1] as string) : key.slice(nul + 1),
+    principalType,
+    human: human === 1,
+    firstMs: lastMs - span,
+    lastMs,
+    seq: seq as number,
+    values: new Map(),
+    groups: [],
+  };
+  for (let i = 0; i < values.length; i += 2) {
+    const vkey: unknown = values[i];
+    const age: unknown = values[i + 1];
+    if (typeof vkey !== 'string' || !isTime(age)) throw stateCorrupt(key, `bad value at ${i}`);
+    p.values.set(vkey, lastMs - age);
+  }
+  for (const g of groups) {
+    if (!Array.isArray(g) || !isTime(g[0])) throw stateCorrupt(key, 'an open window is not [start, hit, …]');
+    const hits = new Map<string, Hit>();
+    for (let i = 1; i < g.length; i++) hits.set(...decodeHit(key, g[i], lastMs, -1));
+    p.groups.push({ startMs: lastMs - g[0], hits });
+  }
+  return p;
+}
+
+function decodeMeta(json: string): { watermarkMs: number; sweptAtMs: number; tick: number; detached: Detached[] } {
+  const [, watermarkMs, sweptAtMs, tick, detached] = parseRecord(META_KEY, json);
+  if (
+    (watermarkMs !== null && !isTime(watermarkMs)) ||
+    (sweptAtMs !== null && !isTime(sweptAtMs)) ||
+    !Number.isSafeInteger(tick) ||
+    !Array.isArray(detached)
+  ) {
+    throw stateCorrupt(META_KEY, 'not a meta record');
+  }
+  return {
+    watermarkMs: watermarkMs ?? Number.NEGATIVE_INFINITY,
+    sweptAtMs: sweptAtMs ?? Number.NEGATIVE_INFINITY,
+    tick: tick as number,
+    detached: detached.map((r: unknown): Detached => {
+      if (!Array.isArray(r) || r.length < 5) throw stateCorrupt(META_KEY, 'a detached window is not [accountId, principal, …]');
+      const [accountId, principal, principalType, human, startMs, ...hits] = r as unknown[];
+      if (
+        typeof accountId !== 'string' ||
+        typeof principal !== 'string' ||
+        typeof principalType !== 'string' ||
+        !isFlag(human) ||
+        !isTime(startMs)
+      ) {
+        throw stateCorrupt(META_KEY, `bad detached window ${JSON.stringify([accountId, principal])}`);
+      }
+      return {
+        identity: { accountId, principal, principalType, human: human === 1 },
+        group: { startMs, hits: new Map(hits.map((h) => decodeHit(META_KEY, h, startMs, 1))) },
+      };
+    }),
+  };
 }
 
 function findHit(p: PrincipalState, key: string): { group: Group; hit: Hit } | undefined {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import type { AuditEvent } from '../../../src/contracts/types.ts';
 import { DEFAULT_CATALOG, mergeCatalog } from '../../../src/detect/rules/catalog.ts';
 import { FirstSeenDetector, type FirstSeenFinding, type FirstSeenOptions, looksHuman } from '../../../src/detect/rules/first-seen.ts';
-import { ConfigError } from '../../../src/errors.ts';
+import { ConfigError, ErrorCodes, TrailwatchError } from '../../../src/errors.ts';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -46,6 +46,28 @@ function trained(options: FirstSeenOptions = {}, more: Partial<AuditEvent>[] = [
 }
 
 const AFTER = T0 + 8 * DAY + HOUR;
+
+/** mulberry32: a small seeded generator, so a failing stream can be replayed. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Applies drained changes to a changelog as compaction would: the latest value per key, null deletes. */
+function apply(log: Map<string, string>, changes: Array<[string, string | null]>): void {
+  for (const [key, value] of changes) {
+    if (value === null) log.delete(key);
+    else log.set(key, value);
+  }
+}
+
+const isCorrupt = (err: unknown): boolean => err instanceof TrailwatchError && err.code === ErrorCodes.STATE_CORRUPT;
 
 function only(findings: FirstSeenFinding[]): FirstSeenFinding {
   assert.equal(findings.length, 1, JSON.stringify(findings, null, 2));
@@ -312,6 +334,329 @@ describe('FirstSeenDetector', () => {
 
   test('restore refuses a snapshot it does not know', () => {
     assert.throws(() => FirstSeenDetector.restore({ version: 99 } as never), { code: 'TW_STATE_CORRUPT' });
+  });
+
+  describe('changelog records', () => {
+    const BOUNDED: FirstSeenOptions = {
+      learningMs: 2 * HOUR,
+      forgetMs: DAY,
+      groupMs: 10 * MINUTE,
+      maxPrincipals: 5,
+      maxValuesPerPrincipal: 6,
+      maxItemsPerFinding: 3,
+      profiles: { IAMUser: { learningMs: HOUR, forgetMs: 12 * HOUR }, AssumedRole: { forgetMs: 6 * HOUR } },
+    };
+    const WHO: Partial<AuditEvent>[] = [
+      { principal: ROLE },
+      { principal: USER, principalType: 'IAMUser' },
+      { principal: 'arn:aws:iam::111122223333:user/alice', principalType: 'IAMUser', userAgent: 'signin.amazonaws.com' },
+      { principal: 'arn:aws:iam::111122223333:root', principalType: 'Root' },
+      { principal: 'config.amazonaws.com', principalType: 'AWSService' },
+      { principal: 'arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0123' },
+      { principal: ROLE, accountId: '444455556666' },
+      { principal: 'arn:aws:sts::444455556666:assumed-role/batch' },
+      { principal: 'arn:aws:sts::444455556666:assumed-role/rare', accountId: '444455556666' },
+    ];
+    const ACTIONS: [string, string][] = [
+      ['s3.amazonaws.com', 'GetObject'],
+      ['s3.amazonaws.com', 'PutObject'],
+      ['sts.amazonaws.com', 'GetCallerIdentity'],
+      ['ec2.amazonaws.com', 'DescribeInstances'],
+      ['kms.amazonaws.com', 'Decrypt'],
+      ['iam.amazonaws.com', 'ListRoles'],
+      ['lambda.amazonaws.com', 'Invoke'],
+      ['dynamodb.amazonaws.com', 'Scan'],
+      ['cloudtrail.amazonaws.com', 'StopLogging'],
+      ['iam.amazonaws.com', 'CreateAccessKey'],
+    ];
+    const REGIONS = ['us-east-1', 'us-east-1', 'eu-west-1', 'ap-southeast-2'];
+    const ERRORS = ['AccessDenied', 'Throttling', 'NoSuchKey', 'ValidationException', 'ExpiredToken', 'InvalidParameter'];
+    /** How many of ACTIONS each of WHO calls: some stay under maxValuesPerPrincipal, so their stale values are swept, not evicted. */
+    const REACH = [1, 10, 3, 10, 2, 6, 10, 2, 10];
+
+    /**
+     * A stream of observe and advance steps: a few principals far busier than the rest, skewed
+     * actions, a third of the events late by up to half an hour, profiles that forget within hours
+     * and now and then a quiet day and a half (dormancy, sweeps). Five principals and six values
+     * fit: both evictions keep happening.
+     */
+    function* stream(seed: number, steps: number): Generator<AuditEvent | number> {
+      const rnd = random(seed);
+      const pick = <T>(xs: readonly T[], skew: number): T => xs[Math.floor(rnd() ** skew * xs.length)] as T;
+      let clock = T0;
+      for (let i = 0; i < steps; i++) {
+        if (rnd() < 0.35) {
+          yield clock - 20 * MINUTE;
+          continue;
+        }
+        clock += rnd() < 0.001 ? 36 * HOUR : Math.floor(rnd() * 8 * MINUTE);
+        const who = Math.floor(rnd() ** 3 * WHO.length);
+        const [service, action] = pick(ACTIONS.slice(0, REACH[who]), 2.5);
+        yield ev(clock - (rnd() < 0.3 ? Math.floor(rnd() * 30 * MINUTE) : 0), {
+          ...WHO[who],
+          service,
+          action,
+          region: pick(REGIONS, 1.5),
+          errorCode: rnd() < 0.03 ? pick(ERRORS.slice(0, 2 + Math.floor((REACH[who] as number) / 3)), 1) : null,
+        });
+      }
+    }
+
+    test('drained after every step and rebuilt at random points: same findings, same state, same records', () => {
+      for (const seed of [1, 2, 3]) {
+        const straight = new FirstSeenDetector(BOUNDED);
+        // Drained like `tracked` but never rebuilt: its changelog is the one `tracked` must reproduce.
+        const drained = new FirstSeenDetector(BOUNDED);
+        const drainedLog = new Map<string, string>();
+        let tracked = new FirstSeenDetector(BOUNDED);
+        const log = new Map<string, string>();
+        const rnd = random(seed * 7919);
+        const seen = { findings: 0, grouped: 0, tombstones: 0, rebuilds: 0, fullValues: 0 };
+        for (const step of stream(seed, 6000)) {
+          if (typeof step === 'number') {
+            const findings = straight.advance(step);
+            assert.deepEqual(tracked.advance(step), findings);
+            assert.deepEqual(drained.advance(step), findings);
+            seen.findings += findings.length;
+            seen.grouped += findings.filter((f) => f.total > 1).length;
+          } else {
+            straight.observe(step);
+            tracked.observe(step);
+            drained.observe(step);
+          }
+          const changes = tracked.drainChanges();
+          seen.tombstones += changes.filter(([, v]) => v === null).length;
+          apply(log, changes);
+          apply(drainedLog, drained.drainChanges());
+          if (rnd() < 0.1) {
+            const rebuilt = FirstSeenDetector.fromRecords(log, BOUNDED);
+            const before = tracked.snapshot();
+            assert.deepEqual(rebuilt.snapshot(), before);
+            assert.deepEqual(rebuilt.drainChanges(), [], 'nothing changed by the rebuild itself');
+            seen.fullValues += before.principals.filter((p) => p.values.length === BOUNDED.maxValuesPerPrincipal).length;
+            seen.rebuilds++;
+            tracked = rebuilt;
+          }
+        }
+        assert.deepEqual(tracked.snapshot(), straight.snapshot());
+        assert.deepEqual(log, drainedLog);
+        assert.deepEqual(FirstSeenDetector.fromRecords(log, BOUNDED).snapshot(), straight.snapshot());
+        // The stream did what it is meant to exercise.
+        assert.ok(seen.findings > 20 && seen.grouped > 5, JSON.stringify(seen));
+        assert.ok(seen.tombstones > 10 && seen.rebuilds > 300 && seen.fullValues > 0, JSON.stringify(seen));
+        assert.ok(straight.stateSize.principals > 0 && straight.snapshot().sweptAtMs !== null);
+      }
+    });
+
+    test('drainChanges after no change returns nothing', () => {
+      const d = trained();
+      assert.notDeepEqual(d.drainChanges(), []);
+      assert.deepEqual(d.drainChanges(), []);
+      d.advance(d.watermarkMs); // the same watermark: nothing to close or sweep
+      d.advance(d.watermarkMs - HOUR); // watermarks never go back
+      assert.deepEqual(d.drainChanges(), []);
+      d.observe(ev(AFTER));
+      assert.deepEqual(
+        d.drainChanges().map(([key]) => key),
+        [`111122223333\u0000${ROLE}`, 'meta'],
+      );
+      assert.deepEqual(new FirstSeenDetector().drainChanges(), []);
+    });
+
+    test('an evicted or swept principal is a tombstone; the open window of an evicted principal stays in meta', () => {
+      const d = new FirstSeenDetector({ maxPrincipals: 2, learningMs: HOUR, forgetMs: DAY });
+      const log = new Map<string, string>();
+      d.observe(ev(T0, { principal: 'p1' }));
+      d.observe(ev(T0 + 2 * HOUR, { principal: 'p1', action: 'New' }));
+      d.observe(ev(T0 + 2 * HOUR, { principal: 'p2' }));
+      apply(log, d.drainChanges());
+      d.observe(ev(T0 + 2 * HOUR, { principal: 'p3' })); // evicts p1, whose window is open
+      const changes = d.drainChanges();
+      assert.deepEqual(
+        changes.map(([key, value]) => [key, value === null]),
+        [
+          ['111122223333\u0000p1', true],
+          ['111122223333\u0000p3', false],
+          ['meta', false],
+        ],
+      );
+      apply(log, changes);
+      const rebuilt = FirstSeenDetector.fromRecords(log, { maxPrincipals: 2, learningMs: HOUR, forgetMs: DAY });
+      assert.equal(only(rebuilt.advance(T0 + 3 * HOUR)).principal, 'p1');
+      rebuilt.drainChanges();
+      rebuilt.advance(T0 + 3 * DAY); // sweeps p2 and p3, dormant for longer than forgetMs
+      assert.deepEqual(rebuilt.drainChanges(), [
+        ['111122223333\u0000p2', null],
+        ['111122223333\u0000p3', null],
+        ['meta', JSON.stringify([1, T0 + 3 * DAY, T0 + 3 * DAY, 4, []])],
+      ]);
+    });
+
+    test('meta is rewritten whenever it changes, the watermark standing still', () => {
+      const options = { maxPrincipals: 1, learningMs: 0 };
+      const d = new FirstSeenDetector(options);
+      const log = new Map<string, string>();
+      d.observe(ev(T0, { principal: 'p1' }));
+      assert.equal(d.advance(T0 + HOUR).length, 1);
+      d.observe(ev(T0, { principal: 'p1', action: 'Late' })); // a window the watermark has already passed …
+      d.observe(ev(T0 + HOUR, { principal: 'p2' })); // … detached by the eviction of p1
+      apply(log, d.drainChanges());
+      assert.equal(only(d.advance(T0 + HOUR)).items[0]?.value, 's3.amazonaws.com:Late');
+      apply(log, d.drainChanges());
+      assert.deepEqual(FirstSeenDetector.fromRecords(log, options).advance(T0 + HOUR), [], 'emitted once');
+
+      // A snapshot that was never swept: the first advance sweeps, at the watermark it already had.
+      const restored = FirstSeenDetector.restore({ ...d.snapshot(), sweptAtMs: null }, options);
+      apply(log, restored.drainChanges());
+      restored.advance(T0 + HOUR);
+      apply(log, restored.drainChanges());
+      assert.deepEqual(FirstSeenDetector.fromRecords(log, options).snapshot(), d.snapshot());
+    });
+
+    test('a rebuilt detector writes what the writer would, even after the principal observed last is swept', () => {
+      const options = { maxPrincipals: 2, forgetMs: DAY };
+      const d = new FirstSeenDetector(options);
+      d.observe(ev(T0 + 2 * DAY, { principal: 'p1' }));
+      d.observe(ev(T0, { principal: 'p2' })); // observed last, yet the older
+      d.advance(T0 + 2 * DAY); // sweeps p2
+      const log = new Map<string, string>();
+      apply(log, d.drainChanges());
+      assert.deepEqual([...log.keys()], ['111122223333\u0000p1', 'meta']);
+      const rebuilt = FirstSeenDetector.fromRecords(log, options);
+      for (const e of [ev(T0 + 2 * DAY, { principal: 'p3' }), ev(T0 + 2 * DAY, { principal: 'p4' })]) {
+        d.observe(e);
+        rebuilt.observe(e);
+        assert.deepEqual(rebuilt.drainChanges(), d.drainChanges());
+      }
+    });
+
+    test('a principal record carries its LRU position: the rebuilt detector evicts the same principal and value', () => {
+      const options = { maxPrincipals: 2, maxValuesPerPrincipal: 3 };
+      const d = new FirstSeenDetector(options);
+      // Arrival, not event time, is the LRU order: p1 arrives first with the later time, and p2's
+      // action A arrives after B with the earlier time.
+      d.observe(ev(T0 + 2 * HOUR, { principal: 'p1', action: 'A' }));
+      d.observe(ev(T0 + HOUR, { principal: 'p2', action: 'B' }));
+      d.observe(ev(T0 + 30 * MINUTE, { principal: 'p2', action: 'A' }));
+      const log = new Map<string, string>();
+      apply(log, d.drainChanges());
+      const rebuilt = FirstSeenDetector.fromRecords([...log].reverse(), options);
+      for (const x of [d, rebuilt]) {
+        x.observe(ev(T0 + HOUR, { principal: 'p3' })); // evicts p1
+        x.observe(ev(T0 + HOUR, { principal: 'p2', action: 'C' })); // evicts B
+      }
+      assert.deepEqual(rebuilt.snapshot(), d.snapshot());
+      assert.deepEqual(
+        rebuilt.snapshot().principals.map((p) => [p.principal, p.values.map(([k]) => k)]),
+        [
+          ['p3', ['a:s3.amazonaws.com:GetObject', 'r:us-east-1']],
+          ['p2', ['a:s3.amazonaws.com:A', 'a:s3.amazonaws.com:C', 'r:us-east-1']],
+        ],
+      );
+    });
+
+    test('fromRecords with tighter bounds trims as restore does, and the trimming is the next change', () => {
+      const wide = { maxPrincipals: 4, maxValuesPerPrincipal: 6, learningMs: HOUR };
+      const tight = { maxPrincipals: 2, maxValuesPerPrincipal: 3, learningMs: HOUR };
+      const d = new FirstSeenDetector(wide);
+      for (const [i, who] of ['p1', 'p2', 'p3', 'p4'].entries()) {
+        d.observe(ev(T0 + i, { principal: who }));
+        d.observe(ev(T0 + 2 * HOUR + i, { principal: who, action: `New${i}`, region: 'eu-west-1' }));
+      }
+      const log = new Map<string, string>();
+      apply(log, d.drainChanges());
+      const rebuilt = FirstSeenDetector.fromRecords(log, tight);
+      assert.deepEqual(rebuilt.snapshot(), FirstSeenDetector.restore(d.snapshot(), tight).snapshot());
+      assert.deepEqual(
+        rebuilt.snapshot().principals.map((p) => [p.principal, p.values.length]),
+        [
+          ['p3', 3],
+          ['p4', 3],
+        ],
+      );
+      const changes = rebuilt.drainChanges();
+      assert.deepEqual(
+        changes.map(([key, value]) => [key.slice(key.indexOf('\u0000') + 1), value === null]),
+        [
+          ['p1', true],
+          ['p2', true],
+          ['p3', false],
+          ['p4', false],
+          ['meta', false],
+        ],
+      );
+      apply(log, changes);
+      assert.deepEqual(FirstSeenDetector.fromRecords(log, tight).snapshot(), rebuilt.snapshot());
+      assert.equal(rebuilt.advance(T0 + DAY).length, 4, 'the windows of evicted principals are still emitted');
+    });
+
+    test('after restore from a snapshot the first drain is the whole state', () => {
+      const d = trained({}, [{ principal: USER, principalType: 'IAMUser', errorCode: 'AccessDenied' }]);
+      d.observe(ev(AFTER, { service: 'cloudtrail.amazonaws.com', action: 'StopLogging' }));
+      d.advance(AFTER + HOUR);
+      d.observe(ev(AFTER + 2 * HOUR, { region: 'eu-west-1' }));
+      const restored = FirstSeenDetector.restore(d.snapshot());
+      const log = new Map<string, string>();
+      apply(log, restored.drainChanges());
+      assert.equal(log.size, 3);
+      assert.deepEqual(FirstSeenDetector.fromRecords(log).snapshot(), d.snapshot());
+      assert.deepEqual(restored.drainChanges(), []);
+    });
+
+    test('records are arrays with times as offsets; an account id holding a NUL still round-trips', () => {
+      const d = new FirstSeenDetector({ learningMs: HOUR });
+      const e1 = ev(T0, { principal: 'p' });
+      const e2 = ev(T0 + 2 * HOUR, { principal: 'p', service: 'cloudtrail.amazonaws.com', action: 'StopLogging' });
+      const e3 = ev(T0 + 2 * HOUR + MINUTE, { principal: 'p', region: 'eu-west-1' });
+      for (const e of [e1, e2, e3]) d.observe(e);
+      const odd = ev(T0, { accountId: 'odd\u0000account', principal: 'q' });
+      d.observe(odd);
+      const log = new Map<string, string>();
+      apply(log, d.drainChanges());
+      const stop = DEFAULT_CATALOG.sensitivityOf('cloudtrail.amazonaws.com', 'StopLogging');
+      assert.ok(stop);
+      assert.deepEqual(JSON.parse(log.get('111122223333\u0000p') as string), [
+        1, // version
+        'AssumedRole',
+        0, // not human
+        2, // observed third
+        T0 + 2 * HOUR + MINUTE, // lastMs, the base of every other time
+        2 * HOUR + MINUTE, // firstMs
+        ['a:cloudtrail.amazonaws.com:StopLogging', MINUTE, 'r:us-east-1', MINUTE, 'a:s3.amazonaws.com:GetObject', 0, 'r:eu-west-1', 0],
+        [
+          [
+            MINUTE,
+            ['a:cloudtrail.amazonaws.com:StopLogging', e2.eventId, MINUTE, stop.category, stop.severity],
+            ['r:eu-west-1', e3.eventId, 0],
+          ],
+        ],
+      ]);
+      assert.deepEqual(JSON.parse(log.get('meta') as string), [1, null, null, 4, []]);
+      assert.deepEqual(JSON.parse(log.get('odd\u0000account\u0000q') as string).slice(-2), ['odd\u0000account', 'q']);
+      assert.deepEqual(FirstSeenDetector.fromRecords(log, { learningMs: HOUR }).snapshot(), d.snapshot());
+    });
+
+    test('a record that does not parse, or of another version or shape, is STATE_CORRUPT', () => {
+      const d = trained();
+      d.observe(ev(AFTER, { action: 'New' }));
+      const log = new Map<string, string>();
+      apply(log, d.drainChanges());
+      const key = `111122223333\u0000${ROLE}`;
+      const good = JSON.parse(log.get(key) as string) as unknown[];
+      const meta = JSON.parse(log.get('meta') as string) as unknown[];
+      const bad: Array<[string, string]>[] = [
+        [[key, '{not json']],
+        [[key, JSON.stringify([99, ...good.slice(1)])]],
+        [[key, JSON.stringify({ version: 1 })]],
+        [[key, JSON.stringify([...good.slice(0, 6), ['a:x'], ...good.slice(7)])]],
+        [[key, JSON.stringify([...good.slice(0, 7), [[0, ['z:bad', 'e1', 0]]]])]],
+        [['no-nul-here', log.get(key) as string]],
+        [['meta', JSON.stringify([2, ...meta.slice(1)])]],
+        [['meta', JSON.stringify([1, 'later', null, 0, []])]],
+      ];
+      assert.doesNotThrow(() => FirstSeenDetector.fromRecords(log));
+      for (const records of bad) assert.throws(() => FirstSeenDetector.fromRecords(records), isCorrupt, JSON.stringify(records));
+    });
   });
 
   test('rejects invalid options, listing every problem', () => {
