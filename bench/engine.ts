@@ -5,7 +5,10 @@
  * changelog (drainChanges: every changed key encoded) and the partials into an ActionStage with
  * its own drainChanges. Reports µs per event for each part and events/s, medians of the runs.
  *
- *   npm run bench:engine -- [--principals N] [--days N] [--batch N] [--runs N] [--seed N] [--json] [--write]
+ *   npm run bench:engine -- [--principals N] [--days N] [--batch N] [--runs N] [--seed N] [--findings] [--json] [--write]
+ *
+ * --findings adds the first stage's findings (the default rule pack with repeats folded,
+ * first-seen, breadth, as `run` has them by default): their per-event cost is its own column.
  *
  * Traffic is generated lazily, batch by batch, outside the timed sections; each batch goes through
  * a JSON round trip first so every event carries its own copies of its strings, as events decoded
@@ -17,6 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.ts';
 import type { AuditEvent } from '../src/contracts/types.ts';
+import { findingSetupFromConfig } from '../src/detect/findings.ts';
 import { type ActionRecord, ActionStage, PrincipalStage } from '../src/detect/topology.ts';
 import { buildPopulation, TrafficGenerator } from './quality/generator.ts';
 
@@ -27,6 +31,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '4000' },
     runs: { type: 'string', default: '3' },
     seed: { type: 'string', default: '7' },
+    findings: { type: 'boolean' },
     json: { type: 'boolean' },
     write: { type: 'boolean' },
   },
@@ -37,7 +42,9 @@ const batchSize = Number(values.batch);
 const runs = Number(values.runs);
 const seed = Number(values.seed);
 
-const config = loadConfig({ env: {} }).detector;
+const fullConfig = loadConfig({ env: {} });
+const config = fullConfig.detector;
+const setup = values.findings ? await findingSetupFromConfig(fullConfig.rules, fullConfig.findings, 'bench') : undefined;
 
 interface RunResult {
   events: number;
@@ -46,8 +53,9 @@ interface RunResult {
   encodedBytes: number;
   partials: number;
   insights: number;
+  findings: number;
   /** Milliseconds in each part. */
-  ms: { process: number; watermark: number; changes: number; action: number };
+  ms: { process: number; findings: number; watermark: number; changes: number; action: number };
 }
 
 /** Batches of `batchSize` events in event-time order, cut by count as a consumer fetch is. */
@@ -67,7 +75,7 @@ function* batches(): Generator<AuditEvent[]> {
 }
 
 function run(): RunResult {
-  const stage = PrincipalStage.create(config, 0, { trackChanges: true });
+  const stage = PrincipalStage.create(config, 0, { trackChanges: true, ...(setup ? { findings: setup } : {}) });
   const action = ActionStage.create(config, 0, 1, { trackChanges: true });
   const r: RunResult = {
     events: 0,
@@ -76,17 +84,23 @@ function run(): RunResult {
     encodedBytes: 0,
     partials: 0,
     insights: 0,
-    ms: { process: 0, watermark: 0, changes: 0, action: 0 },
+    findings: 0,
+    ms: { process: 0, findings: 0, watermark: 0, changes: 0, action: 0 },
   };
   for (const batch of batches()) {
     const t0 = performance.now();
-    // The stage's own process() is this and the advance below; apart, so each is timed.
-    r.insights += stage.engine.process(batch, stage.engine.watermarkMs).length;
+    // The stage's own process() is this, the findings and the advance below; apart, so each is timed.
+    const fresh: AuditEvent[] | undefined = stage.findings ? [] : undefined;
+    r.insights += stage.engine.process(batch, stage.engine.watermarkMs, fresh).length;
+    const tf = performance.now();
+    if (stage.findings && fresh) r.findings += stage.findings.process(fresh).length;
     const t1 = performance.now();
     const out = stage.advanceWatermark(stage.engine.latestEventTimeMs - config.allowedLatenessMs, false);
+    r.findings += out.findings.length;
     const t2 = performance.now();
     const changes = stage.engine.drainChanges();
     for (const [, encoded] of changes.keys) if (encoded !== null) r.encodedBytes += encoded.length;
+    for (const [, encoded] of stage.findings?.drainChanges() ?? []) if (encoded !== null) r.encodedBytes += encoded.length;
     const meta = JSON.stringify(changes.meta);
     const t3 = performance.now();
     const records: ActionRecord[] = out.partials.map((partial) => ({ kind: 'partial', partial }));
@@ -94,7 +108,8 @@ function run(): RunResult {
     r.insights += action.ingest(records).length;
     const downstream = action.engine.drainChanges();
     const t4 = performance.now();
-    r.ms.process += t1 - t0;
+    r.ms.process += tf - t0;
+    r.ms.findings += t1 - tf;
     r.ms.watermark += t2 - t1;
     r.ms.changes += t3 - t2;
     r.ms.action += t4 - t3;
@@ -118,7 +133,7 @@ const results: RunResult[] = [];
 for (let i = 0; i < runs; i++) {
   const r = run();
   results.push(r);
-  const total = r.ms.process + r.ms.watermark + r.ms.changes + r.ms.action;
+  const total = r.ms.process + r.ms.findings + r.ms.watermark + r.ms.changes + r.ms.action;
   process.stderr.write(
     `run ${i + 1}/${runs}: ${r.events} events in ${r.batches} batches, ${(total / 1000).toFixed(1)} s engine, ${Math.round((r.events / total) * 1000)} events/s\n`,
   );
@@ -128,23 +143,25 @@ const first = results[0] as RunResult;
 const us = (part: keyof RunResult['ms']) => median(results.map((r) => (r.ms[part] * 1000) / r.events));
 const perEvent = {
   process: us('process'),
+  findings: us('findings'),
   watermark: us('watermark'),
   changes: us('changes'),
   action: us('action'),
-  firstStage: median(results.map((r) => ((r.ms.process + r.ms.watermark + r.ms.changes) * 1000) / r.events)),
-  total: median(results.map((r) => ((r.ms.process + r.ms.watermark + r.ms.changes + r.ms.action) * 1000) / r.events)),
+  firstStage: median(results.map((r) => ((r.ms.process + r.ms.findings + r.ms.watermark + r.ms.changes) * 1000) / r.events)),
+  total: median(results.map((r) => ((r.ms.process + r.ms.findings + r.ms.watermark + r.ms.changes + r.ms.action) * 1000) / r.events)),
 };
 const eventsPerSecond = Math.round(1e6 / perEvent.total);
 const summary = {
   events: first.events,
   batches: first.batches,
   insights: first.insights,
+  findings: first.findings,
   changedKeysPerEvent: first.changedKeys / first.events,
   encodedBytesPerEvent: first.encodedBytes / first.events,
   partialsPerEvent: first.partials / first.events,
   usPerEvent: perEvent,
   eventsPerSecond,
-  runs: results.map((r) => Math.round((r.events / (r.ms.process + r.ms.watermark + r.ms.changes + r.ms.action)) * 1000)),
+  runs: results.map((r) => Math.round((r.events / (r.ms.process + r.ms.findings + r.ms.watermark + r.ms.changes + r.ms.action)) * 1000)),
 };
 
 const f2 = (n: number) => n.toFixed(2);
@@ -152,8 +169,8 @@ if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
 else {
   process.stdout.write(
     [
-      `${summary.events.toLocaleString('en-US')} events, ${summary.batches} batches of ${batchSize}, ${summary.insights} Insights; per event: ${f2(summary.changedKeysPerEvent)} changed keys, ${Math.round(summary.encodedBytesPerEvent)} B of changelog, ${f2(summary.partialsPerEvent)} partials`,
-      `µs/event (median of ${runs}): process ${f2(perEvent.process)}, watermark ${f2(perEvent.watermark)}, drainChanges+encode ${f2(perEvent.changes)}, action stage ${f2(perEvent.action)}; first stage ${f2(perEvent.firstStage)}, total ${f2(perEvent.total)}`,
+      `${summary.events.toLocaleString('en-US')} events, ${summary.batches} batches of ${batchSize}, ${summary.insights} Insights, ${setup ? `${summary.findings} findings` : 'findings off'}; per event: ${f2(summary.changedKeysPerEvent)} changed keys, ${Math.round(summary.encodedBytesPerEvent)} B of changelog, ${f2(summary.partialsPerEvent)} partials`,
+      `µs/event (median of ${runs}): process ${f2(perEvent.process)}, findings ${f2(perEvent.findings)}, watermark ${f2(perEvent.watermark)}, drainChanges+encode ${f2(perEvent.changes)}, action stage ${f2(perEvent.action)}; first stage ${f2(perEvent.firstStage)}, total ${f2(perEvent.total)}`,
       `events/s (both stages, median): ${eventsPerSecond.toLocaleString('en-US')}; runs: ${summary.runs.map((n) => n.toLocaleString('en-US')).join(', ')}`,
       '',
     ].join('\n'),

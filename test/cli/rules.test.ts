@@ -128,4 +128,33 @@ describe('trailwatch rules', () => {
     assert.equal(usage.code, 1);
     assert.match(usage.stderr, /no EVENTS files given/);
   });
+
+  test('test runs Sigma correlations over the records in event time: the hit with its group, count and events', async () => {
+    const correlation = join(FIXTURES_DIR, 'sigma/correlation-console-brute-force.yml');
+    const failure = (i: number, user: string) =>
+      JSON.stringify({
+        eventTime: `2026-12-01T10:0${i}:00Z`,
+        eventSource: 'signin.amazonaws.com',
+        eventName: 'ConsoleLogin',
+        eventID: `${user}-${i}`,
+        userIdentity: { type: 'IAMUser', userName: user },
+        responseElements: { ConsoleLogin: 'Failure' },
+      });
+    const lines = join(tmp, 'logins.jsonl');
+    // Out of order in the file, and a second user with only four failures.
+    const records = [4, 0, 3, 1, 2].map((i) => failure(i, 'carol')).concat([0, 1, 2, 3].map((i) => failure(i, 'dave')));
+    await writeFile(lines, `${records.join('\n')}\n`);
+    const r = await cli(['rules', 'test', correlation, lines]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /1 correlation hit from 1 correlation rules\n/);
+    assert.match(
+      r.stdout,
+      /\(event_count\) Console Brute Force Against One User: count 5, group \{"userIdentity\.userName":"carol"\}, .* events carol-0, carol-1, carol-2, carol-3, carol-4\n/,
+    );
+    const four = join(tmp, 'four.jsonl');
+    await writeFile(four, `${[0, 1, 2, 3].map((i) => failure(i, 'dave')).join('\n')}\n`);
+    const none = await cli(['rules', 'test', correlation, four]);
+    assert.equal(none.code, 1, 'no rule matched and no correlation fired');
+    assert.match(none.stdout, /0 correlation hits from 1 correlation rules/);
+  });
 });

@@ -205,7 +205,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
         process.stderr.write(`rejected ${item.error.message} [${item.error.code}]\n`);
       },
       // Rules on request fields need the record; the rest run on the normalized event.
-      keepRaw: setup.rules.size > 0 || setup.correlations.length > 0,
+      keepRaw: setup.rules.needsRaw || setup.correlations.length > 0,
     });
     stats = await runBacktest(events, config.detector, {
       batchSize,

@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { loadConfig } from '../../config/load.ts';
+import { CorrelationEngine, type CorrelationHit } from '../../detect/rules/correlation.ts';
 import { configuredRulePaths, formatRuleProblem, type LoadedRules, loadRules, type Rule } from '../../detect/rules/load.ts';
+import type { SigmaRule } from '../../detect/rules/sigma.ts';
 import { ErrorCodes, errorMessage } from '../../errors.ts';
 import { CLOUDTRAIL_EXTENSIONS, expandInputPaths, locateJsonError } from '../../ingest/files.ts';
 import { COMMON_HELP, parse, usageError } from '../args.ts';
@@ -33,7 +35,9 @@ export const RULES_TEST_USAGE = `Usage: trailwatch rules test [options] RULE_FIL
 Runs the rules of RULE_FILE_OR_DIR over every CloudTrail record in EVENTS — delivery files
 ({"Records": [...]}, .json or .json.gz) or JSON-lines files of records (.jsonl, .ndjson, or any
 file named explicitly); directories are walked — and prints, per record, the rules it matches,
-then how many records each rule matched. Needs no Kafka.
+then how many records each rule matched. Sigma correlation rules run over the records in
+event-time order (eventTime), as the detector runs them on the stream, and each hit is printed
+with its group, count and events. Needs no Kafka.
 
 Options:
       --explain   per record, every rule's verdict and its reasons
@@ -77,7 +81,7 @@ async function rulesTest(argv: string[]): Promise<number> {
   if (eventPaths.length === 0) throw usageError('no EVENTS files given', RULES_TEST_USAGE);
 
   const loaded = await loadRules([rulePath]);
-  if (loaded.problems.length > 0 || loaded.rules.length === 0) {
+  if (loaded.problems.length > 0 || (loaded.rules.length === 0 && loaded.correlations.length === 0)) {
     for (const problem of loaded.problems) process.stderr.write(`${formatRuleProblem(problem)}\n`);
     if (loaded.problems.length === 0) process.stderr.write(`${rulePath}: no rule files (*.json, *.yml, *.yaml)\n`);
     process.stderr.write(`${summary(loaded)}\n`);
@@ -107,9 +111,41 @@ async function rulesTest(argv: string[]): Promise<number> {
     }
   }
   process.stdout.write(`\n${matchedRecords} of ${records.length} records matched a rule\n`);
-  const width = Math.max(...loaded.rules.map((r) => r.id.length));
+  const width = Math.max(0, ...loaded.rules.map((r) => r.id.length));
   for (const [r, n] of counts) process.stdout.write(`  ${r.id.padEnd(width)}  ${String(n).padStart(5)}  ${r.title}\n`);
-  return matchedRecords > 0 ? 0 : 1;
+  const hits = correlationHits(loaded, records);
+  if (loaded.correlations.length > 0) {
+    process.stdout.write(
+      `\n${hits.length} correlation ${hits.length === 1 ? 'hit' : 'hits'} from ${loaded.correlations.length} correlation rules\n`,
+    );
+    for (const h of hits) {
+      process.stdout.write(
+        `  ${h.ruleId} (${h.type}) ${h.title}: count ${h.count}, group ${JSON.stringify(h.group)}, ${new Date(h.windowStartMs).toISOString()} → ${new Date(h.windowEndMs).toISOString()}, events ${h.eventIds.join(', ')}\n`,
+      );
+    }
+  }
+  return matchedRecords > 0 || hits.length > 0 ? 0 : 1;
+}
+
+/** The correlations' hits over the records in event-time order, every window judged at the end. */
+function correlationHits(loaded: LoadedRules, records: readonly TestRecord[]): CorrelationHit[] {
+  if (loaded.correlations.length === 0) return [];
+  const bases = new Map<string, SigmaRule>();
+  for (const c of loaded.correlations) for (const b of c.base) bases.set(b.id, b);
+  const engine = new CorrelationEngine(
+    loaded.correlations.map((c) => c.rule),
+    [...bases.values()],
+  );
+  const timed = records
+    .map((r) => ({ record: r.record, t: Date.parse(String(r.record.eventTime ?? '')) }))
+    .filter((r) => Number.isFinite(r.t))
+    .sort((a, b) => a.t - b.t);
+  const hits: CorrelationHit[] = [];
+  for (const { record, t } of timed) hits.push(...engine.observe(record, t));
+  const last = timed.at(-1)?.t ?? 0;
+  const longest = Math.max(...loaded.correlations.map((c) => c.rule.timespanMs));
+  hits.push(...engine.advance(last + longest + 1));
+  return hits;
 }
 
 function summary(loaded: LoadedRules): string {

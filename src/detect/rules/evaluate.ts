@@ -3,13 +3,17 @@ import type { AuditEvent, Finding } from '../../contracts/types.ts';
 import { buildFinding, techniquesFromSigmaTags } from '../../emit/finding.ts';
 import { ErrorCodes, TrailwatchError } from '../../errors.ts';
 import { configuredRulePaths, formatRuleProblem, type LoadedRules, loadRules, type Rule } from './load.ts';
+import { RuleIndex } from './rule-index.ts';
 
 /**
- * Single-event rules on the stream: every event of a batch against every loaded rule, each match
- * a Finding. A rule sees the CloudTrail record: the event's `raw` when the producer kept it, else
- * the record rebuilt from the normalized fields. `raw` is parsed once per event, and only when a
- * rule reads a field the normalized event does not carry: rules on eventName, eventSource,
- * errorCode, userIdentity.type and the like never pay for it.
+ * Single-event rules on the stream: every event of a batch against the loaded rules, each match a
+ * Finding. A rule sees the CloudTrail record: the event's `raw` when the producer kept it, else
+ * the record rebuilt from the normalized fields. Rules are indexed by the eventName and
+ * eventSource they can match (rule-index.ts), so an event is tried only against its candidates
+ * and the rules that name no call; an event without candidates costs two map lookups. The
+ * normalized record is built only for a candidate that reads it, and `raw` parsed once per event,
+ * only for a candidate that reads a field the normalized event does not carry: rules on
+ * eventName, eventSource, errorCode, userIdentity.type and the like never pay for it.
  */
 
 /** Record paths the normalized event can answer without the raw record. */
@@ -44,7 +48,7 @@ export function normalizedRecord(e: AuditEvent): Record<string, unknown> {
   if (a.accessKeyId !== undefined) identity.accessKeyId = a.accessKeyId;
   const record: Record<string, unknown> = {
     eventID: e.eventId,
-    eventTime: new Date(e.eventTimeMs).toISOString(),
+    eventTime: isoTime(e.eventTimeMs),
     eventSource: e.service,
     eventName: e.action,
     awsRegion: e.region,
@@ -61,6 +65,47 @@ export function normalizedRecord(e: AuditEvent): Record<string, unknown> {
   if (a.managementEvent !== undefined) record.managementEvent = a.managementEvent === 'true';
   if (a.requestId !== undefined) record.requestID = a.requestId;
   return record;
+}
+
+/** 10000-01-01T00:00:00Z: the fast path below writes four-digit years from 1970 on, like toISOString. */
+const YEAR_10000_MS = 253_402_300_800_000;
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+
+/**
+ * `new Date(ms).toISOString()`, which costs more than the rest of the normalized record: the text
+ * up to the second is written by hand (days to civil date, H. Hinnant's algorithm) and kept for the
+ * next call, since events come about in time order. Times outside 1970–9999 and non-integers are
+ * left to toISOString, throwing for invalid ones as it does.
+ */
+function isoTime(ms: number): string {
+  if (!Number.isInteger(ms) || ms < 0 || ms >= YEAR_10000_MS) return new Date(ms).toISOString();
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    isoPrefix = isoSecondPrefix(second);
+    isoSecond = second;
+  }
+  const milli = ms - second * 1000;
+  return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+}
+
+/** `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch, from 1970 to 9999. */
+function isoSecondPrefix(second: number): string {
+  const days = Math.floor(second / 86_400);
+  const inDay = second - days * 86_400;
+  const z = days + 719_468; // days since 0000-03-01
+  const era = Math.floor(z / 146_097);
+  const dayOfEra = z - era * 146_097;
+  const yearOfEra = Math.floor(
+    (dayOfEra - Math.floor(dayOfEra / 1_460) + Math.floor(dayOfEra / 36_524) - Math.floor(dayOfEra / 146_096)) / 365,
+  );
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100));
+  const m = Math.floor((5 * dayOfYear + 2) / 153); // March = 0
+  const day = dayOfYear - Math.floor((153 * m + 2) / 5) + 1;
+  const month = m < 10 ? m + 3 : m - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  const two = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+  return `${year}-${two(month)}-${two(day)}T${two(Math.floor(inDay / 3_600))}:${two(Math.floor((inDay % 3_600) / 60))}:${two(inDay % 60)}.`;
 }
 
 /**
@@ -90,29 +135,43 @@ export class RuleSet {
   readonly rules: readonly Rule[];
   /** Per rule: whether it reads only what the normalized event answers. */
   private readonly normalizedOnly: readonly boolean[];
-  /** Raw records that did not parse (the normalized record was used instead). */
+  private readonly index: RuleIndex;
+  /** Raw records a candidate needed that did not parse (the normalized record was used instead). */
   rawUnparsed = 0;
 
   constructor(rules: readonly Rule[]) {
     this.rules = rules;
-    this.normalizedOnly = rules.map((r) => r.fields.every((f) => NORMALIZED_PATHS.has(f)));
+    // A rule that names no field (a Sigma keyword search) reads the whole record.
+    this.normalizedOnly = rules.map((r) => r.fields.length > 0 && r.fields.every((f) => NORMALIZED_PATHS.has(f)));
+    this.index = new RuleIndex(rules.map((r) => r.keys));
   }
 
   get size(): number {
     return this.rules.length;
   }
 
+  /** Whether some rule reads a field only the raw record has (a backtest then keeps it). */
+  get needsRaw(): boolean {
+    return this.normalizedOnly.some((only) => !only);
+  }
+
   /** Every rule an event matches, in the rule set's order. */
   match(e: AuditEvent): Rule[] {
-    const normalized = normalizedRecord(e);
-    let full: Record<string, unknown> | null = null;
     const hits: Rule[] = [];
-    for (let i = 0; i < this.rules.length; i++) {
+    const candidates = this.index.candidates(e.action, e.service);
+    let normalized: Record<string, unknown> | undefined;
+    /** The parsed raw: undefined until a candidate needs it, null when it does not parse. */
+    let full: Record<string, unknown> | null | undefined;
+    for (const i of candidates) {
       const rule = this.rules[i] as Rule;
-      let record = normalized;
+      let record: Record<string, unknown> | null = null;
       if (!this.normalizedOnly[i] && e.raw) {
-        full ??= this.parseRaw(e.raw) ?? normalized;
+        if (full === undefined) full = this.parseRaw(e.raw);
         record = full;
+      }
+      if (record === null) {
+        normalized ??= normalizedRecord(e);
+        record = normalized;
       }
       if (rule.matches(record)) hits.push(rule);
     }

@@ -6,6 +6,7 @@ import { ErrorCodes, errorMessage, isTrailwatchError } from '../../errors.ts';
 import { expandInputPaths, locateJsonError } from '../../ingest/files.ts';
 import type { CorrelationRule } from './correlation.ts';
 import { cloudTrailEnvelope, compileEventPattern } from './eventbridge.ts';
+import { eventPatternKeys, type RuleKeys, sigmaRuleKeys } from './rule-index.ts';
 import { parseSigmaFile, type SigmaRule } from './sigma.ts';
 
 /**
@@ -42,6 +43,11 @@ export interface Rule {
    * `eventSource`, `region` as `awsRegion`, …), so one index over record fields serves both syntaxes.
    */
   fields: string[];
+  /**
+   * What the record's eventName and eventSource must satisfy for the rule to match, derived from
+   * its definition (rule-index.ts); left out, the rule is tried on every event.
+   */
+  keys?: RuleKeys;
   /** Tested on the CloudTrail record itself; EventBridge patterns see it through its EventBridge envelope. */
   matches(record: Record<string, unknown>): boolean;
   explain(record: Record<string, unknown>): RuleExplanation;
@@ -268,6 +274,7 @@ function loadEventBridge(text: string, file: string): FileRules {
     tags,
     techniques: techniquesOf(tags),
     fields,
+    keys: eventPatternKeys(pattern),
     matches: (record) => pat.matches(envelopeOf(record)),
     explain: (record) => pat.explain(envelopeOf(record)),
   };
@@ -388,6 +395,7 @@ function loadSigma(text: string, file: string): FileRules {
         tags: s.tags,
         techniques: s.techniques,
         fields: s.fields,
+        keys: sigmaRuleKeys(s),
         matches: (record) => s.matches(record),
         explain: (record) => s.explain(record),
       };

@@ -2,7 +2,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type YAMLMap } 
 import { ErrorCodes, TrailwatchError } from '../../errors.ts';
 import { type CorrelationRule, decidedAtWindowClose } from './correlation.ts';
 import { type CorrelationSection, readCorrelationSection } from './sigma/correlation-parse.ts';
-import { compileDetection, explainDetection, matchDetection } from './sigma/detection.ts';
+import { compileDetection, type Detection, explainDetection, matchDetection, TIMEFRAME_REFUSAL } from './sigma/detection.ts';
 import type { CloudTrailRecord, Fail } from './sigma/values.ts';
 
 /**
@@ -14,7 +14,8 @@ import type { CloudTrailRecord, Fail } from './sigma/values.ts';
  *
  * Matching follows the Sigma specification: strings case-insensitive unless `cased`, `*`/`?`
  * wildcards with backslash escapes, maps AND, lists OR, `null` for an absent or null field. Field
- * names are dotted paths into the record; an array anywhere on a path stands for any element.
+ * names are dotted paths into the record; an array anywhere on a path stands for any element, and a
+ * map where the path ends for every scalar inside it (values.ts says why).
  */
 
 export type SigmaLevel = 'informational' | 'low' | 'medium' | 'high' | 'critical';
@@ -196,8 +197,10 @@ function parseDocuments(text: string, source: string, withCorrelations: boolean)
     const detectionNode = root.get('detection', true);
     if (detectionNode === undefined) fail(line, `rule '${title}' has no 'detection'`);
     const detection = compileDetection(detectionNode, at('detection'), lineOf, fail);
+    // After the detection, so a rule with both reports its aggregation, the root of the problem.
+    if (root.has('timeframe')) fail(at('timeframe'), TIMEFRAME_REFUSAL);
 
-    rules.push({
+    const rule: SigmaRule = {
       id,
       ...(name === undefined ? {} : { name }),
       title,
@@ -210,9 +213,19 @@ function parseDocuments(text: string, source: string, withCorrelations: boolean)
       fields: detection.fields,
       matches: (record) => matchDetection(detection, record),
       explain: (record) => explainDetection(detection, record),
-    });
+    };
+    detections.set(rule, detection);
+    rules.push(rule);
   }
   return { rules, pending };
+}
+
+/** The compiled detection of every rule parsed here, for the rule index (rule-index.ts). */
+const detections = new WeakMap<SigmaRule, Detection>();
+
+/** The compiled detection behind a rule parseSigma or parseSigmaFile returned; undefined for a rule made elsewhere. */
+export function sigmaDetection(rule: SigmaRule): Detection | undefined {
+  return detections.get(rule);
 }
 
 /** Resolves references by id or name, checks aliases, and refuses reference cycles. */

@@ -117,7 +117,69 @@ describe('values and wildcards', () => {
     assert.ok(!r.matches({ resources: 'arn:aws:cloudtrail:us-east-1:1:trail/main' }), 'a string has no ARN key');
     const list = field('requestParameters.tags', 'prod');
     assert.ok(list.matches({ requestParameters: { tags: ['dev', 'PROD'] } }));
-    assert.ok(!list.matches({ requestParameters: { tags: { prod: true } } }), 'an object is not a string');
+    assert.ok(!list.matches({ requestParameters: { tags: { prod: true } } }), 'a key is not a value');
+  });
+
+  test('a field holding a map is tested on every scalar inside it', () => {
+    const r = field('requestParameters|contains', 'Suspended');
+    assert.ok(r.matches({ requestParameters: { bucketName: 'b', VersioningConfiguration: { Status: 'Suspended' } } }));
+    assert.ok(!r.matches({ requestParameters: { bucketName: 'b', VersioningConfiguration: { Status: 'Enabled' } } }));
+    assert.ok(!r.matches({ requestParameters: { Suspended: true } }), 'a key is not a value');
+    assert.deepEqual(r.fields, ['requestParameters'], 'the whole map is read, so the rules stage needs the raw record');
+    const exact = field('requestParameters.filter', 'prod');
+    assert.ok(exact.matches({ requestParameters: { filter: [{ name: 'env', values: ['PROD'] }] } }));
+    assert.ok(!exact.matches({ requestParameters: { filter: [{ name: 'env', values: ['production'] }] } }));
+  });
+
+  test('all across a map may find each value in a different scalar', () => {
+    const r = field('requestParameters|contains|all', `['"s3:GetObject"', corp-data]`);
+    assert.ok(r.matches({ requestParameters: { policyDocument: '{"Action":["s3:GetObject"],"Resource":"arn:aws:s3:::corp-data/*"}' } }));
+    assert.ok(r.matches({ requestParameters: { bucketName: 'corp-data', policyDocument: '{"Action":"s3:GetObject"}' } }));
+    assert.ok(!r.matches({ requestParameters: { policyDocument: '{"Action":"s3:PutObject","Resource":"corp-data"}' } }));
+  });
+
+  test('null and exists still look at the field, not inside its map', () => {
+    const absent = field('requestParameters', 'null');
+    assert.ok(!absent.matches({ requestParameters: { note: null } }));
+    assert.ok(absent.matches({ requestParameters: null }));
+    assert.ok(absent.matches({}));
+    const there = field('responseElements|exists', 'true');
+    assert.ok(there.matches({ responseElements: {} }));
+  });
+
+  test('a quoted true or false matches a JSON boolean, as a YAML boolean does', () => {
+    const quoted = field('responseElements.publiclyAccessible', "'true'");
+    assert.ok(quoted.matches({ responseElements: { publiclyAccessible: true } }));
+    assert.ok(!quoted.matches({ responseElements: { publiclyAccessible: false } }));
+    const bare = field('requestParameters.setAsDefault', 'true');
+    assert.ok(bare.matches({ requestParameters: { setAsDefault: true } }));
+    assert.ok(bare.matches({ requestParameters: { setAsDefault: 'True' } }));
+    assert.ok(!bare.matches({ requestParameters: {} }));
+  });
+
+  test("contains '*' asks for any value: an absent or null field has none", () => {
+    const r = field('errorCode|contains', "'*'");
+    assert.ok(r.matches({ errorCode: 'AccessDenied' }));
+    assert.ok(r.matches({ errorCode: '' }));
+    assert.ok(!r.matches({}));
+    assert.ok(!r.matches({ errorCode: null }));
+  });
+
+  test('a * inside quoted JSON text is still a wildcard, and \\* is a star', () => {
+    const doc = (action: string) => ({ requestParameters: { policyDocument: `{"Effect": "Allow", "Action": "${action}"}` } });
+    const any = field('requestParameters.policyDocument|contains', `'"Action": "*"'`);
+    assert.ok(any.matches(doc('*')));
+    assert.ok(any.matches(doc('iam:PassRole')));
+    const star = field('requestParameters.policyDocument|contains', `'"Action": "\\*"'`);
+    assert.ok(star.matches(doc('*')));
+    assert.ok(!star.matches(doc('iam:PassRole')));
+  });
+
+  test('a value spelled like a field name is a string, not a reference', () => {
+    const r = field('userIdentity.arn|contains', 'responseElements.accessKey.userName');
+    const ownKey = { userIdentity: { arn: 'arn:aws:iam::1:user/bob' }, responseElements: { accessKey: { userName: 'bob' } } };
+    assert.ok(!r.matches(ownKey), 'only fieldref compares two fields');
+    assert.ok(r.matches({ userIdentity: { arn: 'x/responseElements.accessKey.userName' } }));
   });
 });
 
@@ -279,6 +341,19 @@ describe('conditions', () => {
     assert.ok(r.matches({ eventName: 'B' }));
   });
 
+  test('a negated list of prefixes leaves the calls that have none of them', () => {
+    const r = rule(
+      'selection:',
+      '  eventSource: directconnect.amazonaws.com',
+      'reads:',
+      '  eventName|startswith: [Get, Describe, List]',
+      'condition: selection and not reads',
+    );
+    assert.ok(r.matches({ eventSource: 'directconnect.amazonaws.com', eventName: 'DeleteConnection' }));
+    assert.ok(!r.matches({ eventSource: 'directconnect.amazonaws.com', eventName: 'describeConnections' }));
+    assert.ok(!r.matches({ eventSource: 'directconnect.amazonaws.com', eventName: 'ListTags' }));
+  });
+
   test('a list of conditions is their OR', () => {
     const r = rule('a:', '  x: 1', 'b:', '  y: 1', 'condition:', '  - a', '  - b');
     assert.ok(r.matches({ y: 1 }));
@@ -359,6 +434,30 @@ describe('fixture rules on CloudTrail records', () => {
     assert.ok(!r.matches({ ...lambda, eventName: 'Invoke' }));
   });
 
+  test('string modifiers on whole request and response maps', () => {
+    const [paused, exported] = fixture('nested_request_fields.yml');
+    assert.ok(paused && exported);
+    const versioning = (status: string) => ({
+      ...base,
+      eventSource: 's3.amazonaws.com',
+      eventName: 'PutBucketVersioning',
+      requestParameters: { bucketName: 'ledger', VersioningConfiguration: { Status: status, MfaDelete: 'Disabled' } },
+    });
+    assert.ok(paused.matches(versioning('Suspended')));
+    assert.ok(!paused.matches(versioning('Enabled')));
+    const task = (state: string) => ({
+      ...base,
+      eventSource: 'ec2.amazonaws.com',
+      eventName: 'CreateInstanceExportTask',
+      responseElements: { exportTask: { exportTaskId: 'export-i-1', state } },
+    });
+    assert.ok(exported.matches(task('active')));
+    assert.ok(!exported.matches(task('Failure')));
+    assert.ok(!exported.matches({ ...task('active'), errorCode: 'Client.InvalidParameter' }));
+    const why = exported.explain(task('Failure'));
+    assert.ok(why.reasons.includes('failed_task matched: responseElements|contains: "failure"'), why.reasons.join('\n'));
+  });
+
   test('a file with two rules gives both, in order', () => {
     const rules = fixture('iam_collection.yml');
     assert.deepEqual(
@@ -384,9 +483,9 @@ describe('refusals name the file, the line and the feature', () => {
   test('an unknown modifier, and known ones trailwatch does not evaluate', () => {
     refusedDetection(/^bad\.yml:8: unknown modifier 'containz'$/, 'selection:', '  eventName|containz: x', 'condition: selection');
     refusedDetection(
-      /^bad\.yml:8: modifier 'expand' is not supported/,
+      /^bad\.yml:8: modifier 'expand' is not supported: placeholder %admins% would take values from a Sigma processing pipeline/,
       'selection:',
-      "  eventName|expand: '%admins%'",
+      "  userIdentity.arn|expand: '%admins%'",
       'condition: selection',
     );
     refusedDetection(/^bad\.yml:8: modifier 'utf16le' is not supported/, 'selection:', '  p|utf16le|base64: x', 'condition: selection');
@@ -413,13 +512,24 @@ describe('refusals name the file, the line and the feature', () => {
     refusedDetection(/expected '\)'/, ...sel, 'condition: (selection or filter');
     refusedDetection(/unexpected '\)'/, ...sel, 'condition: selection)');
     refusedDetection(/unexpected 'filter'/, ...sel, 'condition: selection filter');
-    refusedDetection(/aggregation .* not supported/, ...sel, 'condition: selection | count() by userIdentity.arn > 5');
-    refusedDetection(/'near' is not supported/, ...sel, 'condition: selection near filter');
+    refusedDetection(
+      /aggregation '\| count\(\) by userIdentity\.arn > 5' is not supported: Sigma 2\.0 dropped aggregations for correlation rules/,
+      ...sel,
+      'condition: selection | count() by userIdentity.arn > 5',
+    );
+    refusedDetection(/'near' is not supported: Sigma 2\.0 dropped it/, ...sel, 'condition: selection near filter');
+    refusedDetection(/'near' is not supported: Sigma 2\.0 dropped it/, ...sel, 'condition: selection | near filter');
     refusedDetection(/'2 of' is not supported/, ...sel, 'condition: 2 of them');
     refusedDetection(/'nope\*' matches no search identifier/, ...sel, 'condition: 1 of nope*');
     refusedDetection(/wildcard 'sel\*' is only allowed after/, ...sel, 'condition: sel*');
     refusedDetection(/^bad\.yml:11: 'timeframe' is not supported/, ...sel, 'timeframe: 5m', 'condition: selection');
     refusedDetection(/has no 'condition'/, ...sel);
+  });
+
+  test("'timeframe' beside the detection is refused too, after an aggregation", () => {
+    const body = `${HEADER}  s:\n    x: 1\n`;
+    refused(`${body}  condition: s\ntimeframe: 10m\n`, /^bad\.yml:10: 'timeframe' is not supported: it windows the aggregations/);
+    refused(`${body}  condition: s | count() > 3\ntimeframe: 10m\n`, /^bad\.yml:9: condition "s \| count\(\) > 3": aggregation/);
   });
 
   test('bad YAML gives its line', () => {

@@ -1,7 +1,8 @@
 /**
  * The Sigma condition language for single-event rules: `and`, `or`, `not`, parentheses,
  * `1 of <pattern>`, `all of <pattern>` and `them`. Precedence, loosest first: or, and, not, x of,
- * parentheses. Anything else (legacy `| count()` aggregations, `near`) is refused by name.
+ * parentheses. Anything else is refused by name: the `| count() ... > n` aggregations and `near`
+ * of Sigma 1 were dropped from the specification in 2.0 in favour of correlation rules.
  */
 
 export type Condition =
@@ -17,12 +18,21 @@ function tokenize(text: string, fail: (what: string) => never): string[] {
   for (const match of text.matchAll(/\s+|[()|]|[^\s()|]+/g)) {
     const token = match[0];
     if (/^\s+$/.test(token)) continue;
-    if (token === '|') fail(`aggregation ('| count() ...') is not supported; trailwatch will take correlation rules instead`);
-    if (token.toLowerCase() === 'near') fail(`'near' is not supported`);
+    if (token === '|') fail(pipeRefusal(text.slice(match.index + 1).trim()));
+    if (token.toLowerCase() === 'near') fail(NEAR_REFUSAL);
     if (token !== '(' && token !== ')' && !WORD.test(token)) fail(`unexpected ${JSON.stringify(token)}`);
     tokens.push(token);
   }
   return tokens;
+}
+
+const NEAR_REFUSAL =
+  "'near' is not supported: Sigma 2.0 dropped it for correlation rules; write a temporal correlation rule over the rules it joins";
+
+/** What follows a `|` in a condition: a Sigma 1 aggregation or `near`, both gone from Sigma 2.0. */
+function pipeRefusal(rest: string): string {
+  if (/^near\b/i.test(rest)) return NEAR_REFUSAL;
+  return `aggregation '| ${rest}' is not supported: Sigma 2.0 dropped aggregations for correlation rules; write it as one (type event_count, or value_count for count(field), with group-by for 'by' and timespan for the old timeframe)`;
 }
 
 function globToRegExp(pattern: string): RegExp {

@@ -22,6 +22,14 @@ export interface Detection {
 
 export type LineOf = (node: unknown) => number;
 
+/**
+ * `timeframe` (in `detection` or beside it) windowed the aggregations and `near` of Sigma 1. A
+ * single-event rule has no window, so honouring it is impossible and ignoring it changes what the
+ * author meant, often a join of two events that no single record satisfies.
+ */
+export const TIMEFRAME_REFUSAL =
+  "'timeframe' is not supported: it windows the aggregations Sigma 2.0 dropped; write a correlation rule with a timespan instead";
+
 function checkNode(node: unknown, lineOf: LineOf, fail: Fail): void {
   if (isAlias(node)) fail(lineOf(node), 'YAML aliases are not supported in rules');
 }
@@ -76,7 +84,7 @@ export function compileDetection(node: unknown, line: number, lineOf: LineOf, fa
     const keyLine = lineOf(pair.key);
     const key = isScalar(pair.key) ? String(pair.key.value) : '';
     if (key === 'condition') conditionNode = pair.value;
-    else if (key === 'timeframe') fail(keyLine, "'timeframe' is not supported; trailwatch will take correlation rules instead");
+    else if (key === 'timeframe') fail(keyLine, TIMEFRAME_REFUSAL);
     else if (!/^[A-Za-z0-9_.-]+$/.test(key))
       fail(keyLine, `search identifier ${JSON.stringify(key)} must be letters, digits, '_', '.' or '-'`);
     else identifiers.set(key, compileIdentifier(key, pair.value, lineOf, fail));

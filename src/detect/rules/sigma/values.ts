@@ -4,6 +4,12 @@ import { BlockList, isIP } from 'node:net';
  * One Sigma detection item — a field, its modifiers and its values — compiled once at load into a
  * test on a CloudTrail record. Every combination trailwatch cannot evaluate exactly is refused here
  * through `fail`, so a loaded rule never means less than it says.
+ *
+ * CloudTrail nests maps where Sigma thinks in flat fields: `requestParameters`, `responseElements`
+ * and the like. A value test on a field holding a map tests every scalar inside it, as a test on
+ * an array tests its elements; rules written for SIEMs that keep such a field as one string
+ * (`requestParameters|contains: 'Suspended'`) then mean here what they mean there. `null` and
+ * `exists` still look at the field itself.
  */
 
 export type RuleScalar = string | number | boolean | null;
@@ -132,6 +138,17 @@ export function resolvePath(record: CloudTrailRecord, path: readonly string[]): 
   const values: unknown[] = [];
   for (const v of current) flattenInto(values, v);
   return { present: current.length > 0, values };
+}
+
+/** The found values with each map replaced by the scalars inside it (arrays are already flattened). */
+function withMapsOpened(found: Found): Found {
+  if (!found.values.some((v) => typeof v === 'object' && v !== null)) return found;
+  const values: unknown[] = [];
+  for (const v of found.values) {
+    if (typeof v === 'object' && v !== null) allScalars(v, values);
+    else values.push(v);
+  }
+  return { present: found.present, values };
 }
 
 /** Every scalar anywhere in the record, for keyword searches. */
@@ -292,11 +309,23 @@ function fieldrefCheck(v: RuleValue, cased: boolean, line: number, fail: Fail): 
     return t === undefined || cased ? t : t.toLowerCase();
   };
   const check: Check = (found, record) => {
-    const others = new Set(resolvePath(record, path).values.map(norm));
+    const others = new Set(withMapsOpened(resolvePath(record, path)).values.map(norm));
     others.delete(undefined);
     return found.values.some((el) => others.has(norm(el)));
   };
   return { check, path: v.value };
+}
+
+/**
+ * `expand` stands for values a Sigma processing pipeline substitutes for `%name%` placeholders at
+ * conversion time. trailwatch evaluates rules as written, with no pipeline, so there is nothing to
+ * substitute; matching the placeholder text, or anything at all, would silently change the rule.
+ */
+function expandRefusal(values: readonly RuleValue[]): string {
+  const names = new Set<string>();
+  for (const v of values) for (const p of v.text.match(/%[^%\s]+%/g) ?? []) names.add(p);
+  const which = names.size === 0 ? 'its placeholders' : `placeholder ${[...names].join(', ')}`;
+  return `modifier 'expand' is not supported: ${which} would take values from a Sigma processing pipeline, which trailwatch does not have; write the values into the rule`;
 }
 
 export function isFieldPath(name: string): boolean {
@@ -314,6 +343,7 @@ export function compileItem(
   line: number,
   fail: Fail,
 ): FieldTest {
+  if (modifierNames.includes('expand')) fail(line, expandRefusal(values));
   const m = parseModifiers(modifierNames, line, fail);
   const key = `${field ?? 'keyword'}${modifierNames.map((n) => `|${n}`).join('')}`;
   const label = `${key}: ${JSON.stringify(values.length === 1 ? values[0]?.value : values.map((v) => v.value))}`;
@@ -361,7 +391,7 @@ export function compileItem(
 
   const path = field?.split('.') ?? null;
   const find = (record: CloudTrailRecord): Found =>
-    path === null ? { present: true, values: allScalars(record) } : resolvePath(record, path);
+    path === null ? { present: true, values: allScalars(record) } : withMapsOpened(resolvePath(record, path));
   const test = m.all
     ? (record: CloudTrailRecord) => {
         const found = find(record);
