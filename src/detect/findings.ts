@@ -20,7 +20,9 @@ import type { SigmaRule } from './rules/sigma.ts';
  * Folding: the first match of a rule by a principal in a `foldMs` window (aligned to the epoch)
  * is a Create at once, so an alert is never held back; further matches in that window are counted
  * and, once the watermark passes the window's end, one Update with the count carries them (same
- * `finding_info.uid`). A match arriving after its window closed is a finding of its own.
+ * `finding_info.uid`). A match arriving after its window closed is a finding of its own. A rule
+ * with a `minCount` (an alarm threshold, as CIS pairs its metric filters with alarms) is a Create
+ * at its minCount-th match in the window, and nothing when the window closes short of it.
  */
 
 /** What a stage needs, loaded once per process (rule files, catalog): shared by every partition. */
@@ -85,6 +87,8 @@ export interface FindingStageCounters {
   ruleMatches: number;
   /** Matches folded into an open finding instead of a record of their own. */
   folded: number;
+  /** Windows that closed short of their rule's minCount: no finding. */
+  belowMinCount: number;
   correlationHits: number;
   firstSeen: number;
   /** First-seen findings below findings.firstSeen.minSeverity, not emitted. */
@@ -98,6 +102,7 @@ export class FindingStage {
   readonly counters: FindingStageCounters = {
     ruleMatches: 0,
     folded: 0,
+    belowMinCount: 0,
     correlationHits: 0,
     firstSeen: 0,
     firstSeenBelowSeverity: 0,
@@ -214,7 +219,10 @@ export class FindingStage {
       this.folds.delete(key);
       this.changedFolds.add(key);
       const rule = this.rulesById.get(fold.ruleId);
-      if (fold.count > 1 && rule) out.push(this.foldUpdate(rule, fold));
+      if (!rule) continue;
+      const min = rule.minCount ?? 1;
+      if (fold.count < min) this.counters.belowMinCount++;
+      else if (fold.count > min) out.push(this.foldUpdate(rule, fold));
     }
     return out;
   }
@@ -257,32 +265,44 @@ export class FindingStage {
     this.counters.ruleMatches++;
     const { foldMs } = this.setup.config;
     const startMs = Math.floor(e.eventTimeMs / foldMs) * foldMs;
-    // Its window already closed (and maybe updated): a finding of its own, at its own time.
-    if (startMs + foldMs <= this.watermarkMs) return ruleFinding({ rule, event: e }, this.setup.logName);
+    const min = rule.minCount ?? 1;
+    // Its window already closed (and maybe updated): a finding of its own, at its own time; a
+    // thresholded rule's late match cannot complete a window that was judged already.
+    if (startMs + foldMs <= this.watermarkMs) return min > 1 ? null : ruleFinding({ rule, event: e }, this.setup.logName);
     const key = `${rule.id}\u0000${e.accountId}\u0000${e.principal}\u0000${startMs}`;
     const fold = this.folds.get(key);
     this.changedFolds.add(key);
     if (fold) {
       fold.count++;
-      this.counters.folded++;
       if (fold.evidences.length < MAX_EVIDENCES) fold.evidences.push(evidence(e));
+      if (fold.count === min) return this.ruleRecord(rule, e, startMs, min, fold.evidences, false);
+      this.counters.folded++;
       return null;
     }
     this.folds.set(key, { ruleId: rule.id, startMs, count: 1, evidences: [evidence(e)] });
-    return this.ruleRecord(rule, e, startMs, 1, [e]);
+    return min > 1 ? null : this.ruleRecord(rule, e, startMs, 1, [e], false);
   }
 
   private foldUpdate(rule: Rule, fold: Fold): Finding {
     const first = fold.evidences[0] as AuditEvent;
     const last = fold.evidences[fold.evidences.length - 1] as AuditEvent;
-    const f = this.ruleRecord(rule, first, fold.startMs, fold.count, fold.evidences);
+    const f = this.ruleRecord(rule, first, fold.startMs, fold.count, fold.evidences, true);
     // The Update says how many; its time is the latest evidence kept.
     f.time = Math.max(f.time, last.eventTimeMs);
     return f;
   }
 
-  private ruleRecord(rule: Rule, e: AuditEvent, windowStartMs: number, count: number, evidences: readonly AuditEvent[]): Finding {
-    return buildFinding({
+  /** A rule's finding: the window's Create, or its Update carrying every match the window counted. */
+  private ruleRecord(
+    rule: Rule,
+    e: AuditEvent,
+    windowStartMs: number,
+    count: number,
+    evidences: readonly AuditEvent[],
+    update: boolean,
+  ): Finding {
+    const minCount = rule.minCount ?? 1;
+    const f = buildFinding({
       kind: 'rule',
       analyticId: rule.id,
       analyticName: rule.title,
@@ -302,9 +322,17 @@ export class FindingStage {
       evidences,
       techniques: techniquesFromSigmaTags(rule.tags),
       count,
-      extras: { rule_source: rule.source, rule_kind: rule.kind, event_uid: e.eventId, fold_ms: String(this.setup.config.foldMs) },
+      update,
+      extras: {
+        rule_source: rule.source,
+        rule_kind: rule.kind,
+        event_uid: e.eventId,
+        fold_ms: String(this.setup.config.foldMs),
+        ...(minCount > 1 ? { min_count: String(minCount) } : {}),
+      },
       logName: this.setup.logName,
     });
+    return f;
   }
 
   private correlationFinding(hit: CorrelationHit, e: AuditEvent | null): Finding {
@@ -348,11 +376,15 @@ export class FindingStage {
   private firstSeenFinding(f: FirstSeenFinding): Finding {
     const actions = f.items.filter((i) => i.dimension === 'action');
     const only = actions.length === 1 && f.items.length === 1 ? (actions[0]?.value ?? null) : null;
-    const what = f.items.map((i) => (i.dimension === 'action' ? i.value.split(':')[1] : `${i.dimension} ${i.value}`));
+    const label = (i: FirstSeenFinding['items'][number]): string =>
+      i.dimension === 'action'
+        ? (i.value.split(':')[1] ?? i.value)
+        : `${i.dimension === 'errorCode' ? 'error code' : i.dimension} ${i.value}`;
+    const first = f.items[0];
     const title =
-      f.total === 1
-        ? `First-seen ${f.items[0]?.dimension === 'action' ? 'action' : f.items[0]?.dimension}: ${what[0]}`
-        : `${f.total} first-seen behaviours: ${what.slice(0, 5).join(', ')}${f.total > 5 ? ', …' : ''}`;
+      f.total === 1 && first
+        ? `First-seen ${first.dimension === 'action' ? 'action' : first.dimension === 'errorCode' ? 'error code' : first.dimension}: ${first.dimension === 'action' ? label(first) : first.value}`
+        : `${f.total} first-seen behaviours: ${f.items.slice(0, 5).map(label).join(', ')}${f.total > 5 ? ', …' : ''}`;
     return buildFinding({
       kind: 'first-seen',
       analyticId: 'trailwatch-first-seen',

@@ -73,6 +73,8 @@ export interface FindingFact {
   techniques?: readonly FindingTechnique[];
   /** Times the finding fired in its window: 1 creates it, more updates it (default 1). */
   count?: number;
+  /** Create or Update whatever the count (a thresholded rule's Create already counts its threshold). */
+  update?: boolean;
   /** trailwatch extras: rule source, group keys, … */
   extras?: Readonly<Record<string, string>>;
   /** Topic the finding goes to. */
@@ -193,7 +195,7 @@ function attackOf(t: FindingTechnique): OcsfAttack {
 
 export function buildFinding(f: FindingFact): Finding {
   const count = f.count ?? 1;
-  const isUpdate = count > 1;
+  const isUpdate = f.update ?? count > 1;
   const uid = findingUidFor(f.analyticId, f.principal, f.windowStartMs);
   // Earliest first, ties by id, so the kept evidences do not depend on arrival order.
   const sorted = [...f.evidences].sort(

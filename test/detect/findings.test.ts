@@ -118,6 +118,36 @@ describe('FindingStage', () => {
     assert.notEqual(late.findings[0]?.finding_info.uid, uid);
   });
 
+  test('a rule with a minCount is a finding at its minCount-th match in the window, and nothing when the window closes short of it', async () => {
+    const c = config({ findings: { firstSeen: { enabled: false }, breadth: { enabled: false } } });
+    const loaded = await loadRules([
+      join(import.meta.dirname, '../../src/detect/rules/pack/cis-aws-foundations/01-unauthorized-api-calls.json'),
+    ]);
+    const rule = loaded.rules[0];
+    assert.equal(rule?.minCount, 20);
+    const stage = PrincipalStage.create(c.detector, 0, {
+      findings: findingSetupOf(new RuleSet(loaded.rules), c.findings, 'trailwatch.findings'),
+    });
+    const denied = (at: number, principal = 'arn:aws:iam::111122223333:user/bob') =>
+      event(at, 'ListUsers', { service: 'iam.amazonaws.com', errorCode: 'AccessDenied', principal, principalType: 'IAMUser' });
+    const quiet = stage.process(Array.from({ length: 19 }, (_, i) => denied(T0 + i * MINUTE)));
+    assert.deepEqual(quiet.findings, [], '19 refusals: below the alarm');
+    const fired = stage.process([
+      denied(T0 + 30 * MINUTE),
+      denied(T0 + 31 * MINUTE),
+      denied(T0 + 32 * MINUTE, 'arn:aws:iam::111122223333:user/eve'),
+    ]);
+    assert.deepEqual(
+      kinds(fired.findings),
+      ['rule:Create:20'],
+      'the 20th is the Create, counting its threshold; eve’s one refusal is nothing',
+    );
+    assert.equal(fired.findings[0]?.evidences.length, 10);
+    const closed = stage.advanceWatermark(T0 + HOUR + MINUTE, false);
+    assert.deepEqual(kinds(closed.findings), ['rule:Update:21'], 'the window closes with every refusal counted');
+    assert.equal(stage.findings?.counters.belowMinCount, 1, 'eve’s window closed short');
+  });
+
   test('a repeated delivery is not a repeat: the engine drops it before the rules', async () => {
     const c = config({ findings: { firstSeen: { enabled: false }, breadth: { enabled: false } } });
     const stage = PrincipalStage.create(c.detector, 0, { findings: await setupWith(c.findings) });

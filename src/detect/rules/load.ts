@@ -48,6 +48,11 @@ export interface Rule {
    * its definition (rule-index.ts); left out, the rule is tried on every event.
    */
   keys?: RuleKeys;
+  /**
+   * Matches by one principal within one findings.foldMs window before the rule is a finding (an
+   * alarm threshold on a metric filter, as the CIS benchmark pairs them); absent: 1, every match.
+   */
+  minCount?: number;
   /** Tested on the CloudTrail record itself; EventBridge patterns see it through its EventBridge envelope. */
   matches(record: Record<string, unknown>): boolean;
   explain(record: Record<string, unknown>): RuleExplanation;
@@ -180,7 +185,7 @@ function invalid(source: string, line: number | undefined, message: string): Rul
 // ---------------------------------------------------------------------------------------------
 // EventBridge
 
-const WRAPPER_KEYS: ReadonlySet<string> = new Set(['id', 'title', 'severity', 'description', 'tags', 'references', 'pattern']);
+const WRAPPER_KEYS: ReadonlySet<string> = new Set(['id', 'title', 'severity', 'description', 'tags', 'references', 'minCount', 'pattern']);
 
 /** Envelope fields cloudTrailEnvelope fills from the record, by the record field they come from. */
 const ENVELOPE_FIELDS: ReadonlyMap<string, string> = new Map([
@@ -212,6 +217,7 @@ function loadEventBridge(text: string, file: string): FileRules {
   let severity: RuleSeverity = DEFAULT_SEVERITY;
   let description: string | undefined;
   let tags: string[] = [];
+  let minCount = 1;
   let pattern: unknown = parsed;
   if (isWrapper && isObject(parsed)) {
     pattern = parsed.pattern;
@@ -240,6 +246,14 @@ function loadEventBridge(text: string, file: string): FileRules {
       }
     }
     if (Array.isArray(parsed.tags)) tags = parsed.tags.filter((t): t is string => typeof t === 'string');
+    if (parsed.minCount !== undefined) {
+      if (Number.isInteger(parsed.minCount) && (parsed.minCount as number) >= 1) minCount = parsed.minCount as number;
+      else
+        fail(
+          '$.minCount',
+          `'minCount' must be a whole number ≥ 1 (matches by one principal within findings.foldMs), got ${JSON.stringify(parsed.minCount)}`,
+        );
+    }
   }
 
   let compiled: ReturnType<typeof compileEventPattern> | undefined;
@@ -279,6 +293,7 @@ function loadEventBridge(text: string, file: string): FileRules {
     explain: (record) => pat.explain(envelopeOf(record)),
   };
   if (description !== undefined) rule.description = description;
+  if (minCount > 1) rule.minCount = minCount;
   return { rules: [{ rule, line: isWrapper ? lineOf('$.id') : undefined }], problems };
 }
 

@@ -99,6 +99,21 @@ describe('loadRules', () => {
     assert.equal(rule.explain(LIST_BUCKETS).matched, false);
   });
 
+  test('an EventBridge wrapper may carry an alarm threshold (minCount); a bad one is a problem naming the file', async () => {
+    const wrapped = (minCount: unknown) => JSON.stringify({ ...JSON.parse(WRAPPED), minCount });
+    const dir = await ruleDir({
+      'ok.json': wrapped(5),
+      'one.json': wrapped(1).replace('tw-stop-logging', 'tw-one'),
+      'bad.json': wrapped(0).replace('tw-stop-logging', 'tw-bad'),
+    });
+    const { rules, problems } = await loadRules([dir]);
+    assert.equal(rules.find((r) => r.id === 'tw-stop-logging')?.minCount, 5);
+    assert.equal(rules.find((r) => r.id === 'tw-one')?.minCount, undefined, '1 is every match, the default');
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]?.source ?? '', /bad\.json$/);
+    assert.match(problems[0]?.message ?? '', /'minCount' must be a whole number ≥ 1/);
+  });
+
   test('a Sigma file with a correlation loads it, and the rules that only feed it are not findings of their own', async () => {
     const { rules, correlations, problems } = await loadRules([SIGMA_DIR]);
     assert.deepEqual(problems, []);
