@@ -8,6 +8,7 @@ import { CorrelationEngine, type CorrelationHit } from './rules/correlation.ts';
 import { normalizedRecord, type RuleSet, ruleFinding, ruleSetFromConfig } from './rules/evaluate.ts';
 import { FirstSeenDetector, type FirstSeenFinding, type FirstSeenOptions } from './rules/first-seen.ts';
 import type { LoadedCorrelation, Rule } from './rules/load.ts';
+import { RuleIndex, sigmaRuleKeys } from './rules/rule-index.ts';
 import type { SigmaRule } from './rules/sigma.ts';
 
 /**
@@ -113,6 +114,8 @@ export class FindingStage {
   private readonly rulesById: Map<string, Rule>;
   private readonly folds = new Map<string, Fold>();
   private readonly correlation: CorrelationEngine | null;
+  /** The correlations' base rules by eventName/eventSource: an event none can match skips them (and its raw stays unparsed). */
+  private readonly correlationBases: RuleIndex;
   private readonly firstSeen: FirstSeenDetector | null;
   private readonly breadth: BreadthDetector | null;
   private watermarkMs = Number.NEGATIVE_INFINITY;
@@ -127,6 +130,7 @@ export class FindingStage {
     this.setup = setup;
     this.rulesById = new Map(setup.rules.rules.map((r) => [r.id, r]));
     this.correlation = parts.correlation;
+    this.correlationBases = new RuleIndex(correlationRules(setup.correlations).bases.map((b) => sigmaRuleKeys(b)));
     this.firstSeen = parts.firstSeen;
     this.breadth = parts.breadth;
     if (this.correlation) this.lastCorrelation = JSON.stringify(this.correlation.snapshot());
@@ -185,7 +189,7 @@ export class FindingStage {
         const f = this.ruleMatch(rule, e);
         if (f) out.push(f);
       }
-      if (correlation) {
+      if (correlation && this.correlationBases.candidates(e.action, e.service).length > 0) {
         for (const hit of correlation.observe(this.recordOf(e), e.eventTimeMs)) out.push(this.correlationFinding(hit, e));
       }
       this.firstSeen?.observe(e);
@@ -337,7 +341,7 @@ export class FindingStage {
 
   private correlationFinding(hit: CorrelationHit, e: AuditEvent | null): Finding {
     this.counters.correlationHits++;
-    const principal = principalOfGroup(hit.group) ?? e?.principal ?? null;
+    const principal = e?.principal ?? principalOfGroup(hit.group);
     const severity: FindingSeverity = hit.level ?? 'medium';
     const loaded = this.setup.correlations.find((c) => c.rule.id === hit.ruleId);
     return buildFinding({

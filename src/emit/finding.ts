@@ -184,7 +184,8 @@ function evidenceOf(e: AuditEvent, withData: boolean): OcsfEvidence {
     api: { operation: e.action, service: { name: e.service } },
     actor: actorOf(e.principal, e.principalType, e.accountId, e.attributes.sessionName),
     src_endpoint: endpointOf(e.sourceIp),
-    data: withData ? JSON.stringify(e) : null,
+    // raw spelled out when absent, so an event from Avro (raw: null) and one built in memory read the same.
+    data: withData ? JSON.stringify({ ...e, raw: e.raw ?? null }) : null,
   };
 }
 

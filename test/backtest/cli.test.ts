@@ -133,7 +133,7 @@ describe('trailwatch backtest', () => {
       const file = join(out, 'findings.jsonl');
       const r = await backtest(['--summary', '--findings', file, input]);
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stderr, /findings +1 \(rule 1\) from 15 rules, 0 correlations/);
+      assert.match(r.stderr, /findings +1 \(rule 1\) from 22 rules, 1 correlation\n/);
       const [finding] = jsonLines<{
         class_uid: number;
         finding_info: { analytic: { uid: string } };

@@ -134,7 +134,11 @@ describe('buildFinding', () => {
     assert.equal(first.actor?.user.uid, ROLE);
     assert.deepEqual(first.actor?.session, { uid: 'ci-run-42', issuer: ROLE });
     assert.deepEqual(first.src_endpoint, { ip: '198.51.100.7', domain: null });
-    assert.deepEqual(JSON.parse(first.data ?? 'null'), event(1));
+    assert.deepEqual(
+      JSON.parse(first.data ?? 'null'),
+      { ...event(1), raw: event(1).raw ?? null },
+      'the event, raw spelled out when absent',
+    );
     assert.equal(buildFinding({ ...fact, evidenceData: false }).evidences[0]?.data, null);
     const internal = buildFinding({ ...fact, sourceIp: 'AWS Internal', evidences: [event(1, { sourceIp: 'ec2.amazonaws.com' })] });
     assert.deepEqual(internal.src_endpoint, { ip: null, domain: 'AWS Internal' });

@@ -258,7 +258,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
           Object.entries(findingKinds)
             .map(([k, c]) => `${k} ${n(c)}`)
             .join(', ') || 'none'
-        }) from ${n(setup.rules.size)} rules, ${n(setup.correlations.length)} correlations`,
+        }) from ${n(setup.rules.size)} rules, ${n(setup.correlations.length)} correlation${setup.correlations.length === 1 ? '' : 's'}`,
         `  time             ${seconds.toFixed(2)} s, ${n(Math.round(stats.eventsIn / Math.max(seconds, 1e-3)))} events/s`,
       ]
         .map((line) => `${line}\n`)
