@@ -255,8 +255,11 @@ export const findingsSchema = z.strictObject({
         .int()
         .positive()
         .default(10 * MINUTE_MS),
-      /** Findings below this severity are not emitted (a person's new ordinary action is informational). */
-      minSeverity: severitySchema.default('low'),
+      /**
+       * Findings below this severity are counted, not emitted: a workload role's new action is
+       * medium, a person's new ordinary action informational and a person's sensitive one low.
+       */
+      minSeverity: severitySchema.default('medium'),
       /** Per principal type (IAMUser, AssumedRole, Root, AWSService, and `Human` for people). */
       profiles: z.record(z.string(), profileSchema).default({}),
       maxPrincipals: z.number().int().positive().default(100_000),

@@ -54,14 +54,14 @@ function stopLogging(at: number, principal = 'arn:aws:sts::111122223333:assumed-
 
 const kinds = (fs: Finding[]) => fs.map((f) => `${f.finding_info.types[0]}:${f.activity_name}:${f.count}`);
 
-/** Seeded traffic: 3 principals over 4 days, with StopLogging repeats, new actions and a burst of enumeration, in batches of 7 minutes. */
+/** Seeded traffic: 3 workload roles over 4 days, with StopLogging repeats, new actions and a burst of enumeration, in batches of 7 minutes. */
 function seededTraffic(): AuditEvent[][] {
   let state = 7;
   const rand = () => {
     state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
     return state / 2 ** 31;
   };
-  const principals = ['a', 'b', 'c'].map((n) => `arn:aws:iam::111122223333:user/${n}`);
+  const principals = ['a', 'b', 'c'].map((n) => `arn:aws:sts::111122223333:assumed-role/app-${n}`);
   const batches: AuditEvent[][] = [];
   for (let m = 0; m < 4 * 24 * 60; m += 7) {
     const batch: AuditEvent[] = [];
@@ -70,17 +70,17 @@ function seededTraffic(): AuditEvent[][] {
         batch.push(
           event(T0 + m * MINUTE + Math.floor(rand() * 60_000), `Describe${Math.floor(rand() * 4)}`, {
             principal,
-            principalType: 'IAMUser',
+            principalType: 'AssumedRole',
           }),
         );
       if (m > 3 * 24 * 60 && rand() < 0.1) batch.push(stopLogging(T0 + m * MINUTE, principal));
       if (m > 3 * 24 * 60 && rand() < 0.01)
-        batch.push(event(T0 + m * MINUTE, `New${Math.floor(rand() * 50)}`, { principal, principalType: 'IAMUser' }));
+        batch.push(event(T0 + m * MINUTE, `New${Math.floor(rand() * 50)}`, { principal, principalType: 'AssumedRole' }));
     }
     if (m === 660 * 7)
       // day 3, 05:00
       for (let i = 0; i < 25; i++)
-        batch.push(event(T0 + m * MINUTE + i * 1000, `List${i}`, { principal: principals[0] as string, principalType: 'IAMUser' }));
+        batch.push(event(T0 + m * MINUTE + i * 1000, `List${i}`, { principal: principals[0] as string, principalType: 'AssumedRole' }));
     batch.sort((x, y) => x.eventTimeMs - y.eventTimeMs);
     batches.push(batch);
   }

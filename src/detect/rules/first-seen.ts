@@ -78,6 +78,8 @@ const SNAPSHOT_VERSION = 1;
 const RECORD_VERSION = 1;
 /** The changelog key of the detector-wide record; principal keys all hold a NUL, so never collide with it. */
 const META_KEY = 'meta';
+/** Action value keys kept for sharing at most: more than AWS has actions, so only odd input fills it, and then it starts over. */
+const MAX_ACTION_KEYS = 50_000;
 
 export const FIRST_SEEN_DEFAULTS = {
   learningMs: 7 * DAY_MS, // a week: a whole working cycle, weekend included
@@ -96,10 +98,13 @@ export const FIRST_SEEN_DEFAULTS = {
  */
 export const DEFAULT_PROFILES: Readonly<Record<string, Partial<PrincipalProfile>>> = Object.freeze({
   AssumedRole: { baseSeverity: 'medium', catalogShift: 1 },
-  IAMUser: { baseSeverity: 'medium' },
+  // IAM users are mostly people with keys (or a person's old script): judged as people are.
+  IAMUser: { baseSeverity: 'informational', catalogShift: -2 },
   Root: { baseSeverity: 'high', catalogShift: 1 },
   AWSService: { baseSeverity: 'informational', catalogShift: -1 },
-  Human: { baseSeverity: 'informational', catalogShift: -1 },
+  // An administrator trying a sensitive action is routine; only what blinds the audit trail or
+  // leaves the organization (critical in the catalog) stands out of a person's exploring.
+  Human: { baseSeverity: 'informational', catalogShift: -2 },
 });
 
 const HUMAN = 'Human';
@@ -186,15 +191,165 @@ interface Detached {
   group: Group;
 }
 
-interface PrincipalState extends Identity {
+interface PrincipalState extends Identity, Linked<PrincipalState>, ObserveMemo {
+  /** `${accountId}\u0000${principal}`, built once: its key in the principal map, the dirty set and the changelog. */
+  readonly key: string;
   firstMs: number;
   lastMs: number;
   /** When it was last observed, in observations of this detector: the principals' LRU order, which changelog records do not carry. */
   seq: number;
-  /** Value key → latest event time seen, least recently observed first. */
-  values: Map<string, number>;
+  /** Value key → its entry. */
+  values: Map<string, Seen>;
+  /** The same entries, least recently observed first. */
+  valueOrder: Recency<Seen>;
   /** Open windows, by start. */
   groups: Group[];
+}
+
+/** A value the principal has shown, with the latest event time it was seen; updated in place. */
+interface Seen extends Linked<Seen> {
+  readonly key: string;
+  lastMs: number;
+}
+
+/**
+ * What `observe` remembers of a principal's last event so that a repeat costs little: all of it
+ * derived from the state and the events, never snapshotted or recorded.
+ */
+interface ObserveMemo {
+  /** profileOf(principalType, human); null once either changes. */
+  profile: PrincipalProfile | null;
+  /** The principalType and userAgent `looksHuman` last judged not human; the principal is the state's own. */
+  notHumanType: string | null;
+  notHumanAgent: string | null;
+  /**
+   * The last action, region and error code seen, each with its value key (consistent with the
+   * empty strings from the start) and the entry it had then, which may since have gone.
+   */
+  service: string;
+  action: string;
+  actionKey: string;
+  actionSeen: Seen | null;
+  region: string;
+  regionKey: string;
+  regionSeen: Seen | null;
+  errorCode: string;
+  errorKey: string;
+  errorSeen: Seen | null;
+  /** The `drainChanges` count when `observe` last put the key in the dirty set: if it is the current one, the key is there. */
+  drainMarked: number;
+}
+
+function principalState(key: string, identity: Identity, firstMs: number, lastMs: number, seq: number): PrincipalState {
+  return {
+    accountId: identity.accountId,
+    principal: identity.principal,
+    principalType: identity.principalType,
+    human: identity.human,
+    older: null,
+    newer: null,
+    key,
+    firstMs,
+    lastMs,
+    seq,
+    values: new Map(),
+    valueOrder: new Recency(),
+    groups: [],
+    profile: null,
+    notHumanType: null,
+    notHumanAgent: null,
+    service: '',
+    action: '',
+    actionKey: valueKey('action', ':'),
+    actionSeen: null,
+    region: '',
+    regionKey: valueKey('region', ''),
+    regionSeen: null,
+    errorCode: '',
+    errorKey: valueKey('errorCode', ''),
+    errorSeen: null,
+    drainMarked: -1,
+  };
+}
+
+/** Restores one value; a key listed twice keeps its first place and its last time, as a Map would. */
+function restoreValue(p: PrincipalState, key: string, lastMs: number): void {
+  const seen = p.values.get(key);
+  if (seen !== undefined) {
+    seen.lastMs = lastMs;
+    return;
+  }
+  const added: Seen = { older: null, newer: null, key, lastMs };
+  p.values.set(key, added);
+  p.valueOrder.push(added);
+}
+
+/** The value key of one service's action; the next is another service's action of the same name. */
+interface ActionKey {
+  service: string;
+  key: string;
+  next: ActionKey | undefined;
+}
+
+interface Linked<T> {
+  older: T | null;
+  newer: T | null;
+}
+
+/**
+ * Entries in least recently used order, as a doubly linked list: moving one to the newest end is a
+ * few pointer writes, where a Map's delete and set would hash twice and leave holes to compact.
+ */
+class Recency<T extends Linked<T>> {
+  oldest: T | null = null;
+  newest: T | null = null;
+
+  push(x: T): void {
+    x.older = this.newest;
+    x.newer = null;
+    if (this.newest === null) this.oldest = x;
+    else this.newest.newer = x;
+    this.newest = x;
+  }
+
+  remove(x: T): void {
+    if (x.older === null) this.oldest = x.newer;
+    else x.older.newer = x.newer;
+    if (x.newer === null) this.newest = x.older;
+    else x.newer.older = x.older;
+    x.older = null;
+    x.newer = null;
+  }
+
+  /** Makes x, already listed, the newest. */
+  touch(x: T): void {
+    if (x === this.newest) return;
+    this.remove(x);
+    this.push(x);
+  }
+
+  /** Puts x, not listed, where `listed` is. */
+  replace(listed: T, x: T): void {
+    x.older = listed.older;
+    x.newer = listed.newer;
+    if (x.older === null) this.oldest = x;
+    else x.older.newer = x;
+    if (x.newer === null) this.newest = x;
+    else x.newer.older = x;
+    listed.older = null;
+    listed.newer = null;
+  }
+
+  clear(): void {
+    for (let x = this.oldest; x !== null; ) {
+      const next: T | null = x.newer;
+      x.older = null;
+      x.newer = null;
+      x = next;
+    }
+    this.oldest = null;
+    this.newest = null;
+  }
 }
 
 export interface FirstSeenSnapshot {
@@ -231,7 +386,15 @@ export class FirstSeenDetector {
   readonly #maxPrincipals: number;
   readonly #maxValues: number;
   readonly #maxItems: number;
+  /** By key; their LRU order is `#order`. */
   readonly #principals = new Map<string, PrincipalState>();
+  readonly #order = new Recency<PrincipalState>();
+  /**
+   * The principals again, by account id then principal, so `observe` finds one without building
+   * its key. Holds each state under its own accountId and principal only: an event whose pair
+   * differs but joins to the same key (an account id holding a NUL) finds it by key instead.
+   */
+  readonly #index = new Map<string, Map<string, PrincipalState>>();
   /** Principal keys with open windows, so `advance` does not walk every principal. */
   readonly #withGroups = new Set<string>();
   #detached: Detached[] = [];
@@ -242,6 +405,14 @@ export class FirstSeenDetector {
   #tick = 0;
   /** Principals changed (or gone) since the last `drainChanges`. */
   readonly #dirty = new Set<string>();
+  /** `drainChanges` calls so far. */
+  #drains = 0;
+  /**
+   * Action value keys by action name (then service): built once and shared by every principal, so
+   * the values maps compare them by pointer and hold one copy.
+   */
+  readonly #actionKeys = new Map<string, ActionKey>();
+  #actionKeyCount = 0;
   /** Whether watermark, sweep time, tick or detached windows changed since the last `drainChanges`. */
   #metaDirty = false;
 
@@ -289,48 +460,93 @@ export class FirstSeenDetector {
     return { principals: this.#principals.size, values: this.#valueCount, openWindows };
   }
 
-  /** Records the event's values and, once its principal has learned, collects first-seen hits. */
+  /**
+   * Records the event's values and, once its principal has learned, collects first-seen hits.
+   * It runs on every event, so what repeats from the principal's previous event (its key, profile,
+   * humanity, value keys and their LRU order) is remembered rather than redone; see ObserveMemo.
+   */
   observe(event: AuditEvent): void {
-    const key = `${event.accountId}\u0000${event.principal}`;
     const t = event.eventTimeMs;
-    let p = this.#principals.get(key);
+    let p = this.#index.get(event.accountId)?.get(event.principal);
+    let own = p !== undefined;
     if (p === undefined) {
-      p = {
-        accountId: event.accountId,
-        principal: event.principal,
-        principalType: event.principalType,
-        human: false,
-        firstMs: t,
-        lastMs: t,
-        seq: 0,
-        values: new Map(),
-        groups: [],
-      };
-      this.#principals.set(key, p);
-      if (this.#principals.size > this.#maxPrincipals) this.#evictPrincipal();
-    } else {
-      this.#principals.delete(key);
-      this.#principals.set(key, p);
-      if (t - p.lastMs >= this.profileOf(p.principalType, p.human).forgetMs) {
-        this.#valueCount -= p.values.size;
-        p.values.clear();
-        p.human = false;
-        p.firstMs = t;
+      const key = `${event.accountId}\u0000${event.principal}`;
+      p = this.#principals.get(key);
+      if (p === undefined) {
+        const identity = { accountId: event.accountId, principal: event.principal, principalType: event.principalType, human: false };
+        p = principalState(key, identity, t, t, 0);
+        own = true;
+        this.#principals.set(key, p);
+        this.#order.push(p);
+        this.#indexAdd(p);
+        if (this.#principals.size > this.#maxPrincipals) this.#evictPrincipal();
       }
     }
+    this.#order.touch(p);
+    // A principal just created passes too: forgetMs is positive.
+    if (t - p.lastMs >= this.#profileOfState(p).forgetMs) {
+      this.#valueCount -= p.values.size;
+      p.values.clear();
+      p.valueOrder.clear();
+      p.human = false;
+      p.profile = null;
+      p.firstMs = t;
+    }
     p.seq = this.#tick++;
-    this.#dirty.add(key);
+    if (p.drainMarked !== this.#drains) {
+      p.drainMarked = this.#drains;
+      this.#dirty.add(p.key);
+    }
     this.#metaDirty = true;
-    p.principalType = event.principalType;
-    if (!p.human && looksHuman(event)) p.human = true;
+    if (event.principalType !== p.principalType) {
+      p.principalType = event.principalType;
+      p.profile = null;
+    }
+    // The memo of looksHuman assumes the state's own principal; a NUL-joined twin is judged afresh.
+    if (!p.human && (own ? this.#looksHuman(p, event) : looksHuman(event))) {
+      p.human = true;
+      p.profile = null;
+    }
     if (t < p.firstMs) p.firstMs = t;
     if (t > p.lastMs) p.lastMs = t;
 
-    const profile = this.profileOf(p.principalType, p.human);
-    const judging = t - p.firstMs >= profile.learningMs;
-    this.#see(key, p, 'action', `${event.service}:${event.action}`, event, judging, profile.forgetMs);
-    this.#see(key, p, 'region', event.region, event, judging, profile.forgetMs);
-    if (event.errorCode !== null) this.#see(key, p, 'errorCode', event.errorCode, event, judging, profile.forgetMs);
+    const { learningMs, forgetMs } = this.#profileOfState(p);
+    const judging = t - p.firstMs >= learningMs;
+    const { service, action, region, errorCode } = event;
+    const sameAction = service === p.service && action === p.action;
+    const sameRegion = region === p.region;
+    if (sameAction && sameRegion && (errorCode === null || errorCode === p.errorCode)) {
+      // The same values as the principal's last event: if they are still its newest, in this
+      // order, touching them again would leave them there, and their entries are at hand.
+      const a = p.actionSeen;
+      const r = p.regionSeen;
+      const e = p.errorSeen;
+      const newest = p.valueOrder.newest;
+      if (a !== null && r !== null && r.older === a && (errorCode === null ? newest === r : e !== null && e.older === r && newest === e)) {
+        this.#see(p, 'action', a.key, a, event, judging, forgetMs, false);
+        this.#see(p, 'region', r.key, r, event, judging, forgetMs, false);
+        if (errorCode !== null) this.#see(p, 'errorCode', (e as Seen).key, e as Seen, event, judging, forgetMs, false);
+        return;
+      }
+    }
+    if (!sameAction) {
+      p.service = service;
+      p.action = action;
+      p.actionKey = this.#actionKey(service, action);
+    }
+    p.actionSeen = this.#see(p, 'action', p.actionKey, p.values.get(p.actionKey), event, judging, forgetMs, true);
+    if (!sameRegion) {
+      p.region = region;
+      p.regionKey = valueKey('region', region);
+    }
+    p.regionSeen = this.#see(p, 'region', p.regionKey, p.values.get(p.regionKey), event, judging, forgetMs, true);
+    if (errorCode !== null) {
+      if (errorCode !== p.errorCode) {
+        p.errorCode = errorCode;
+        p.errorKey = valueKey('errorCode', errorCode);
+      }
+      p.errorSeen = this.#see(p, 'errorCode', p.errorKey, p.values.get(p.errorKey), event, judging, forgetMs, true);
+    }
   }
 
   /** Closes the windows the watermark has passed and returns their findings, ordered by window end then principal. */
@@ -378,14 +594,14 @@ export class FirstSeenDetector {
       version: SNAPSHOT_VERSION,
       watermarkMs: finite(this.#watermarkMs),
       sweptAtMs: finite(this.#sweptAtMs),
-      principals: [...this.#principals.values()].map((p) => ({
+      principals: listed(this.#order).map((p) => ({
         accountId: p.accountId,
         principal: p.principal,
         principalType: p.principalType,
         human: p.human,
         firstMs: p.firstMs,
         lastMs: p.lastMs,
-        values: [...p.values],
+        values: listed(p.valueOrder).map((seen): [string, number] => [seen.key, seen.lastMs]),
         groups: p.groups.map((g) => ({ startMs: g.startMs, hits: [...g.hits.values()].map((h) => ({ ...h })) })),
       })),
       detached: this.#detached.map((d) => ({
@@ -412,18 +628,20 @@ export class FirstSeenDetector {
     });
     for (const r of snapshot.principals) {
       const key = `${r.accountId}\u0000${r.principal}`;
-      const p: PrincipalState = {
-        accountId: r.accountId,
-        principal: r.principal,
-        principalType: r.principalType,
-        human: r.human,
-        firstMs: r.firstMs,
-        lastMs: r.lastMs,
-        seq: d.#tick++,
-        values: new Map(r.values),
-        groups: r.groups.map(toGroup),
-      };
+      const identity = { accountId: r.accountId, principal: r.principal, principalType: r.principalType, human: r.human };
+      const p = principalState(key, identity, r.firstMs, r.lastMs, d.#tick++);
+      for (const [vkey, lastMs] of r.values) restoreValue(p, vkey, lastMs);
+      p.groups = r.groups.map(toGroup);
+      // A key listed twice keeps its first place and its last state, as a Map would.
+      const replaced = d.#principals.get(key);
+      if (replaced === undefined) {
+        d.#order.push(p);
+      } else {
+        d.#unindex(replaced);
+        d.#order.replace(replaced, p);
+      }
       d.#principals.set(key, p);
+      d.#indexAdd(p);
       d.#valueCount += p.values.size;
       if (p.groups.length > 0) d.#withGroups.add(key);
       // None of it is in the changelog this detector will write: its first drain is everything,
@@ -453,6 +671,7 @@ export class FirstSeenDetector {
       out.push([key, p === undefined ? null : encodePrincipal(key, p)]);
     }
     this.#dirty.clear();
+    this.#drains++;
     if (this.#metaDirty) {
       out.push([META_KEY, this.#encodeMeta()]);
       this.#metaDirty = false;
@@ -488,6 +707,8 @@ export class FirstSeenDetector {
     const order = [...restored].sort(([ka, a], [kb, b]) => a.seq - b.seq || cmp(ka, kb));
     for (const [key, p] of order) {
       d.#principals.set(key, p);
+      d.#order.push(p);
+      d.#indexAdd(p);
       d.#valueCount += p.values.size;
       if (p.groups.length > 0) d.#withGroups.add(key);
     }
@@ -498,7 +719,57 @@ export class FirstSeenDetector {
   /** Tighter bounds than the writing detector had take effect on restore; what they drop is a change. */
   #applyBounds(): void {
     while (this.#principals.size > this.#maxPrincipals) this.#evictPrincipal();
-    for (const [key, p] of this.#principals) while (p.values.size > this.#maxValues) this.#evictValue(key, p);
+    for (let p = this.#order.oldest; p !== null; p = p.newer) while (p.values.size > this.#maxValues) this.#evictValue(p);
+  }
+
+  /** The profile the principal is judged by now, remembered until its type or humanity changes. */
+  #profileOfState(p: PrincipalState): PrincipalProfile {
+    if (p.profile === null) p.profile = this.profileOf(p.principalType, p.human);
+    return p.profile;
+  }
+
+  /** looksHuman(event) for an event of the principal itself, remembering the type and agent that were not. */
+  #looksHuman(p: PrincipalState, event: AuditEvent): boolean {
+    if (event.principalType === p.notHumanType && event.userAgent === p.notHumanAgent) return false;
+    if (looksHuman(event)) return true;
+    p.notHumanType = event.principalType;
+    p.notHumanAgent = event.userAgent;
+    return false;
+  }
+
+  #actionKey(service: string, action: string): string {
+    const head = this.#actionKeys.get(action);
+    for (let k = head; k !== undefined; k = k.next) if (k.service === service) return k.key;
+    const key = valueKey('action', `${service}:${action}`);
+    if (this.#actionKeyCount >= MAX_ACTION_KEYS) {
+      this.#actionKeys.clear();
+      this.#actionKeyCount = 0;
+      this.#actionKeys.set(action, { service, key, next: undefined });
+    } else {
+      this.#actionKeys.set(action, { service, key, next: head });
+    }
+    this.#actionKeyCount++;
+    return key;
+  }
+
+  /** Puts the principal in the index under its own pair, if its key is that pair's (a decoded record's may not be). */
+  #indexAdd(p: PrincipalState): void {
+    if (p.key !== `${p.accountId}\u0000${p.principal}`) return;
+    let byPrincipal = this.#index.get(p.accountId);
+    if (byPrincipal === undefined) {
+      byPrincipal = new Map();
+      this.#index.set(p.accountId, byPrincipal);
+    }
+    byPrincipal.set(p.principal, p);
+  }
+
+  /** Takes the principal out of the index, once it has left the principal map. */
+  #unindex(p: PrincipalState): void {
+    const byPrincipal = this.#index.get(p.accountId);
+    if (byPrincipal?.get(p.principal) === p) {
+      byPrincipal.delete(p.principal);
+      if (byPrincipal.size === 0) this.#index.delete(p.accountId);
+    }
   }
 
   #encodeMeta(): string {
@@ -511,18 +782,24 @@ export class FirstSeenDetector {
     return JSON.stringify([RECORD_VERSION, finite(this.#watermarkMs), finite(this.#sweptAtMs), this.#tick, detached]);
   }
 
+  /**
+   * Records one value of the event (by its value key and its entry, if it has one) and collects it
+   * as a hit if it is new; returns its entry. `reorder` false promises the value is among the
+   * newest ones in the order this observation touches them, so moving it to the end would change
+   * nothing.
+   */
   #see(
-    pkey: string,
     p: PrincipalState,
     dimension: FirstSeenDimension,
-    value: string,
+    key: string,
+    seen: Seen | undefined,
     event: AuditEvent,
     judging: boolean,
     forgetMs: number,
-  ): void {
-    const key = valueKey(dimension, value);
+    reorder: boolean,
+  ): Seen {
     const t = event.eventTimeMs;
-    const last = p.values.get(key);
+    const last = seen?.lastMs;
     const forgotten = last === undefined || last < t - forgetMs;
     if (forgotten || last > t) {
       const pending = findHit(p, key);
@@ -530,26 +807,32 @@ export class FirstSeenDetector {
         // The value is already a hit of an open window: a later one moves to this earlier event.
         if (pending.hit.eventTimeMs > t) {
           removeHit(p, pending.group, key);
-          if (judging) this.#addHit(pkey, p, key, this.#hit(dimension, value, event));
+          if (judging) this.#addHit(p, key, this.#hit(dimension, key, event));
         }
       } else if (forgotten && judging) {
-        this.#addHit(pkey, p, key, this.#hit(dimension, value, event));
+        this.#addHit(p, key, this.#hit(dimension, key, event));
       }
     }
-    if (last === undefined) {
+    if (seen === undefined) {
+      const added: Seen = { older: null, newer: null, key, lastMs: t };
       this.#valueCount++;
-    } else {
-      p.values.delete(key);
+      p.values.set(key, added);
+      p.valueOrder.push(added);
+      // The oldest goes, never this newest one.
+      if (p.values.size > this.#maxValues) this.#evictValue(p);
+      return added;
     }
-    p.values.set(key, last === undefined || t > last ? t : last);
-    if (p.values.size > this.#maxValues) this.#evictValue(pkey, p);
+    if (reorder) p.valueOrder.touch(seen);
+    if (t > seen.lastMs) seen.lastMs = t;
+    // Known values never grow the map past maxValues: it was within it already.
+    return seen;
   }
 
-  #hit(dimension: FirstSeenDimension, value: string, event: AuditEvent): Hit {
+  #hit(dimension: FirstSeenDimension, key: string, event: AuditEvent): Hit {
     const s = dimension === 'action' ? this.#catalog.sensitivityOf(event.service, event.action) : null;
     return {
       dimension,
-      value,
+      value: valueOfKey(key),
       eventId: event.eventId,
       eventTimeMs: event.eventTimeMs,
       category: s?.category ?? null,
@@ -557,7 +840,7 @@ export class FirstSeenDetector {
     };
   }
 
-  #addHit(pkey: string, p: PrincipalState, key: string, hit: Hit): void {
+  #addHit(p: PrincipalState, key: string, hit: Hit): void {
     const t = hit.eventTimeMs;
     let i = 0;
     for (; i < p.groups.length; i++) {
@@ -577,49 +860,58 @@ export class FirstSeenDetector {
       }
     }
     p.groups.splice(i, 0, { startMs: t, hits: new Map([[key, hit]]) });
-    this.#withGroups.add(pkey);
+    this.#withGroups.add(p.key);
   }
 
   #evictPrincipal(): void {
-    const oldest = this.#principals.keys().next();
-    if (oldest.done === true) return;
-    const p = this.#principals.get(oldest.value) as PrincipalState;
-    this.#principals.delete(oldest.value);
-    this.#withGroups.delete(oldest.value);
-    this.#dirty.add(oldest.value);
+    const p = this.#order.oldest;
+    if (p === null) return;
+    this.#principals.delete(p.key);
+    this.#order.remove(p);
+    this.#unindex(p);
+    this.#withGroups.delete(p.key);
+    this.#dirty.add(p.key);
     this.#valueCount -= p.values.size;
     const identity: Identity = { accountId: p.accountId, principal: p.principal, principalType: p.principalType, human: p.human };
     for (const group of p.groups) this.#detached.push({ identity, group });
     if (p.groups.length > 0) this.#metaDirty = true;
   }
 
-  #evictValue(pkey: string, p: PrincipalState): void {
-    const oldest = p.values.keys().next();
-    if (oldest.done === true) return;
-    p.values.delete(oldest.value);
+  #evictValue(p: PrincipalState): void {
+    const oldest = p.valueOrder.oldest;
+    if (oldest === null) return;
+    p.values.delete(oldest.key);
+    p.valueOrder.remove(oldest);
     this.#valueCount--;
-    this.#dirty.add(pkey);
+    this.#dirty.add(p.key);
   }
 
   /** Drops what judging would treat as forgotten anyway: memory only, findings do not change. */
   #sweep(wm: number): void {
     this.#sweptAtMs = wm;
     this.#metaDirty = true;
-    for (const [key, p] of this.#principals) {
-      const cutoff = wm - this.profileOf(p.principalType, p.human).forgetMs;
+    for (let p = this.#order.oldest; p !== null; ) {
+      const next: PrincipalState | null = p.newer;
+      const cutoff = wm - this.#profileOfState(p).forgetMs;
       if (p.lastMs < cutoff && p.groups.length === 0) {
-        this.#principals.delete(key);
+        this.#principals.delete(p.key);
+        this.#order.remove(p);
+        this.#unindex(p);
         this.#valueCount -= p.values.size;
-        this.#dirty.add(key);
-        continue;
-      }
-      for (const [vkey, lastSeenMs] of p.values) {
-        if (lastSeenMs < cutoff) {
-          p.values.delete(vkey);
-          this.#valueCount--;
-          this.#dirty.add(key);
+        this.#dirty.add(p.key);
+      } else {
+        for (let seen = p.valueOrder.oldest; seen !== null; ) {
+          const newer: Seen | null = seen.newer;
+          if (seen.lastMs < cutoff) {
+            p.values.delete(seen.key);
+            p.valueOrder.remove(seen);
+            this.#valueCount--;
+            this.#dirty.add(p.key);
+          }
+          seen = newer;
         }
       }
+      p = next;
     }
   }
 
@@ -629,7 +921,8 @@ export class FirstSeenDetector {
     const items: FirstSeenItem[] = [];
     for (const h of group.hits.values()) {
       if (h.category !== null) categories.add(h.category);
-      const base = profile.baseSeverity;
+      // A new error code is weaker evidence than a new action or region: one level below them.
+      const base = h.dimension === 'errorCode' ? shiftSeverity(profile.baseSeverity, -1) : profile.baseSeverity;
       const severity = h.catalogSeverity === null ? base : maxSeverity(base, shiftSeverity(h.catalogSeverity, profile.catalogShift));
       items.push({
         dimension: h.dimension,
@@ -668,6 +961,17 @@ function valueKey(dimension: FirstSeenDimension, value: string): string {
   return DIMENSION_CODE[dimension] + value;
 }
 
+/** The value a value key stands for. */
+function valueOfKey(key: string): string {
+  return key.slice(2);
+}
+
+function listed<T extends Linked<T>>(order: Recency<T>): T[] {
+  const out: T[] = [];
+  for (let x = order.oldest; x !== null; x = x.newer) out.push(x);
+  return out;
+}
+
 // ── changelog records ─────────────────────────────────────────────────────
 //
 // A principal's record is rewritten whenever it is observed, so it is an array, and every time in
@@ -697,7 +1001,7 @@ function encodeHit(h: Hit, offset: number): HitRecord {
 function encodePrincipal(key: string, p: PrincipalState): string {
   const base = p.lastMs;
   const values: (string | number)[] = [];
-  for (const [vkey, lastSeenMs] of p.values) values.push(vkey, base - lastSeenMs);
+  for (let seen = p.valueOrder.oldest; seen !== null; seen = seen.newer) values.push(seen.key, base - seen.lastMs);
   const groups = p.groups.map((g) => {
     const out: (number | HitRecord)[] = [base - g.startMs];
     for (const h of g.hits.values()) out.push(encodeHit(h, base - h.eventTimeMs));
@@ -773,22 +1077,23 @@ function decodePrincipal(key: string, json: string): PrincipalState {
   ) {
     throw stateCorrupt(key, 'not a principal record');
   }
-  const p: PrincipalState = {
-    accountId: identity.length === 2 ? (identity[0] as string) : key.slice(0, nul),
-    principal: identity.length === 2 ? (identity[1] as string) : key.slice(nul + 1),
-    principalType,
-    human: human === 1,
-    firstMs: lastMs - span,
+  const p = principalState(
+    key,
+    {
+      accountId: identity.length === 2 ? (identity[0] as string) : key.slice(0, nul),
+      principal: identity.length === 2 ? (identity[1] as string) : key.slice(nul + 1),
+      principalType,
+      human: human === 1,
+    },
+    lastMs - span,
     lastMs,
-    seq: seq as number,
-    values: new Map(),
-    groups: [],
-  };
+    seq as number,
+  );
   for (let i = 0; i < values.length; i += 2) {
     const vkey: unknown = values[i];
     const age: unknown = values[i + 1];
     if (typeof vkey !== 'string' || !isTime(age)) throw stateCorrupt(key, `bad value at ${i}`);
-    p.values.set(vkey, lastMs - age);
+    restoreValue(p, vkey, lastMs - age);
   }
   for (const g of groups) {
     if (!Array.isArray(g) || !isTime(g[0])) throw stateCorrupt(key, 'an open window is not [start, hit, …]');

@@ -296,6 +296,21 @@ describe('FirstSeenDetector', () => {
     );
   });
 
+  test('an event repeating the last one keeps the LRU order exact, after a sweep and with an empty error code', () => {
+    const valueKeys = (d: FirstSeenDetector): string[] => d.snapshot().principals[0]?.values.map(([k]) => k) ?? [];
+    const d = new FirstSeenDetector({ learningMs: 0, forgetMs: HOUR });
+    d.observe(ev(T0 + 10 * HOUR, { action: 'ListBuckets' }));
+    d.observe(ev(T0 + 5 * HOUR)); // late: GetObject is older than the region it came with
+    d.advance(T0 + 7 * HOUR); // the sweep drops GetObject and keeps the region
+    d.observe(ev(T0 + 10 * HOUR)); // the same action and region again: GetObject comes back before the region
+    assert.deepEqual(valueKeys(d), ['a:s3.amazonaws.com:ListBuckets', 'a:s3.amazonaws.com:GetObject', 'r:us-east-1']);
+
+    const e = new FirstSeenDetector();
+    e.observe(ev(T0));
+    e.observe(ev(T0 + MINUTE, { errorCode: '' }));
+    assert.deepEqual(valueKeys(e), ['a:s3.amazonaws.com:GetObject', 'r:us-east-1', 'e:']);
+  });
+
   test('windows of an evicted principal are still emitted', () => {
     const d = new FirstSeenDetector({ maxPrincipals: 1, learningMs: HOUR });
     d.observe(ev(T0, { principal: 'p1' }));
