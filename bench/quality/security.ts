@@ -543,7 +543,7 @@ export function renderSecurityReport(r: SecurityResult, checks: SecurityCheck[],
   const b = c.findings.breadth;
   const fs = c.findings.firstSeen;
   lines.push(
-    `- config: ${diff.length ? `defaults except ${diff.map((d) => `\`${d}\``).join(', ')}` : 'defaults'}: \`includeReadOnly\` ${c.detector.includeReadOnly}; ${r.ruleCount} rules${c.rules.defaultPack ? ' (the default CIS pack)' : ''}, ${r.correlationCount} correlations; first-seen ${fs.enabled ? `on (learning ${fmt(fs.learningMs / DAY_MS, 0)} d, group ${fs.groupMs / MINUTE_MS} min, min severity ${fs.minSeverity})` : 'off'}; breadth ${b.enabled ? `on (${b.windowMs / MINUTE_MS} min window, floor ${b.minDistinct}/${b.minDeniedDistinct} denied, ×${b.factor} the daily peak, learning ${fmt(b.learningMs / DAY_MS, 0)} d)` : 'off'}; fold ${c.findings.foldMs / MINUTE_MS} min`,
+    `- config: ${diff.length ? `defaults except ${diff.map((d) => `\`${d}\``).join(', ')}` : 'defaults'}: \`includeReadOnly\` ${c.detector.includeReadOnly}; ${r.ruleCount} rules${c.rules.defaultPack ? ' (the default pack: CIS and trailwatch)' : ''}, ${r.correlationCount} correlation${r.correlationCount === 1 ? '' : 's'}; first-seen ${fs.enabled ? `on (learning ${fmt(fs.learningMs / DAY_MS, 0)} d, group ${fs.groupMs / MINUTE_MS} min, min severity ${fs.minSeverity})` : 'off'}; breadth ${b.enabled ? `on (${b.windowMs / MINUTE_MS} min window, floor ${b.minDistinct}/${b.minDeniedDistinct} denied, ×${b.factor} the daily peak, learning ${fmt(b.learningMs / DAY_MS, 0)} d)` : 'off'}; fold ${c.findings.foldMs / MINUTE_MS} min`,
   );
   lines.push('');
   lines.push('| metric | value | target | |');

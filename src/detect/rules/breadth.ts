@@ -118,41 +118,224 @@ const KINDS: readonly BreadthKind[] = ['actions', 'denied'];
 const ACTIONS = 0;
 const DENIED = 1;
 
+/** An AuditEvent's keys in declaration order, `raw` aside: the shape of nearly every event, which `withoutRaw` copies by name. */
+const EVENT_KEYS: readonly string[] = [
+  'eventId',
+  'eventTimeMs',
+  'source',
+  'accountId',
+  'region',
+  'principal',
+  'principalType',
+  'service',
+  'action',
+  'readOnly',
+  'errorCode',
+  'sourceIp',
+  'userAgent',
+  'attributes',
+];
+
+interface Linked<N> {
+  prev: N | null;
+  next: N | null;
+}
+
+/** A doubly linked list through its nodes, oldest first: moving a node to the end writes a few pointers. */
+class Order<N extends Linked<N>> {
+  head: N | null = null;
+  tail: N | null = null;
+
+  append(n: N): void {
+    n.prev = this.tail;
+    n.next = null;
+    if (this.tail === null) this.head = n;
+    else this.tail.next = n;
+    this.tail = n;
+  }
+
+  remove(n: N): void {
+    if (n.prev === null) this.head = n.next;
+    else n.prev.next = n.next;
+    if (n.next === null) this.tail = n.prev;
+    else n.next.prev = n.prev;
+    n.prev = null;
+    n.next = null;
+  }
+
+  toEnd(n: N): void {
+    if (this.tail === n) return;
+    this.remove(n);
+    this.append(n);
+  }
+
+  /** `n` takes the place of `old`, which leaves the list. */
+  replace(old: N, n: N): void {
+    n.prev = old.prev;
+    n.next = old.next;
+    if (old.prev === null) this.head = n;
+    else old.prev.next = n;
+    if (old.next === null) this.tail = n;
+    else old.next.prev = n;
+    old.prev = null;
+    old.next = null;
+  }
+
+  clear(): void {
+    this.head = null;
+    this.tail = null;
+  }
+}
+
+/** A node found by the two parts of its key, `name` within `scope` (see `splitKey`). */
+interface Named<N> {
+  scope: string;
+  name: string;
+  /** The next node of the same name in another scope. */
+  alias: N | null;
+}
+
+/**
+ * Nodes keyed `${scope}${separator}${name}`, least recently used first: what a Map deleted and set
+ * again on every use kept, without its cost per event. A lookup hashes the parts, never a key
+ * built for it (a cons string, which a Map lookup flattens and hashes anew: several times slower),
+ * and a use moves the node to the end of a linked list rather than deleting and setting it. Keys
+ * are split at their first separator (`splitKey`), so equal keys find the same node.
+ */
+class LruMap<N extends Linked<N> & Named<N>> extends Order<N> {
+  readonly #byName = new Map<string, N>();
+  size = 0;
+
+  get(scope: string, name: string): N | undefined {
+    for (let n = this.#byName.get(name) ?? null; n !== null; n = n.alias) if (n.scope === scope) return n;
+    return undefined;
+  }
+
+  /** Adds `n`, whose key is absent, as the most recently used. */
+  add(n: N): void {
+    this.#index(n);
+    this.append(n);
+  }
+
+  delete(n: N): void {
+    this.#unindex(n);
+    this.remove(n);
+  }
+
+  /** `n`, whose key is `old`'s, takes its place, in the order too. */
+  override replace(old: N, n: N): void {
+    this.#unindex(old);
+    this.#index(n);
+    super.replace(old, n);
+  }
+
+  #index(n: N): void {
+    n.alias = this.#byName.get(n.name) ?? null;
+    this.#byName.set(n.name, n);
+    this.size++;
+  }
+
+  #unindex(n: N): void {
+    const first = this.#byName.get(n.name);
+    if (first === n) {
+      if (n.alias === null) this.#byName.delete(n.name);
+      else this.#byName.set(n.name, n.alias);
+    } else {
+      for (let x = first ?? null; x !== null; x = x.alias) {
+        if (x.alias === n) {
+          x.alias = n.alias;
+          break;
+        }
+      }
+    }
+    n.alias = null;
+    this.size--;
+  }
+
+  override clear(): void {
+    this.#byName.clear();
+    this.size = 0;
+    super.clear();
+  }
+}
+
 /** One action's presence in a window: it had a call in every window ending in [startMs, lastMs + windowMs). */
-interface Entry {
+interface Entry extends Linked<Entry>, Named<Entry> {
+  /** `service:action`: `scope` and `name` split it. */
+  action: string;
   startMs: number;
   lastMs: number;
   /** The earliest call kept: replaced once it has left the window (see `#see`), so a finding shows recent calls. */
   evidence: AuditEvent;
+  /** `evidence.eventTimeMs`, here to spare a look at the evidence on most calls. */
+  evidenceMs: number;
 }
 
-interface Dimension {
-  /** `service:action` → presence, least recently observed first. */
-  entries: Map<string, Entry>;
-  /** Whether a crossing fires: false from a finding until an event finds the count below the threshold. */
-  armed: boolean;
+/** The actions of one dimension kept in a principal's window, least recently observed first: the order records keep and trimming and eviction follow. */
+class Dimension extends LruMap<Entry> {
+  /** Whether a crossing fires: false from a finding until an event finds the count below the threshold again. */
+  armed = true;
   /** Where the latest finding was judged; −∞ if none. */
-  firedMs: number;
+  firedMs = Number.NEGATIVE_INFINITY;
 }
 
-interface DayPeak {
-  /** UTC day number (ms / DAY_MS). */
-  day: number;
-  /** By dimension: the highest distinct count that day (a fired burst counts as threshold − 1). */
-  peaks: [number, number];
+/** A principal's place among those with actions kept (see `BreadthDetector.#withWindows`). */
+interface WindowLink extends Linked<WindowLink> {
+  p: PrincipalState;
+  listed: boolean;
 }
 
-interface PrincipalState {
-  accountId: string;
-  principal: string;
+class PrincipalState implements Linked<PrincipalState>, Named<PrincipalState> {
+  /** Its changelog key, `${accountId}\u0000${principal}` of its first event; `scope` and `name` split it. */
+  readonly key: string;
+  readonly scope: string;
+  readonly name: string;
+  readonly accountId: string;
+  readonly principal: string;
   principalType: string;
   firstMs: number;
   lastMs: number;
   /** When it was last observed, in observations of this detector: the LRU order, which records do not carry. */
   seq: number;
-  /** Oldest day first. */
-  days: DayPeak[];
-  dims: [Dimension, Dimension];
+  /**
+   * Daily peaks, oldest day first, three numbers a day: the UTC day number (ms / DAY_MS), then by
+   * dimension the highest distinct count that day (a fired burst counts as threshold − 1).
+   */
+  readonly days: number[] = [];
+  /** The day `baselines` are for; NaN when a change to `days` may have changed them. */
+  baselineDay = Number.NaN;
+  /** By dimension, the highest peak of the historyDays days before `baselineDay`: the same for a whole day of events. */
+  readonly baselines: [number, number] = [0, 0];
+  readonly dims: [Dimension, Dimension] = [new Dimension(), new Dimension()];
+  readonly window: WindowLink = { p: this, listed: false, prev: null, next: null };
+  /** Whether `BreadthDetector.#dirty` holds it, which then needs no update. */
+  dirty = false;
+  /** Dropped from the detector: a stale `BreadthDetector.#last`. */
+  gone = false;
+  prev: PrincipalState | null = null;
+  next: PrincipalState | null = null;
+  alias: PrincipalState | null = null;
+
+  constructor(
+    key: string,
+    [scope, name]: [string, string],
+    accountId: string,
+    principal: string,
+    principalType: string,
+    firstMs: number,
+    lastMs: number,
+    seq: number,
+  ) {
+    this.key = key;
+    this.scope = scope;
+    this.name = name;
+    this.accountId = accountId;
+    this.principal = principal;
+    this.principalType = principalType;
+    this.firstMs = firstMs;
+    this.lastMs = lastMs;
+    this.seq = seq;
+  }
 }
 
 export class BreadthDetector {
@@ -164,20 +347,24 @@ export class BreadthDetector {
   readonly #maxPrincipals: number;
   readonly #maxActions: number;
   readonly #maxEvidences: number;
-  /** Least recently observed first. */
-  readonly #principals = new Map<string, PrincipalState>();
+  /** Least recently observed first: the order eviction and the idle sweep follow. */
+  readonly #principals = new LruMap<PrincipalState>();
   /**
-   * Principal keys with actions kept, least recently observed first, so `advance` walks only the
+   * Principals with actions kept, least recently observed first, so `advance` walks only the
    * principals whose windows have passed (an observed principal trims its own, see `#trim`).
    */
-  readonly #withWindows = new Set<string>();
+  readonly #withWindows = new Order<WindowLink>();
+  /** The latest principal observed: the events topic is keyed by principal, so the next event is often its too. */
+  #last: PrincipalState | null = null;
+  /** The evidence copy of the event being observed, once made: both dimensions keep the same one, which lets a record write it once. */
+  #copy: AuditEvent | null = null;
   #entryCount = 0;
   #watermarkMs = Number.NEGATIVE_INFINITY;
   #lateEvents = 0;
   /** Observations so far; the next one's `seq`. */
   #tick = 0;
-  /** Principals changed (or gone) since the last `drainChanges`. */
-  readonly #dirty = new Set<string>();
+  /** Keys of principals changed (or gone: null) since the last `drainChanges`, in the order they first changed. */
+  readonly #dirty = new Map<string, PrincipalState | null>();
   #metaDirty = false;
 
   constructor(options: BreadthOptions = {}) {
@@ -206,7 +393,11 @@ export class BreadthDetector {
     return this.#lateEvents;
   }
 
-  /** Counts the event's action (and, when denied, its denied action); returns the findings it triggers, `actions` first. */
+  /**
+   * Counts the event's action (and, when denied, its denied action); returns the findings it
+   * triggers, `actions` first. Runs on every event: the common one, a principal calling an action
+   * already in its window, costs two lookups, a few writes and a count of the window.
+   */
   observe(event: AuditEvent): BreadthFinding[] {
     const t = event.eventTimeMs;
     if (t < this.#watermarkMs - this.#windowMs) {
@@ -214,31 +405,30 @@ export class BreadthDetector {
       this.#metaDirty = true;
       return [];
     }
-    const key = principalKey(event.accountId, event.principal);
-    let p = this.#principals.get(key);
-    // Silent past its history, a principal has no baseline left: it starts over, as a sweep would have made it.
-    if (p !== undefined && t - p.lastMs > this.#historyDays * DAY_MS) {
-      this.#drop(key, p);
-      p = undefined;
+    let p = this.#last;
+    // Its key's parts are the event's exactly when the event builds its key (a scope holds no NUL).
+    if (p === null || p.gone || p.name !== event.principal || p.scope !== event.accountId) {
+      p =
+        (event.accountId.includes('\u0000')
+          ? this.#principals.get(...splitKey(principalKey(event.accountId, event.principal), '\u0000'))
+          : this.#principals.get(event.accountId, event.principal)) ?? null;
     }
-    if (p === undefined) {
-      p = {
-        accountId: event.accountId,
-        principal: event.principal,
-        principalType: event.principalType,
-        firstMs: t,
-        lastMs: t,
-        seq: 0,
-        days: [],
-        dims: [newDimension(), newDimension()],
-      };
-      this.#principals.set(key, p);
+    // Silent past its history, a principal has no baseline left: it starts over, as a sweep would have made it.
+    if (p !== null && t - p.lastMs > this.#historyDays * DAY_MS) {
+      this.#drop(p);
+      p = null;
+    }
+    if (p === null) {
+      const key = principalKey(event.accountId, event.principal);
+      const parts: [string, string] = event.accountId.includes('\u0000') ? splitKey(key, '\u0000') : [event.accountId, event.principal];
+      p = new PrincipalState(key, parts, event.accountId, event.principal, event.principalType, t, t, 0);
+      this.#principals.add(p);
       if (this.#principals.size > this.#maxPrincipals) this.#evictPrincipal();
     } else {
-      this.#principals.delete(key);
-      this.#principals.set(key, p);
+      this.#principals.toEnd(p);
       this.#trim(p);
     }
+    this.#last = p;
     const previousMs = p.lastMs;
     p.seq = this.#tick++;
     p.principalType = event.principalType;
@@ -247,21 +437,25 @@ export class BreadthDetector {
       p.lastMs = t;
       pruneDays(p, this.#historyDays);
     }
-    this.#dirty.add(key);
+    this.#markDirty(p);
     this.#metaDirty = true;
 
     const out: BreadthFinding[] = [];
-    const action = `${event.service}:${event.action}`;
-    // Copied only when kept, and once for both dimensions, which lets a record write it once.
-    let copy: AuditEvent | undefined;
-    const evidence = (): AuditEvent => {
-      copy ??= withoutRaw(event);
-      return copy;
-    };
-    this.#see(key, p, ACTIONS, action, event, evidence, previousMs, out);
-    if (isDenied(event.errorCode)) this.#see(key, p, DENIED, action, event, evidence, previousMs, out);
-    this.#withWindows.delete(key);
-    this.#withWindows.add(key);
+    if (event.service.includes(':')) {
+      const [service, action] = splitKey(`${event.service}:${event.action}`, ':');
+      this.#see(p, ACTIONS, service, action, event, previousMs, out);
+      if (isDenied(event.errorCode)) this.#see(p, DENIED, service, action, event, previousMs, out);
+    } else {
+      this.#see(p, ACTIONS, event.service, event.action, event, previousMs, out);
+      if (isDenied(event.errorCode)) this.#see(p, DENIED, event.service, event.action, event, previousMs, out);
+    }
+    this.#copy = null;
+    if (p.window.listed) {
+      this.#withWindows.toEnd(p.window);
+    } else {
+      this.#withWindows.append(p.window);
+      p.window.listed = true;
+    }
     return out;
   }
 
@@ -273,22 +467,20 @@ export class BreadthDetector {
     // Least recently observed first: stop at the first principal with a call still needed (memory
     // only: counts skip expired actions wherever they are kept).
     const expiredBy = this.#expiredByMs();
-    for (const key of this.#withWindows) {
-      const p = this.#principals.get(key) as PrincipalState;
+    for (let link = this.#withWindows.head; link !== null; link = this.#withWindows.head) {
+      const p = link.p;
       if (p.lastMs > expiredBy) break;
       for (const dim of p.dims) {
-        this.#entryCount -= dim.entries.size;
-        dim.entries.clear();
+        this.#entryCount -= dim.size;
+        dim.clear();
       }
-      this.#withWindows.delete(key);
-      this.#dirty.add(key);
+      this.#withWindows.remove(link);
+      link.listed = false;
+      this.#markDirty(p);
     }
     // Daily peaks are pruned as each principal's days roll (observe); idle principals go here.
     const idleBefore = watermarkMs - this.#historyDays * DAY_MS;
-    for (const [key, p] of this.#principals) {
-      if (p.lastMs >= idleBefore) break;
-      this.#drop(key, p);
-    }
+    for (let p = this.#principals.head; p !== null && p.lastMs < idleBefore; p = this.#principals.head) this.#drop(p);
   }
 
   /**
@@ -299,9 +491,13 @@ export class BreadthDetector {
    */
   drainChanges(): Array<[string, string | null]> {
     const out: Array<[string, string | null]> = [];
-    for (const key of this.#dirty) {
-      const p = this.#principals.get(key);
-      out.push([key, p === undefined ? null : encodePrincipal(key, p)]);
+    for (const [key, p] of this.#dirty) {
+      if (p === null) {
+        out.push([key, null]);
+      } else {
+        p.dirty = false;
+        out.push([key, encodePrincipal(key, p)]);
+      }
     }
     this.#dirty.clear();
     if (this.#metaDirty) {
@@ -333,16 +529,26 @@ export class BreadthDetector {
       tick = Math.max(tick, p.seq + 1);
     }
     d.#tick = tick;
-    // Map order is the LRU order eviction and the idle sweep follow: least recently observed first.
+    // The LRU order eviction and the idle sweep follow: least recently observed first.
     restored.sort(([ka, a], [kb, b]) => a.seq - b.seq || cmp(ka, kb));
-    for (const [key, p] of restored) {
-      d.#principals.set(key, p);
-      for (const dim of p.dims) d.#entryCount += dim.entries.size;
-      if (p.dims.some((dim) => dim.entries.size > 0)) d.#withWindows.add(key);
+    for (const [, p] of restored) {
+      // A key given twice keeps its first place with its last value, as a Map set twice would.
+      const old = d.#principals.get(p.scope, p.name);
+      if (old === undefined) d.#principals.add(p);
+      else d.#principals.replace(old, p);
+      if (old?.window.listed === true) {
+        d.#withWindows.replace(old.window, p.window);
+        old.window.listed = false;
+        p.window.listed = true;
+      } else if (p.dims.some((dim) => dim.size > 0)) {
+        d.#withWindows.append(p.window);
+        p.window.listed = true;
+      }
+      for (const dim of p.dims) d.#entryCount += dim.size;
     }
     while (d.#principals.size > d.#maxPrincipals) d.#evictPrincipal();
-    for (const [key, p] of d.#principals) {
-      for (const dim of p.dims) while (dim.entries.size > d.#maxActions) d.#evictAction(key, dim);
+    for (let p = d.#principals.head; p !== null; p = p.next) {
+      for (const dim of p.dims) while (dim.size > d.#maxActions) d.#evictAction(p, dim);
     }
     return d;
   }
@@ -352,99 +558,103 @@ export class BreadthDetector {
     return this.#watermarkMs - 2 * this.#windowMs;
   }
 
+  #markDirty(p: PrincipalState): void {
+    if (p.dirty) return;
+    p.dirty = true;
+    this.#dirty.set(p.key, p);
+  }
+
   /** Drops the actions of a principal being observed that no event can count any more, least recently observed first, up to the first still needed. */
   #trim(p: PrincipalState): void {
     const expiredBy = this.#expiredByMs();
     for (const dim of p.dims) {
-      for (const [action, e] of dim.entries) {
-        if (e.lastMs > expiredBy) break;
-        dim.entries.delete(action);
+      for (let e = dim.head; e !== null && e.lastMs <= expiredBy; e = dim.head) {
+        dim.delete(e);
         this.#entryCount--;
       }
     }
   }
 
-  #see(
-    key: string,
-    p: PrincipalState,
-    d: number,
-    action: string,
-    event: AuditEvent,
-    evidence: () => AuditEvent,
-    previousMs: number,
-    out: BreadthFinding[],
-  ): void {
+  /** The event without `raw`, copied once per observation, and only when an entry keeps it. */
+  #evidence(event: AuditEvent): AuditEvent {
+    this.#copy ??= withoutRaw(event);
+    return this.#copy;
+  }
+
+  /** Counts the call of `action` of `service` (as `splitKey` has them) in dimension `d`, and judges what that changed. */
+  #see(p: PrincipalState, d: number, service: string, action: string, event: AuditEvent, previousMs: number, out: BreadthFinding[]): void {
     const dim = p.dims[d] as Dimension;
     const t = event.eventTimeMs;
     const w = this.#windowMs;
-    const e = dim.entries.get(action);
+    const e = dim.get(service, action);
     // The action's presence before this call, where it counted already.
-    const wasFromMs = e === undefined ? Number.POSITIVE_INFINITY : e.startMs;
-    const wasUntilMs = e === undefined ? Number.NEGATIVE_INFINITY : e.lastMs + w;
-    if (e === undefined || t >= e.lastMs + w) {
-      // Absent for a whole window before this call (or never seen): a new presence.
-      if (e === undefined) this.#entryCount++;
-      else dim.entries.delete(action);
-      dim.entries.set(action, { startMs: t, lastMs: t, evidence: evidence() });
-      if (dim.entries.size > this.#maxActions) this.#evictAction(key, dim);
+    let wasFromMs = Number.POSITIVE_INFINITY;
+    let wasUntilMs = Number.NEGATIVE_INFINITY;
+    if (e === undefined) {
+      dim.add(newEntry(`${event.service}:${event.action}`, service, action, t, t, this.#evidence(event)));
+      this.#entryCount++;
+      if (dim.size > this.#maxActions) this.#evictAction(p, dim);
+    } else if (t >= e.lastMs + w) {
+      // Absent for a whole window before this call: a new presence.
+      wasFromMs = e.startMs;
+      wasUntilMs = e.lastMs + w;
+      e.startMs = t;
+      e.lastMs = t;
+      e.evidence = this.#evidence(event);
+      e.evidenceMs = t;
+      dim.toEnd(e);
     } else if (t <= e.startMs - w) {
       // A presence a whole window before the one kept: one presence per action is kept, so this
       // late call is not counted (too late to matter unless the watermark lags by a window).
       return;
     } else {
+      wasFromMs = e.startMs;
+      wasUntilMs = e.lastMs + w;
       if (t < e.startMs) e.startMs = t;
       if (t > e.lastMs) e.lastMs = t;
       // The evidence is the earliest call in the principal's current window that was seen since
       // the last one left it: a finding shows calls of its burst, not of hours ago.
       const windowStartMs = p.lastMs - w;
-      if (t > windowStartMs && (e.evidence.eventTimeMs <= windowStartMs || t < e.evidence.eventTimeMs)) e.evidence = evidence();
-      dim.entries.delete(action);
-      dim.entries.set(action, e);
+      if (t > windowStartMs && (e.evidenceMs <= windowStartMs || t < e.evidenceMs)) {
+        e.evidence = this.#evidence(event);
+        e.evidenceMs = t;
+      }
+      dim.toEnd(e);
     }
-    this.#judge(p, d, event, previousMs, (atMs) => atMs < wasFromMs || atMs >= wasUntilMs, out);
+    if (t >= previousMs) {
+      this.#judge(p, d, event, t, true, out);
+      return;
+    }
+    // An out of order event changed the past: it is judged at every point up to the principal's
+    // latest event where an action's presence began (the count only rises there) and that its own
+    // call newly covers (elsewhere nothing changed).
+    const later = new Set<number>();
+    for (let x = dim.head; x !== null; x = x.next) if (x.startMs > t && x.startMs <= previousMs) later.add(x.startMs);
+    const points = [t, ...[...later].sort((a, b) => a - b)];
+    for (const atMs of points) if (atMs < wasFromMs || atMs >= wasUntilMs) this.#judge(p, d, event, atMs, false, out);
   }
 
-  /**
-   * Judges the count at the event's time. An out of order event changed the past: it is judged at
-   * every point up to the principal's latest event where an action's presence began (the count
-   * only rises there) and that its own call newly covers (elsewhere nothing changed).
-   */
-  #judge(
-    p: PrincipalState,
-    d: number,
-    event: AuditEvent,
-    previousMs: number,
-    isNew: (atMs: number) => boolean,
-    out: BreadthFinding[],
-  ): void {
+  /** Judges the count at `atMs`: the event's time or, out of order, a later point it changed. */
+  #judge(p: PrincipalState, d: number, event: AuditEvent, atMs: number, inOrder: boolean, out: BreadthFinding[]): void {
     const dim = p.dims[d] as Dimension;
-    const t = event.eventTimeMs;
-    const inOrder = t >= previousMs;
-    let points: number[] = [t];
-    if (!inOrder) {
-      const later = new Set<number>();
-      for (const e of dim.entries.values()) if (e.startMs > t && e.startMs <= previousMs) later.add(e.startMs);
-      points = points.concat([...later].sort((a, b) => a - b)).filter(isNew);
+    const distinct = countAt(dim, atMs, this.#windowMs);
+    const day = Math.floor(atMs / DAY_MS);
+    if (day !== p.baselineDay) updateBaselines(p, day, this.#historyDays);
+    const baselinePeak = p.baselines[d] as number;
+    const threshold = Math.max(this.#floors[d] as number, Math.ceil(this.#factor * baselinePeak));
+    const over = atMs - p.firstMs >= this.#learningMs && distinct >= threshold;
+    // A judged burst adds at most threshold − 1 to the day's peak, the most this principal may
+    // do unremarked today. Counted whole, one attack would double the bar for historyDays and
+    // hide the next one of its size; capped, a repeat fires again tomorrow, while a new
+    // legitimate habit still raises the bar by `factor` a day until it stops firing.
+    recordPeak(p, day, d, over ? threshold - 1 : distinct);
+    if (over && dim.armed && (inOrder || atMs - dim.firedMs >= this.#windowMs)) {
+      out.push(this.#finding(p, d, event, atMs, distinct, threshold, baselinePeak));
+      dim.armed = false;
+      dim.firedMs = atMs;
     }
-    for (const atMs of points) {
-      const distinct = countAt(dim, atMs, this.#windowMs);
-      const day = Math.floor(atMs / DAY_MS);
-      const baselinePeak = baselineOf(p, d, day, this.#historyDays);
-      const threshold = Math.max(this.#floors[d] as number, Math.ceil(this.#factor * baselinePeak));
-      const over = atMs - p.firstMs >= this.#learningMs && distinct >= threshold;
-      // A judged burst adds at most threshold − 1 to the day's peak, the most this principal may
-      // do unremarked today. Counted whole, one attack would double the bar for historyDays and
-      // hide the next one of its size; capped, a repeat fires again tomorrow, while a new
-      // legitimate habit still raises the bar by `factor` a day until it stops firing.
-      recordPeak(p, day, d, over ? threshold - 1 : distinct);
-      if (over && dim.armed && (inOrder || atMs - dim.firedMs >= this.#windowMs)) {
-        out.push(this.#finding(p, d, event, atMs, distinct, threshold, baselinePeak));
-        dim.armed = false;
-        dim.firedMs = atMs;
-      }
-      // Only the present re-arms: a late event's past says nothing about whether the burst is over.
-      if (inOrder && distinct < threshold) dim.armed = true;
-    }
+    // Only the present re-arms: a late event's past says nothing about whether the burst is over.
+    if (inOrder && distinct < threshold) dim.armed = true;
   }
 
   #finding(
@@ -457,9 +667,9 @@ export class BreadthDetector {
     baselinePeak: number,
   ): BreadthFinding {
     const w = this.#windowMs;
-    const inWindow: [string, Entry][] = [];
-    for (const kv of (p.dims[d] as Dimension).entries) if (present(kv[1], atMs, w)) inWindow.push(kv);
-    inWindow.sort(([ka, a], [kb, b]) => a.evidence.eventTimeMs - b.evidence.eventTimeMs || cmp(ka, kb));
+    const inWindow: Entry[] = [];
+    for (let e = (p.dims[d] as Dimension).head; e !== null; e = e.next) if (present(e, atMs, w)) inWindow.push(e);
+    inWindow.sort((a, b) => a.evidenceMs - b.evidenceMs || cmp(a.action, b.action));
     return {
       kind: KINDS[d] as BreadthKind,
       accountId: p.accountId,
@@ -467,34 +677,36 @@ export class BreadthDetector {
       principalType: p.principalType,
       sessionName: event.attributes.sessionName ?? null,
       region: event.region,
-      windowStartMs: (inWindow[0] as [string, Entry])[1].evidence.eventTimeMs,
+      windowStartMs: (inWindow[0] as Entry).evidenceMs,
       timeMs: event.eventTimeMs,
       distinct,
       threshold,
       baselinePeak,
-      actions: inWindow.slice(0, MAX_ACTIONS_LISTED).map(([action]) => action),
-      evidences: inWindow.slice(0, this.#maxEvidences).map(([, e]) => e.evidence),
+      actions: inWindow.slice(0, MAX_ACTIONS_LISTED).map((e) => e.action),
+      evidences: inWindow.slice(0, this.#maxEvidences).map((e) => e.evidence),
     };
   }
 
-  #drop(key: string, p: PrincipalState): void {
-    this.#principals.delete(key);
-    this.#withWindows.delete(key);
-    for (const dim of p.dims) this.#entryCount -= dim.entries.size;
-    this.#dirty.add(key);
+  #drop(p: PrincipalState): void {
+    this.#principals.delete(p);
+    if (p.window.listed) {
+      this.#withWindows.remove(p.window);
+      p.window.listed = false;
+    }
+    for (const dim of p.dims) this.#entryCount -= dim.size;
+    this.#dirty.set(p.key, null);
+    p.gone = true;
   }
 
   #evictPrincipal(): void {
-    const oldest = this.#principals.entries().next();
-    if (oldest.done !== true) this.#drop(...oldest.value);
+    if (this.#principals.head !== null) this.#drop(this.#principals.head);
   }
 
-  #evictAction(key: string, dim: Dimension): void {
-    const oldest = dim.entries.keys().next();
-    if (oldest.done === true) return;
-    dim.entries.delete(oldest.value);
+  #evictAction(p: PrincipalState, dim: Dimension): void {
+    if (dim.head === null) return;
+    dim.delete(dim.head);
     this.#entryCount--;
-    this.#dirty.add(key);
+    this.#markDirty(p);
   }
 }
 
@@ -502,13 +714,54 @@ function principalKey(accountId: string, principal: string): string {
   return `${accountId}\u0000${principal}`;
 }
 
-function newDimension(): Dimension {
-  return { entries: new Map(), armed: true, firedMs: Number.NEGATIVE_INFINITY };
+/**
+ * A key's parts for `LruMap`, split at the first `separator`: for `principalKey` the account and
+ * the principal unless the account holds a NUL, for `service:action` the service and the action
+ * unless the service holds a colon. Equal keys, equal parts, as when the key itself was looked up.
+ */
+function splitKey(key: string, separator: string): [string, string] {
+  const at = key.indexOf(separator);
+  return [key.slice(0, at), key.slice(at + 1)];
 }
 
+/**
+ * The event without `raw`, as `const { raw, ...rest } = event` makes it (the same keys in the same
+ * order, which a finding's evidence JSON shows), but written out for the usual shape: the rest
+ * pattern is a runtime call of about a microsecond, and on realistic traffic an entry keeps a new
+ * copy for some 40 % of events.
+ */
 function withoutRaw(event: AuditEvent): AuditEvent {
+  let i = 0;
+  for (const k in event) {
+    if (k === 'raw') continue;
+    if (k !== EVENT_KEYS[i++]) return restWithoutRaw(event);
+  }
+  if (i !== EVENT_KEYS.length || Object.getOwnPropertySymbols(event).length > 0) return restWithoutRaw(event);
+  return {
+    eventId: event.eventId,
+    eventTimeMs: event.eventTimeMs,
+    source: event.source,
+    accountId: event.accountId,
+    region: event.region,
+    principal: event.principal,
+    principalType: event.principalType,
+    service: event.service,
+    action: event.action,
+    readOnly: event.readOnly,
+    errorCode: event.errorCode,
+    sourceIp: event.sourceIp,
+    userAgent: event.userAgent,
+    attributes: event.attributes,
+  };
+}
+
+function restWithoutRaw(event: AuditEvent): AuditEvent {
   const { raw: _raw, ...rest } = event;
   return rest;
+}
+
+function newEntry(action: string, scope: string, name: string, startMs: number, lastMs: number, evidence: AuditEvent): Entry {
+  return { action, scope, name, alias: null, startMs, lastMs, evidence, evidenceMs: evidence.eventTimeMs, prev: null, next: null };
 }
 
 function present(e: Entry, atMs: number, windowMs: number): boolean {
@@ -518,38 +771,55 @@ function present(e: Entry, atMs: number, windowMs: number): boolean {
 /** O(actions kept): a few for most principals, and never more than maxActionsPerPrincipal. */
 function countAt(dim: Dimension, atMs: number, windowMs: number): number {
   let n = 0;
-  for (const e of dim.entries.values()) if (present(e, atMs, windowMs)) n++;
+  for (let e = dim.head; e !== null; e = e.next) if (present(e, atMs, windowMs)) n++;
   return n;
 }
 
-/** The highest peak of the historyDays completed days before `day`; days without activity are absent, i.e. 0. */
-function baselineOf(p: PrincipalState, d: number, day: number, historyDays: number): number {
-  let peak = 0;
-  for (const dp of p.days) {
-    if (dp.day >= day) break;
-    if (dp.day >= day - historyDays && (dp.peaks[d] as number) > peak) peak = dp.peaks[d] as number;
+/** By dimension, the highest peak of the historyDays completed days before `day`; days without activity are absent, i.e. 0. */
+function updateBaselines(p: PrincipalState, day: number, historyDays: number): void {
+  let actions = 0;
+  let denied = 0;
+  const days = p.days;
+  for (let i = 0; i < days.length; i += 3) {
+    const dayOf = days[i] as number;
+    if (dayOf >= day) break;
+    if (dayOf >= day - historyDays) {
+      if ((days[i + 1] as number) > actions) actions = days[i + 1] as number;
+      if ((days[i + 2] as number) > denied) denied = days[i + 2] as number;
+    }
   }
-  return peak;
+  p.baselineDay = day;
+  p.baselines[ACTIONS] = actions;
+  p.baselines[DENIED] = denied;
 }
 
 function recordPeak(p: PrincipalState, day: number, d: number, value: number): void {
   if (value <= 0) return;
-  let i = p.days.length - 1;
-  while (i >= 0 && (p.days[i] as DayPeak).day > day) i--;
-  let dp = p.days[i];
-  if (dp === undefined || dp.day !== day) {
-    dp = { day, peaks: [0, 0] };
-    p.days.splice(i + 1, 0, dp);
+  const days = p.days;
+  let i = days.length - 3;
+  while (i >= 0 && (days[i] as number) > day) i -= 3;
+  if (i < 0 || days[i] !== day) {
+    i += 3;
+    days.splice(i, 0, day, 0, 0);
+    p.baselineDay = Number.NaN;
   }
-  if (value > (dp.peaks[d] as number)) dp.peaks[d] = value;
+  const at = i + 1 + d;
+  if (value > (days[at] as number)) {
+    days[at] = value;
+    if (day < p.baselineDay) p.baselineDay = Number.NaN;
+  }
 }
 
 /** Keeps the days a baseline can still use: an event a day behind the principal's latest one included. */
 function pruneDays(p: PrincipalState, historyDays: number): void {
   const keepFrom = Math.floor(p.lastMs / DAY_MS) - historyDays - 1;
+  const days = p.days;
   let n = 0;
-  while (n < p.days.length && (p.days[n] as DayPeak).day < keepFrom) n++;
-  if (n > 0) p.days.splice(0, n);
+  while (n < days.length && (days[n] as number) < keepFrom) n += 3;
+  if (n > 0) {
+    days.splice(0, n);
+    p.baselineDay = Number.NaN;
+  }
 }
 
 // ── changelog records ─────────────────────────────────────────────────────
@@ -610,11 +880,11 @@ function encodeDimension(p: PrincipalState, d: number, context: EvidenceContext)
   const dim = p.dims[d] as Dimension;
   const base = p.lastMs;
   const out: unknown[] = [dim.armed ? 1 : 0, Number.isFinite(dim.firedMs) ? base - dim.firedMs : null];
-  const actions = d === DENIED ? p.dims[ACTIONS].entries : null;
-  for (const [action, e] of dim.entries) {
-    const shared = actions?.get(action)?.evidence === e.evidence;
+  const actions = d === DENIED ? p.dims[ACTIONS] : null;
+  for (let e = dim.head; e !== null; e = e.next) {
+    const shared = actions?.get(e.scope, e.name)?.evidence === e.evidence;
     if (shared) context.previous = e.evidence;
-    out.push(action, base - e.startMs, base - e.lastMs, shared ? 0 : encodeEvidence(e.evidence, p, context));
+    out.push(e.action, base - e.startMs, base - e.lastMs, shared ? 0 : encodeEvidence(e.evidence, p, context));
   }
   return out;
 }
@@ -622,7 +892,7 @@ function encodeDimension(p: PrincipalState, d: number, context: EvidenceContext)
 function encodePrincipal(key: string, p: PrincipalState): string {
   const today = Math.floor(p.lastMs / DAY_MS);
   const days: number[] = [];
-  for (const dp of p.days) days.push(today - dp.day, dp.peaks[ACTIONS], dp.peaks[DENIED]);
+  for (let i = 0; i < p.days.length; i += 3) days.push(today - (p.days[i] as number), p.days[i + 1] as number, p.days[i + 2] as number);
   const context: EvidenceContext = { previous: null };
   const record: unknown[] = [
     RECORD_VERSION,
@@ -722,14 +992,22 @@ function decodeDimension(key: string, r: unknown, p: PrincipalState, d: number, 
     throw stateCorrupt(key, `${KINDS[d]} is not [armed, fired, entry…]`);
   }
   const base = p.lastMs;
-  const dim: Dimension = { entries: new Map(), armed: r[0] === 1, firedMs: r[1] === null ? Number.NEGATIVE_INFINITY : base - r[1] };
+  const dim = new Dimension();
+  dim.armed = r[0] === 1;
+  dim.firedMs = r[1] === null ? Number.NEGATIVE_INFINITY : base - r[1];
   for (let i = 2; i < r.length; i += 4) {
     const [action, startAge, lastAge, ev] = r.slice(i, i + 4) as unknown[];
     if (typeof action !== 'string' || !isTime(startAge) || !isTime(lastAge)) throw stateCorrupt(key, `bad ${KINDS[d]} entry at ${i}`);
-    const evidence = ev === 0 && d === DENIED ? p.dims[ACTIONS].entries.get(action)?.evidence : decodeEvidence(key, ev, action, p, context);
+    const [service, name] = splitKey(action, ':');
+    let evidence: AuditEvent | undefined;
+    if (ev !== 0 || d !== DENIED) evidence = decodeEvidence(key, ev, action, p, context);
+    else if (action.includes(':')) evidence = p.dims[ACTIONS].get(service, name)?.evidence;
     if (evidence === undefined) throw stateCorrupt(key, `denied ${action} shares an evidence its actions entry lacks`);
     context.previous = evidence;
-    dim.entries.set(action, { startMs: base - startAge, lastMs: base - lastAge, evidence });
+    const kept = dim.get(service, name);
+    // An action given twice keeps its first place with its last value, as a Map set twice would.
+    if (kept === undefined) dim.add(newEntry(action, service, name, base - startAge, base - lastAge, evidence));
+    else dim.replace(kept, newEntry(action, service, name, base - startAge, base - lastAge, evidence));
   }
   return dim;
 }
@@ -751,19 +1029,19 @@ function decodePrincipal(key: string, json: string): PrincipalState {
   ) {
     throw stateCorrupt(key, 'not a principal record');
   }
-  const p: PrincipalState = {
-    accountId: identity.length === 2 ? (identity[0] as string) : key.slice(0, nul),
-    principal: identity.length === 2 ? (identity[1] as string) : key.slice(nul + 1),
+  const p = new PrincipalState(
+    key,
+    splitKey(key, '\u0000'),
+    identity.length === 2 ? (identity[0] as string) : key.slice(0, nul),
+    identity.length === 2 ? (identity[1] as string) : key.slice(nul + 1),
     principalType,
-    firstMs: lastMs - span,
+    lastMs - span,
     lastMs,
     seq,
-    days: [],
-    dims: [newDimension(), newDimension()],
-  };
+  );
   const today = Math.floor(lastMs / DAY_MS);
   for (let i = 0; i < days.length; i += 3) {
-    p.days.push({ day: today - (days[i] as number), peaks: [days[i + 1] as number, days[i + 2] as number] });
+    p.days.push(today - (days[i] as number), days[i + 1] as number, days[i + 2] as number);
   }
   const context: EvidenceContext = { previous: null };
   p.dims[ACTIONS] = decodeDimension(key, actions, p, ACTIONS, context);
