@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AuditEvent } from '../../../src/contracts/types.ts';
+import { mulberry32 } from '../../../src/demo/traffic.ts';
 import {
   BREADTH_DEFAULTS,
   BreadthDetector,
@@ -598,17 +599,6 @@ function apply(store: Map<string, string>, changes: Array<[string, string | null
     if (v === null) store.delete(k);
     else store.set(k, v);
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

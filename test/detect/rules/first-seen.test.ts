@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { AuditEvent } from '../../../src/contracts/types.ts';
+import { mulberry32 } from '../../../src/demo/traffic.ts';
 import { DEFAULT_CATALOG, mergeCatalog } from '../../../src/detect/rules/catalog.ts';
 import { FirstSeenDetector, type FirstSeenFinding, type FirstSeenOptions, looksHuman } from '../../../src/detect/rules/first-seen.ts';
 import { ConfigError, ErrorCodes, TrailwatchError } from '../../../src/errors.ts';
@@ -47,17 +48,8 @@ function trained(options: FirstSeenOptions = {}, more: Partial<AuditEvent>[] = [
 
 const AFTER = T0 + 8 * DAY + HOUR;
 
-/** mulberry32: a small seeded generator, so a failing stream can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded generator, so a failing stream can be replayed. */
+const random = mulberry32;
 
 /** Applies drained changes to a changelog as compaction would: the latest value per key, null deletes. */
 function apply(log: Map<string, string>, changes: Array<[string, string | null]>): void {
