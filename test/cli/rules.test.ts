@@ -62,9 +62,17 @@ describe('trailwatch rules', () => {
   });
 
   test('check with no path: the configured rules.paths plus the default pack', async () => {
+    const pack = await cli(['rules', 'check']);
     const r = await cli(['rules', 'check'], { TRAILWATCH_RULES__PATHS: JSON.stringify([SIGMA_RULE]) });
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^\d+ rules? loaded \(\d+ eventbridge, 1 sigma\) from \d+ files?, 0 problems\n$/);
+    // The pack's own counts, and the user's Sigma rule on top of them.
+    const counts = /^(\d+) rules? loaded \((\d+) eventbridge, (\d+) sigma, 1 sigma correlation\) from (\d+) files?, 0 problems\n$/;
+    const [, packRules, packEb, packSigma, packFiles] = (counts.exec(pack.stdout) ?? []).map(Number);
+    assert.ok(packRules, `the default pack's summary: ${pack.stdout}`);
+    assert.equal(
+      r.stdout,
+      `${packRules + 1} rules loaded (${packEb} eventbridge, ${(packSigma ?? 0) + 1} sigma, 1 sigma correlation) from ${(packFiles ?? 0) + 1} files, 0 problems\n`,
+    );
     const only = await cli(['rules', 'check'], {
       TRAILWATCH_RULES__PATHS: JSON.stringify([EVENTBRIDGE_RULE]),
       TRAILWATCH_RULES__DEFAULT_PACK: 'false',
