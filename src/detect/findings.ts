@@ -305,38 +305,13 @@ export class FindingStage {
     evidences: readonly AuditEvent[],
     update: boolean,
   ): Finding {
-    const minCount = rule.minCount ?? 1;
-    const f = buildFinding({
-      kind: 'rule',
-      analyticId: rule.id,
-      analyticName: rule.title,
-      title: rule.title,
-      desc: rule.description ?? null,
-      severity: rule.severity,
-      timeMs: e.eventTimeMs,
+    return ruleFinding({ rule, event: e }, this.setup.logName, {
       windowStartMs,
-      createdMs: e.eventTimeMs,
-      accountId: e.accountId,
-      region: e.region,
-      principal: e.principal,
-      principalType: e.principalType,
-      sessionName: e.attributes.sessionName ?? null,
-      api: { operation: e.action, service: e.service },
-      sourceIp: e.sourceIp,
-      evidences,
-      techniques: techniquesFromSigmaTags(rule.tags),
       count,
+      evidences,
       update,
-      extras: {
-        rule_source: rule.source,
-        rule_kind: rule.kind,
-        event_uid: e.eventId,
-        fold_ms: String(this.setup.config.foldMs),
-        ...(minCount > 1 ? { min_count: String(minCount) } : {}),
-      },
-      logName: this.setup.logName,
+      foldMs: this.setup.config.foldMs,
     });
-    return f;
   }
 
   private correlationFinding(hit: CorrelationHit, e: AuditEvent | null): Finding {

@@ -198,9 +198,22 @@ export class RuleSet {
   }
 }
 
-/** The Finding of one rule match: one event, so the window is the event's own time. */
-export function ruleFinding(m: RuleMatch, logName: string): Finding {
+/** How a match sits in its fold window (findings.ts): the window, what it counted, whether this record updates it. */
+export interface RuleFold {
+  windowStartMs: number;
+  count: number;
+  evidences: readonly AuditEvent[];
+  update: boolean;
+  foldMs: number;
+}
+
+/**
+ * The Finding of one rule match. Alone, the window is the event's own time; in a fold window, the
+ * window's Create (at its first or minCount-th match) or its Update carrying every match counted.
+ */
+export function ruleFinding(m: RuleMatch, logName: string, fold?: RuleFold): Finding {
   const { rule, event } = m;
+  const minCount = rule.minCount ?? 1;
   return buildFinding({
     kind: 'rule',
     analyticId: rule.id,
@@ -209,7 +222,8 @@ export function ruleFinding(m: RuleMatch, logName: string): Finding {
     desc: rule.description ?? null,
     severity: rule.severity,
     timeMs: event.eventTimeMs,
-    windowStartMs: event.eventTimeMs,
+    windowStartMs: fold?.windowStartMs ?? event.eventTimeMs,
+    createdMs: event.eventTimeMs,
     accountId: event.accountId,
     region: event.region,
     principal: event.principal,
@@ -217,9 +231,16 @@ export function ruleFinding(m: RuleMatch, logName: string): Finding {
     sessionName: event.attributes.sessionName ?? null,
     api: { operation: event.action, service: event.service },
     sourceIp: event.sourceIp,
-    evidences: [event],
+    evidences: fold?.evidences ?? [event],
     techniques: techniquesFromSigmaTags(rule.tags),
-    extras: { rule_source: rule.source, rule_kind: rule.kind, event_uid: event.eventId },
+    ...(fold ? { count: fold.count, update: fold.update } : {}),
+    extras: {
+      rule_source: rule.source,
+      rule_kind: rule.kind,
+      event_uid: event.eventId,
+      ...(fold ? { fold_ms: String(fold.foldMs) } : {}),
+      ...(fold && minCount > 1 ? { min_count: String(minCount) } : {}),
+    },
     logName,
   });
 }
