@@ -217,15 +217,22 @@ export function backtestEvents(events: Iterable<AuditEvent>, detector: DetectorC
 }
 
 /** The CSV header of a series file. */
-export const SERIES_HEADER = 'timestamp,key,count,baseline,score';
+export const SERIES_HEADER = 'timestamp,key,count,baseline,score,expected,rawScore,veto,direction,sustained';
 
-/** One series row: bucket start (ISO-8601), key id, count, baseline mean per bucket, score; rounded to 6 decimals. */
+/**
+ * One series row: bucket start (ISO-8601), key id, count (a metric series' value), baseline mean
+ * per bucket, the decision score (what the Start/End machine reads: 0 when a floor vetoed the
+ * bucket), the expectation the bucket was judged against, the score before the floors, the floor
+ * that vetoed it (empty when none), which way it was unusual, and whether a sustained run carried
+ * the evidence; fractions rounded to 6 decimals.
+ */
 export function seriesLine(o: BucketObservation): string {
-  return `${new Date(o.bucketStartMs).toISOString()},${csvField(o.keyId)},${o.count},${round6(o.baselineMean)},${round6(o.score)}`;
+  return `${new Date(o.bucketStartMs).toISOString()},${csvField(o.keyId)},${round6(o.count)},${round6(o.baselineMean)},${round6(o.score)},${round6(o.expected)},${round6(o.rawScore)},${o.veto ?? ''},${o.direction},${o.sustained}`;
 }
 
+/** Whole numbers as they are (a count can be past where n × 10⁶ stays exact); fractions to 6 decimals. */
 function round6(n: number): number {
-  return Math.round(n * 1e6) / 1e6;
+  return Number.isInteger(n) ? n : Math.round(n * 1e6) / 1e6;
 }
 
 function csvField(s: string): string {

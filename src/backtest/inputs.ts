@@ -1,8 +1,9 @@
 /**
  * What `trailwatch backtest` reads: CloudTrail deliveries, AuditEvent JSON lines, or
- * pre-aggregated counts (`timestamp,key,count`, e.g. a metric export). Like the delivery reader,
- * nothing here throws for bad input: a path that cannot be read or a line that does not parse
- * becomes an error item carrying file and index, so a run reports it and goes on.
+ * pre-aggregated rows: counts (`timestamp,key,count`) or a metric series (`timestamp,key,<value
+ * column>`, e.g. a metric export). Like the delivery reader, nothing here throws for bad input: a
+ * path that cannot be read or a line that does not parse becomes an error item carrying file and
+ * index, so a run reports it and goes on.
  */
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
@@ -24,20 +25,22 @@ import {
 } from '../ingest/files.ts';
 
 export type InputFormat = 'cloudtrail' | 'jsonl' | 'counts';
+/** The formats read as events; counts are rows, one pre-aggregated value per key and bucket (see series.ts). */
+export type EventFormat = Exclude<InputFormat, 'counts'>;
 
 export const INPUT_FORMATS: readonly InputFormat[] = ['cloudtrail', 'jsonl', 'counts'];
 
 export const JSONL_EXTENSIONS: readonly string[] = ['.jsonl', '.ndjson', '.jsonl.gz', '.ndjson.gz'];
 export const COUNTS_EXTENSIONS: readonly string[] = ['.csv', '.csv.gz'];
 
-/** The synthetic events of a counts input: one service, one account, one region. */
+/** The synthetic identity of a counts or metric input's keys: one service, one account, one region. */
 export const COUNTS_SERVICE = 'counts';
 export const COUNTS_SOURCE = 'trailwatch.counts';
 export const COUNTS_ACCOUNT = '000000000000';
 export const COUNTS_REGION = 'counts';
 
-/** A row asking for more events than this is refused: it is a typo or a unit mix-up, not a minute of traffic. */
-export const MAX_COUNT_PER_ROW = 10_000_000;
+/** The value column of a counts CSV. */
+export const DEFAULT_VALUE_COLUMN = 'count';
 
 /** Epoch milliseconds below this (March 1973) are taken for epoch seconds and refused. */
 const MIN_EPOCH_MS = 1e11;
@@ -45,14 +48,24 @@ const MIN_EPOCH_MS = 1e11;
 /** An item of any input: an event with where it came from, or an error. `index` is 0-based for deliveries, the 1-based line otherwise. */
 export type InputItem = NormalizedItem;
 
-/** One row of a counts CSV. */
+/** One row of a counts CSV or metric series. */
 export interface CountsRow {
   file: string;
   /** 1-based line number. */
   line: number;
   timestampMs: number;
   key: string;
-  count: number;
+  /** A whole count ≥ 0, or for a metric series any finite number (negative only when allowed). */
+  value: number;
+}
+
+export interface CountsReadOptions {
+  /** The column holding each row's value, matched case-insensitively (default `count`). */
+  valueColumn?: string;
+  /** The values are a metric's: fractions allowed, negatives when `allowNegative`. Default: whole counts ≥ 0. */
+  metric?: boolean;
+  /** A metric series may go below zero (the detector judges it in both directions). */
+  allowNegative?: boolean;
 }
 
 export type CountsItem = { kind: 'row'; row: CountsRow } | DeliveryErrorItem;
@@ -68,17 +81,9 @@ export async function formatOfPath(path: string): Promise<InputFormat | null> {
 }
 
 /** Events (and error items) of every input, in file order then record order: not sorted by time. */
-export async function* readInputs(paths: string[], format: InputFormat, options: { raw?: boolean } = {}): AsyncGenerator<InputItem> {
-  if (format === 'cloudtrail') {
-    yield* normalizeDeliveries(readCloudTrailDeliveries(paths), options);
-  } else if (format === 'jsonl') {
-    yield* readJsonLines(paths);
-  } else {
-    for await (const item of readCountsRows(paths)) {
-      if (item.kind === 'error') yield item;
-      else for (const event of countsEvents(item.row)) yield { kind: 'event', file: item.row.file, index: item.row.line, event };
-    }
-  }
+export async function* readInputs(paths: string[], format: EventFormat, options: { raw?: boolean } = {}): AsyncGenerator<InputItem> {
+  if (format === 'cloudtrail') yield* normalizeDeliveries(readCloudTrailDeliveries(paths), options);
+  else yield* readJsonLines(paths);
 }
 
 /** Expands the paths and reads each file with `read`; a path that cannot be read is an error item. */
@@ -129,16 +134,24 @@ async function* jsonLinesOf(file: string): AsyncGenerator<InputItem> {
 }
 
 /**
- * Rows of counts CSVs: a header naming `timestamp`, `key` and `count` (any order; other columns
- * are ignored), then one row per key and bucket. Timestamps are ISO-8601 with a zone, or epoch
- * milliseconds; fields may be quoted as in RFC 4180 (on one line).
+ * Rows of counts CSVs: a header naming `timestamp`, `key` and the value column (`count` unless
+ * `valueColumn`; any order, other columns are ignored), then one row per key and bucket.
+ * Timestamps are ISO-8601 with a zone, or epoch milliseconds; fields may be quoted as in RFC 4180
+ * (on one line).
  */
-export function readCountsRows(paths: string[]): AsyncGenerator<CountsItem> {
-  return eachFile(paths, COUNTS_EXTENSIONS, countsRowsOf);
+export function readCountsRows(paths: string[], options: CountsReadOptions = {}): AsyncGenerator<CountsItem> {
+  return eachFile(paths, COUNTS_EXTENSIONS, (file) => countsRowsOf(file, options));
 }
 
-async function* countsRowsOf(file: string): AsyncGenerator<CountsItem> {
-  let columns: { timestamp: number; key: number; count: number } | null = null;
+interface Columns {
+  timestamp: number;
+  key: number;
+  value: number;
+}
+
+async function* countsRowsOf(file: string, options: CountsReadOptions): AsyncGenerator<CountsItem> {
+  const valueName = (options.valueColumn ?? DEFAULT_VALUE_COLUMN).trim();
+  let columns: Columns | null = null;
   for await (const item of readLines(file)) {
     if (item.kind === 'error') {
       yield item;
@@ -153,22 +166,22 @@ async function* countsRowsOf(file: string): AsyncGenerator<CountsItem> {
     }
     if (!columns) {
       const names = fields.map((f) => f.trim().toLowerCase());
-      const find = (name: string): number => names.indexOf(name);
-      const [timestamp, key, count] = [find('timestamp'), find('key'), find('count')];
-      const missing = ['timestamp', 'key', 'count'].filter((n) => find(n) < 0);
+      const find = (name: string): number => names.indexOf(name.toLowerCase());
+      const wanted = ['timestamp', 'key', valueName];
+      const missing = wanted.filter((n) => find(n) < 0);
       if (missing.length > 0) {
         yield lineError(
           file,
           line,
           ErrorCodes.INPUT_FILE,
-          `the header must name the columns timestamp,key,count; missing ${missing.join(', ')} (got ${JSON.stringify(text.slice(0, 80))})`,
+          `the header must name the columns ${wanted.join(',')}; missing ${missing.join(', ')} (got ${JSON.stringify(text.slice(0, 80))})`,
         );
         break; // without a header no row can be read
       }
-      columns = { timestamp, key, count };
+      columns = { timestamp: find('timestamp'), key: find('key'), value: find(valueName) };
       continue;
     }
-    const row = parseCountsRow(file, line, fields, columns);
+    const row = parseCountsRow(file, line, fields, columns, valueName, options);
     if (typeof row === 'string') yield lineError(file, line, ErrorCodes.NORMALIZE, row);
     else yield { kind: 'row', row };
   }
@@ -178,21 +191,38 @@ function parseCountsRow(
   file: string,
   line: number,
   fields: string[],
-  columns: { timestamp: number; key: number; count: number },
+  columns: Columns,
+  valueName: string,
+  options: CountsReadOptions,
 ): CountsRow | string {
   const ts = fields[columns.timestamp]?.trim();
   const key = fields[columns.key]?.trim();
-  const countText = fields[columns.count]?.trim();
-  if (ts === undefined || key === undefined || countText === undefined) {
-    return `expected at least ${Math.max(columns.timestamp, columns.key, columns.count) + 1} fields, got ${fields.length}`;
+  const valueText = fields[columns.value]?.trim();
+  if (ts === undefined || key === undefined || valueText === undefined) {
+    return `expected at least ${Math.max(columns.timestamp, columns.key, columns.value) + 1} fields, got ${fields.length}`;
   }
   const timestampMs = parseTimestamp(ts);
   if (typeof timestampMs === 'string') return timestampMs;
   if (key === '') return 'empty key';
-  const count = Number(countText);
-  if (countText === '' || !Number.isInteger(count) || count < 0) return `count ${JSON.stringify(countText)} is not a whole number ≥ 0`;
-  if (count > MAX_COUNT_PER_ROW) return `count ${count} is over the limit of ${MAX_COUNT_PER_ROW} per row`;
-  return { file, line, timestampMs, key, count };
+  const value = options.metric ? parseMetricValue(valueText, valueName, options.allowNegative === true) : parseCount(valueText);
+  if (typeof value === 'string') return value;
+  return { file, line, timestampMs, key, value };
+}
+
+/** A count: a whole number ≥ 0, exact as a double. No upper bound: a row is one bucket's value, never expanded. */
+function parseCount(text: string): number | string {
+  const count = Number(text);
+  if (text === '' || !Number.isInteger(count) || count < 0) return `count ${JSON.stringify(text)} is not a whole number ≥ 0`;
+  if (!Number.isSafeInteger(count)) return `count ${text} is over ${Number.MAX_SAFE_INTEGER}, the largest whole number kept exactly`;
+  return count;
+}
+
+/** A metric's value: any finite number; below zero only when the detector judges both directions. */
+function parseMetricValue(text: string, column: string, allowNegative: boolean): number | string {
+  const value = Number(text);
+  if (text === '' || !Number.isFinite(value)) return `${column} ${JSON.stringify(text.slice(0, 64))} is not a finite number`;
+  if (value < 0 && !allowNegative) return `${column} ${text} is negative: a series that goes below zero needs detector.direction both`;
+  return value;
 }
 
 // ISO-8601 date and time with a zone; a space may stand for the T, as many exporters write it.
@@ -214,12 +244,14 @@ export function parseTimestamp(text: string): number | string {
 }
 
 /**
- * The events a counts row stands for: `count` write calls to the synthetic action named by the
- * key, by a principal of the same name, at the row's timestamp (so in the row's bucket). Ids are
- * `${key}|${timestampMs}|${i}`: deterministic, so a row repeated verbatim is counted once.
+ * The events a counts row stood for before rows went to the engine as bucket values: `value`
+ * write calls to the synthetic action named by the key, by a principal of the same name, at the
+ * row's timestamp. Ids are `${key}|${timestampMs}|${i}`. Not on any command's path: O(count), it
+ * is kept as the reference the series path must agree with (test/backtest/series.test.ts) and
+ * the baseline bench/series.ts measures it against.
  */
-export function* countsEvents(row: CountsRow): Generator<AuditEvent> {
-  for (let i = 0; i < row.count; i++) {
+export function* countsEvents(row: Pick<CountsRow, 'key' | 'timestampMs' | 'value'>): Generator<AuditEvent> {
+  for (let i = 0; i < row.value; i++) {
     yield {
       eventId: `${row.key}|${row.timestampMs}|${i}`,
       eventTimeMs: row.timestampMs,
@@ -240,7 +272,7 @@ export function* countsEvents(row: CountsRow): Generator<AuditEvent> {
 }
 
 export interface InputEventsOptions {
-  format: InputFormat;
+  format: EventFormat;
   /**
    * The inputs are already in event-time order across files: stream them instead of loading
    * and sorting. Events more than allowedLatenessMs out of order are then counted as late.
@@ -260,23 +292,10 @@ export interface InputEventsOptions {
 /**
  * The events of every input in event-time order. CloudTrail writes deliveries per region and
  * per five minutes, so files overlap in time: unless `presorted`, every event is read into
- * memory first and sorted (stably: ties keep input order). Counts are sorted as rows and
- * expanded into events lazily, so they cost memory per row, not per event.
+ * memory first and sorted (stably: ties keep input order).
  */
 export async function* inputEvents(paths: string[], options: InputEventsOptions): AsyncGenerator<AuditEvent> {
   const { format, presorted = false, onRejected, onRead } = options;
-  if (format === 'counts') {
-    const rows: CountsRow[] = [];
-    for await (const item of readCountsRows(paths)) {
-      onRead?.();
-      if (item.kind === 'error') onRejected?.(item);
-      else if (presorted) yield* countsEvents(item.row);
-      else rows.push(item.row);
-    }
-    rows.sort((a, b) => a.timestampMs - b.timestampMs);
-    for (const row of rows) yield* countsEvents(row);
-    return;
-  }
   const events: AuditEvent[] = [];
   for await (const item of readInputs(paths, format, { raw: options.keepRaw === true })) {
     onRead?.();
@@ -289,6 +308,29 @@ export async function* inputEvents(paths: string[], options: InputEventsOptions)
   }
   events.sort((a, b) => a.eventTimeMs - b.eventTimeMs);
   yield* events;
+}
+
+export interface InputRowsOptions extends CountsReadOptions {
+  /** The rows are already in time order across files: stream them (rows out of order by more than allowedLatenessMs are late). */
+  presorted?: boolean;
+  /** Called for each refused row or unreadable path, in input order. */
+  onRejected?: (item: DeliveryErrorItem) => void;
+  /** Called for each row read (good or bad), e.g. for progress. */
+  onRead?: () => void;
+}
+
+/** The rows of every counts input in time order: read whole and sorted (stably) unless `presorted`. Memory per row. */
+export async function* inputRows(paths: string[], options: InputRowsOptions = {}): AsyncGenerator<CountsRow> {
+  const { presorted = false, onRejected, onRead } = options;
+  const rows: CountsRow[] = [];
+  for await (const item of readCountsRows(paths, options)) {
+    onRead?.();
+    if (item.kind === 'error') onRejected?.(item);
+    else if (presorted) yield item.row;
+    else rows.push(item.row);
+  }
+  rows.sort((a, b) => a.timestampMs - b.timestampMs);
+  yield* rows;
 }
 
 // ── helpers ──────────────────────────────────────────────────────────────

@@ -90,6 +90,28 @@ export const topicsSchema = z.strictObject({
     .default(30 * DAY_MS),
 });
 
+const directionSchema = z.enum(['up', 'down', 'both']);
+
+const overrideSchema = z.strictObject({
+  match: z
+    .strictObject({
+      scope: z.string().min(1).optional(),
+      insightType: z.string().min(1).optional(),
+      accountId: z.string().min(1).optional(),
+      region: z.string().min(1).optional(),
+      service: z.string().min(1).optional(),
+      action: z.string().min(1).optional(),
+      principal: z.string().min(1).optional(),
+    })
+    .refine(
+      (m) => Object.keys(m).length > 0,
+      'name at least one field to match (scope, insightType, accountId, region, service, action, principal)',
+    ),
+  direction: directionSchema.optional(),
+});
+
+export type DetectorOverride = z.infer<typeof overrideSchema>;
+
 export const detectorSchema = z.strictObject({
   groupId: z.string().min(1).default('trailwatch-detector'),
   /** Width of an event-time bucket: rates are counts per bucket. */
@@ -124,8 +146,24 @@ export const detectorSchema = z.strictObject({
   seasonality: z.enum(['hourOfDay', 'none']).default('hourOfDay'),
   /** No Insight for a key before it has this much history. */
   minHistoryMs: z.number().int().nonnegative().default(HOUR_MS),
-  /** Score in [0, 1] above which a bucket is anomalous. score = −log10(tail probability) / 10, capped at 1. */
-  scoreThreshold: z.number().gt(0).lte(1).default(0.6),
+  /**
+   * Score in [0, 1) above which a bucket is anomalous. The score is the bucket's (or its sustained
+   * run's) rarity under the key's own expectation: d decades of tail probability score d / (d + 4),
+   * so 0.5 is one in 10⁴, 0.6 one in a million, 0.75 one in 10¹² (src/detect/baseline/score.ts).
+   */
+  scoreThreshold: z.number().gt(0).lt(1).default(0.6),
+  /**
+   * Which way a key's rate is watched: `up` (rises), `down` (drops: a service that stopped calling,
+   * or stopped being logged; judged against the hour's expectation, so quiet nights are not drops),
+   * or `both`. Per key by `overrides`.
+   */
+  direction: directionSchema.default('up'),
+  /**
+   * Settings for the keys a pattern matches: `match` holds globs (`*` any run of characters, `?` one)
+   * on the key's scope, insightType, accountId, region, service, action and principal; the most
+   * specific match wins (the most fields that are not `*`), the first listed among equals.
+   */
+  overrides: z.array(overrideSchema).default([]),
   /** Consecutive anomalous buckets before a Start. */
   startAfterBuckets: z.number().int().positive().default(1),
   /** Consecutive normal buckets before an End. */

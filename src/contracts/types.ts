@@ -55,7 +55,11 @@ export interface InsightStatistics {
   insight: { average: number };
   /** Whole minutes from the start of the anomaly to its end; null on a Start. */
   insightDuration: number | null;
-  /** Minutes of history the baseline was computed from. */
+  /**
+   * The baseline period, minutes, as CloudTrail counts it: from the baseline window before the
+   * start, rounded down to 00:00 UTC, to the start (≥ 10080 with the default 7-day window). The
+   * key's real history is `trailwatch.historyMinutes`.
+   */
   baselineDuration: number;
 }
 
@@ -64,7 +68,7 @@ export interface InsightDetails {
   eventSource: string;
   eventName: string;
   insightType: InsightType;
-  /** Only on ApiErrorRateInsight: the error code whose rate is unusual. */
+  /** Only on ApiErrorRateInsight: the error code whose rate is unusual; null otherwise (the JSON form, `insightJson`, leaves the key out). */
   errorCode: string | null;
   insightContext: {
     statistics: InsightStatistics;
@@ -87,6 +91,8 @@ export interface TrailwatchInsightFields {
   endTimeMs: number | null;
   /** Bucket width the rates are measured in, ms. */
   bucketMs: number;
+  /** History the key really had behind its baseline when the anomaly started, minutes; null on records written before it existed. */
+  historyMinutes: number | null;
 }
 
 /** An Insight event as CloudTrail Insights writes it, plus `trailwatch` (schemas/Insight.avsc). */

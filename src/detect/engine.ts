@@ -1,13 +1,19 @@
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AttributionAttribute, AuditEvent, Insight, InsightScope, InsightType } from '../contracts/types.ts';
 import { type AnomalyFacts, buildInsight, type ContributorAverages, type InsightSubject } from '../emit/insight.ts';
+import { CUSUM_WEIGHT, type CusumRun } from './baseline/cusum.ts';
+import { dispersionAlpha, squaredResidual } from './baseline/dispersion.ts';
+import { type Judgement, type JudgeSettings, judge, type Veto } from './baseline/judge.ts';
+import { type Direction, decadesOf, type ValueModel, watchesDown } from './baseline/score.ts';
 import { boundEvent } from './bounds.ts';
+import { Overrides } from './overrides.ts';
 import { DEFAULT_CATALOG, type SensitivityCatalog } from './rules/catalog.ts';
 import { hhAdd, hhMerge, hhTop, newHeavyHitters } from './sketch.ts';
 import {
   BaselineSketches,
   type BucketAcc,
   type Contributors,
+  CUSUM_FIELDS,
   decodeKey,
   encodeKey,
   F,
@@ -24,7 +30,6 @@ import {
   subjectOf,
   toRecord,
 } from './state.ts';
-import { spikeScore } from './stats.ts';
 
 export { decodeKey, encodeKey, type KeyRecord, KeyState } from './state.ts';
 
@@ -50,6 +55,12 @@ const SEASON_DAYS = 7;
 const BURST_HALF_LIFE_MS = 7 * DAY_MS;
 /** A bucket scoring at least this share of the threshold is a near miss, remembered for the day. */
 const NEAR_MISS = 0.8;
+/**
+ * Buckets are winsorized into the baseline (cut to a borderline value) only when they fired and
+ * were at least this rare (decades): a lower scoreThreshold makes more Insights, but must not teach
+ * the baseline less of the key's real traffic (it once starved baselines into alert storms).
+ */
+const WINSOR_MIN_DECADES = 6;
 /** A near miss recurring within this many days of the previous one is a habit. */
 const NEAR_MISS_RECUR_DAYS = 7;
 /** Two daily peaks this close in time of day make a habit. */
@@ -147,7 +158,18 @@ export interface BucketObservation {
   count: number;
   /** Baseline mean per bucket before this bucket was folded in. */
   baselineMean: number;
+  /** What the bucket was judged against: the hour's expectation once the key has its profile, else the mean (floored for counts). */
+  expected: number;
+  /** The decision score: what the Start/End machine reads (0 when a floor vetoes the bucket). */
   score: number;
+  /** The score before the floors. */
+  rawScore: number;
+  /** The floor that vetoed the bucket, if any. */
+  veto: Veto | null;
+  /** Which way the bucket is unusual. */
+  direction: 'up' | 'down';
+  /** Whether a sustained run, rather than the bucket alone, carries the evidence. */
+  sustained: boolean;
 }
 
 export interface EngineHooks {
@@ -183,6 +205,11 @@ export interface EngineOptions extends EngineHooks {
   trackChanges?: boolean;
   /** The calls detector.sensitiveReads counts although they are reads (default: the shipped catalog). */
   catalog?: SensitivityCatalog;
+  /**
+   * What a bucket's value is: `counts` (events, non-negative: a count model with Poisson noise), or
+   * `gauge` (a real-valued metric series, fractions and negatives allowed: a location-scale model).
+   */
+  valueModel?: 'counts' | 'gauge';
 }
 
 /** Engine-wide state of a checkpoint, besides the keys and the dedupe horizon. */
@@ -276,6 +303,12 @@ export class DetectionEngine {
   private readonly seasonalAfterBuckets: number;
   private readonly bucketsPerHour: number;
   private readonly burstDecay: number;
+  private readonly model: ValueModel;
+  private readonly overrides: Overrides;
+  private readonly judgeUp: JudgeSettings;
+  private readonly thresholdDecades: number;
+  /** Keys watched for drops: judged every bucket, data or not (a silent key is what a drop looks like). */
+  private readonly watchingDown = new Set<string>();
   /** Where every key's numbers live (see state.ts): principal keys need no sketch of who called. */
   private readonly principalPool: SlotPool;
   private readonly actionPool: SlotPool;
@@ -308,6 +341,17 @@ export class DetectionEngine {
     this.bucketsPerHour = Math.max(1, Math.floor(HOUR_MS / config.bucketMs));
     this.burstDecay = 0.5 ** (config.bucketMs / BURST_HALF_LIFE_MS);
     this.seasonalAfterBuckets = Math.ceil((2 * DAY_MS) / config.bucketMs);
+    this.model = options.valueModel ?? 'counts';
+    this.overrides = new Overrides(config);
+    this.thresholdDecades = decadesOf(config.scoreThreshold);
+    this.judgeUp = {
+      model: this.model,
+      direction: 'up',
+      thresholdDecades: this.thresholdDecades,
+      minEventsPerBucket: config.minEventsPerBucket,
+      minRatio: config.minRatio,
+      burstMargin: config.burstMargin,
+    };
     this.principalPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length - 1, this.seasonal);
     this.actionPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length, this.seasonal);
     this.sketches = new BaselineSketches(this.actionPool, (v) => this.intern(v));
@@ -376,7 +420,7 @@ export class DetectionEngine {
     const out: Insight[] = [];
     let b = Number.isFinite(this.closedThroughMs) ? this.closedThroughMs : this.firstPendingBucket();
     while (b !== undefined && b + bucketMs <= target) {
-      if (this.streaking.size === 0 && !this.pendingIndex.has(b)) {
+      if (this.streaking.size === 0 && this.watchingDown.size === 0 && !this.pendingIndex.has(b)) {
         // Nothing happens between here and the next bucket with data: jump.
         b = this.firstPendingBucket();
         if (b === undefined || b + bucketMs > target) break;
@@ -544,6 +588,7 @@ export class DetectionEngine {
   }
 
   private adopt(k: KeyState): void {
+    this.place(k);
     this.keys.set(k.id, k);
     this.lruAppend(k);
     if (k.pending) for (const p of k.pending) this.indexPending(p.startMs, k.id);
@@ -729,9 +774,16 @@ export class DetectionEngine {
     k.lastEventMs = eventTimeMs;
     this.metrics.keysCreated++;
     this.evictIfFull();
+    this.place(k);
     this.keys.set(id, k);
     this.lruAppend(k);
     return k;
+  }
+
+  /** The key's direction from the overrides; a key watched for drops is judged every bucket. */
+  private place(k: KeyState): void {
+    k.direction = this.overrides.directionOf(k);
+    if (!k.forward && watchesDown(k.direction)) this.watchingDown.add(k.id);
   }
 
   /** Bookkeeping of a key that an event (or a partial) just reached. */
@@ -797,6 +849,7 @@ export class DetectionEngine {
     const ids: string[] = [...this.streaking];
     const withData = this.pendingIndex.get(b);
     if (withData) for (const id of withData) if (!this.streaking.has(id)) ids.push(id);
+    for (const id of this.watchingDown) if (!this.streaking.has(id) && !withData?.has(id)) ids.push(id);
     this.pendingIndex.delete(b);
     // Sorted so that Insights of one bucket come out in the same order in every run.
     ids.sort();
@@ -815,7 +868,12 @@ export class DetectionEngine {
   }
 
   private alpha(k: KeyState): number {
-    return Math.max(1 / (k.observed + 1), 2 / (this.windowBuckets + 1));
+    const a = Math.max(1 / (k.observed + 1), 2 / (this.windowBuckets + 1));
+    // A metric series has no Poisson noise to be wide with before its hourly profile exists: its
+    // expectation then is its level over about the last hour, so a daily swing is followed, not flagged.
+    if (this.model === 'gauge' && this.seasonal && k.observed < this.seasonalAfterBuckets)
+      return Math.max(a, 2 / (this.bucketsPerHour + 1));
+    return a;
   }
 
   private hourSlot(bucket: number): number {
@@ -847,34 +905,40 @@ export class DetectionEngine {
     k.dayPeak = 0;
   }
 
-  private variance(k: KeyState): number {
-    return this.seasonal && k.observed >= this.seasonalAfterBuckets ? k.hourlyVariance : k.variance;
+  /** The dispersion a bucket is judged with: around the hour's profile once it is ready, else around the mean. */
+  private dispersionOf(k: KeyState): number {
+    return this.seasonal && k.observed >= this.seasonalAfterBuckets ? k.hourlyDispersion : k.dispersion;
   }
 
   /**
-   * Folds one bucket into the baseline: `count` (winsorized when the bucket was anomalous) into
-   * the mean, the hourly profile and the residual variance; `raw` into the burst tracker.
+   * Folds one bucket into the baseline: `count` (winsorized when the bucket fired) into the mean,
+   * the hourly profile and the dispersions; `raw` into the burst tracker.
    */
   private fold(k: KeyState, bucket: number, count: number, raw: number, contributors: Contributors | undefined): void {
     const a = this.alpha(k);
-    const residual = count - k.mean;
-    k.mean += a * residual;
-    k.variance = (1 - a) * (k.variance + a * residual * residual);
+    const da = dispersionAlpha(k.observed, this.config.bucketMs);
+    const history = k.observed;
+    // A residual needs an expectation: the first bucket (and an hour's first visit) has none.
+    if (history > 0)
+      k.dispersion += da * (squaredResidual(count, k.mean, k.dispersion, this.model, this.meanFloor, history) - k.dispersion);
+    k.mean += a * (count - k.mean);
     if (this.seasonal) {
       const slot = this.hourSlot(bucket);
-      const hourlyResidual = count - hourlyOf(this.actionPool, k, slot);
-      k.hourlyVariance = (1 - a) * (k.hourlyVariance + a * hourlyResidual * hourlyResidual);
+      const prev = hourlyOf(this.actionPool, k, slot);
       // Each hour's slot sees bucketsPerHour buckets a day: a cumulative average at first, then
       // an EWMA over about SEASON_DAYS days.
       const visits =
         Math.floor(k.observed / (24 * this.bucketsPerHour)) * this.bucketsPerHour +
         Math.floor(remainder(bucket, HOUR_MS) / this.config.bucketMs);
+      if (visits > 0)
+        k.hourlyDispersion +=
+          da * (squaredResidual(count, prev, k.hourlyDispersion, this.model, this.meanFloor, history) - k.hourlyDispersion);
       const as = Math.max(1 / (visits + 1), 1 / (SEASON_DAYS * this.bucketsPerHour));
-      const prev = hourlyOf(this.actionPool, k, slot);
       setHourly(this.actionPool, k, slot, prev + as * (count - prev));
     }
     if (Math.floor(bucket / DAY_MS) !== Math.floor(k.lastFoldedMs / DAY_MS)) this.closeDay(k, bucket);
     k.burst = Math.max(isWeekend(bucket) ? k.burst : k.burst * this.burstDecay, raw);
+    if (!isWeekend(bucket)) k.f[k.o + F.runPeak] = (k.f[k.o + F.runPeak] as number) * this.burstDecay;
     for (let i = 0; i < SKETCH_ATTRIBUTES.length; i++) {
       const attr = SKETCH_ATTRIBUTES[i] as AttributionAttribute;
       // A principal's own key needs no sketch of who called: it is always the principal.
@@ -894,7 +958,21 @@ export class DetectionEngine {
     const { bucketMs } = this.config;
     // Past a full window of zeros the baseline is as good as empty: cap the work.
     const gap = Math.min(Math.round((bucket - k.lastFoldedMs) / bucketMs) - 1, this.windowBuckets);
-    if (gap > 0) this.foldZeros(k, bucket - gap * bucketMs, gap);
+    // A metric series with a gap has no reading there, not a reading of zero.
+    if (gap > 0 && this.model === 'counts') {
+      this.foldZeros(k, bucket - gap * bucketMs, gap);
+      // Empty buckets are no evidence of a rise: a run upwards loses 2 decades a bucket (see cusum.ts).
+      const at = k.o + F.cusumUp;
+      const s = k.f[at] as number;
+      if (s > 0) {
+        const left = s - 2 * gap;
+        if (left > 0) k.f[at] = left;
+        else {
+          this.rememberRun(k, k.f[at + 2] as number, k.f[at + 3] as number, k.f[at + 4] as number);
+          k.f.fill(0, at, at + CUSUM_FIELDS);
+        }
+      }
+    }
     k.lastFoldedMs = bucket - bucketMs;
   }
 
@@ -914,23 +992,25 @@ export class DetectionEngine {
     const minAlpha = 2 / (windowBuckets + 1);
     const minSeasonAlpha = 1 / (SEASON_DAYS * bph);
     const decay = this.burstDecay;
+    const model = this.model;
+    const meanFloor = this.meanFloor;
     let mean = f[o + F.mean] as number;
-    let variance = f[o + F.variance] as number;
-    let hourlyVariance = f[o + F.hourlyVariance] as number;
+    let dispersion = f[o + F.dispersion] as number;
+    let hourlyDispersion = f[o + F.hourlyDispersion] as number;
     let burst = f[o + F.burst] as number;
     let observed = f[o + F.observed] as number;
     let lastFolded = f[o + F.lastFoldedMs] as number;
     for (let t = from; gap > 0; gap--, t += bucketMs) {
       const a = Math.max(1 / (observed + 1), minAlpha);
-      const residual = 0 - mean;
-      mean += a * residual;
-      variance = (1 - a) * (variance + a * residual * residual);
+      const da = dispersionAlpha(observed, bucketMs);
+      if (observed > 0) dispersion += da * (squaredResidual(0, mean, dispersion, model, meanFloor, observed) - dispersion);
+      mean += a * (0 - mean);
       if (seasonal) {
         const at = hourlyAt + this.hourSlot(t);
         const prev = f[at] as number;
-        const hourlyResidual = 0 - prev;
-        hourlyVariance = (1 - a) * (hourlyVariance + a * hourlyResidual * hourlyResidual);
         const visits = Math.floor(observed / (24 * bph)) * bph + Math.floor(remainder(t, HOUR_MS) / bucketMs);
+        if (visits > 0)
+          hourlyDispersion += da * (squaredResidual(0, prev, hourlyDispersion, model, meanFloor, observed) - hourlyDispersion);
         const as = Math.max(1 / (visits + 1), minSeasonAlpha);
         f[at] = prev + as * (0 - prev);
       }
@@ -942,6 +1022,7 @@ export class DetectionEngine {
         burst = f[o + F.burst] as number;
       }
       burst = Math.max(isWeekend(t) ? burst : burst * decay, 0);
+      if (!isWeekend(t)) f[o + F.runPeak] = (f[o + F.runPeak] as number) * decay;
       for (let i = 0; i < SKETCH_ATTRIBUTES.length; i++) {
         if (k.sketches[i] !== null && !(i === WHO && k.scope === 'principalAction')) this.sketches.scale(k, i, 1 - a);
       }
@@ -949,12 +1030,61 @@ export class DetectionEngine {
       lastFolded = t;
     }
     f[o + F.mean] = mean;
-    f[o + F.variance] = variance;
-    f[o + F.hourlyVariance] = hourlyVariance;
+    f[o + F.dispersion] = dispersion;
+    f[o + F.hourlyDispersion] = hourlyDispersion;
     f[o + F.burst] = burst;
     f[o + F.observed] = observed;
     f[o + F.lastFoldedMs] = lastFolded;
   }
+
+  /** Judge settings by direction: one object each, not one per bucket. */
+  private readonly settingsByDirection = new Map<Direction, JudgeSettings>();
+
+  private settingsFor(direction: Direction): JudgeSettings {
+    if (direction === 'up') return this.judgeUp;
+    let s = this.settingsByDirection.get(direction);
+    if (s === undefined) {
+      s = { ...this.judgeUp, direction };
+      this.settingsByDirection.set(direction, s);
+    }
+    return s;
+  }
+
+  /**
+   * A run upwards that mattered (half the threshold's evidence), once it is over, joins the run
+   * memory; in the cold start a quarter does (its wide dispersion keeps runs small, and a nightly
+   * job's first runs are what the key will do every night).
+   */
+  private rememberRun(k: KeyState, sum: number, buckets: number, peak: number): void {
+    const share = k.observed < this.seasonalAfterBuckets ? 4 : 2;
+    if (buckets > 0 && CUSUM_WEIGHT * peak >= this.thresholdDecades / share)
+      k.f[k.o + F.runPeak] = Math.max(k.f[k.o + F.runPeak] as number, sum / buckets);
+  }
+
+  /** Reads a key's sustained-shift run from its slot (at F.cusumUp or F.cusumDown). */
+  private readRun(k: KeyState, at: number, run: CusumRun): CusumRun {
+    const f = k.f;
+    const o = k.o + at;
+    run.s = f[o] as number;
+    run.startMs = f[o + 1] as number;
+    run.sum = f[o + 2] as number;
+    run.buckets = f[o + 3] as number;
+    run.peak = f[o + 4] as number;
+    return run;
+  }
+
+  private writeRun(k: KeyState, at: number, run: CusumRun): void {
+    const f = k.f;
+    const o = k.o + at;
+    f[o] = run.s;
+    f[o + 1] = run.startMs;
+    f[o + 2] = run.sum;
+    f[o + 3] = run.buckets;
+    f[o + 4] = run.peak;
+  }
+
+  private readonly runUp: CusumRun = { s: 0, startMs: 0, sum: 0, buckets: 0, peak: 0 };
+  private readonly runDown: CusumRun = { s: 0, startMs: 0, sum: 0, buckets: 0, peak: 0 };
 
   private evaluate(k: KeyState, b: number, acc: BucketAcc | undefined, out: Insight[]): void {
     const c = this.config;
@@ -968,60 +1098,84 @@ export class DetectionEngine {
     this.foldZerosUntil(k, b);
     const count = acc?.count ?? 0;
     const expected = this.expected(k, b);
-    const lambda = Math.max(expected, this.meanFloor);
-    const learning = k.observed * c.bucketMs < c.minHistoryMs;
+    const counts = this.model === 'counts';
+    if (!counts && acc === undefined) {
+      this.noReading(k, b, out);
+      return;
+    }
+    const lambda = counts ? Math.max(expected, this.meanFloor) : expected;
     const cold = k.observed < this.seasonalAfterBuckets;
-    const variance = Math.max(this.variance(k), cold ? COLD_DISPERSION * lambda : 0);
-    const score = learning ? 0 : spikeScore(count, expected, variance, this.meanFloor);
-    // Above the key's own usual bursts too: a CI role that deploys a few times a day at 10× is
-    // doing what it does, not something new.
-    const anomalous =
-      !learning &&
-      score >= c.scoreThreshold &&
-      count >= c.minEventsPerBucket &&
-      count >= c.minRatio * lambda &&
-      count > c.burstMargin * k.burst;
+    const learning = k.observed * c.bucketMs < c.minHistoryMs;
+    const dispersion = counts && cold ? Math.max(this.dispersionOf(k), COLD_DISPERSION) : this.dispersionOf(k);
+    const up = this.readRun(k, F.cusumUp, this.runUp);
+    const down = this.readRun(k, F.cusumDown, this.runDown);
+    const upBuckets = up.buckets;
+    const upSum = up.sum;
+    const upPeak = up.peak;
+    const runPeak = k.f[k.o + F.runPeak] as number;
+    const j = judge(
+      this.settingsFor(k.direction),
+      {
+        bucketStartMs: b,
+        value: count,
+        expected: lambda,
+        dispersion,
+        learning,
+        // A drop is judged only once the expectation knows the key's quiet hours (or there are none to know).
+        dropsReady: !cold || !this.seasonal,
+        burst: k.burst,
+        runPeak,
+        cold,
+      },
+      up,
+      down,
+    );
+    if (upBuckets > 0 && up.buckets === 0) this.rememberRun(k, upSum, upBuckets, upPeak);
+    this.writeRun(k, F.cusumUp, up);
+    this.writeRun(k, F.cusumDown, down);
+    const anomalous = j.score >= c.scoreThreshold;
     const end = b + c.bucketMs;
-    this.onBucket?.({ keyId: k.id, bucketStartMs: b, count, baselineMean: k.mean, score });
+    this.onBucket?.({
+      keyId: k.id,
+      bucketStartMs: b,
+      count,
+      baselineMean: k.mean,
+      expected: lambda,
+      score: j.score,
+      rawScore: j.rawScore,
+      veto: j.veto,
+      direction: j.direction,
+      sustained: j.sustained,
+    });
 
     let s = k.streak;
-    if (anomalous && acc) {
-      if (!s) {
-        s = {
-          startMs: b,
-          lastEndMs: end,
-          buckets: 0,
-          count: 0,
-          peakScore: 0,
-          peakCount: 0,
-          startScore: score,
-          contributors: newContributors(this.capacity),
-          baselineMean: k.mean,
-          baselineMinutes: k.observed * this.bucketMinutes,
-          belowStreak: 0,
-          started: false,
-        };
-        k.streak = s;
-        this.streaking.add(k.id);
-      }
+    if (s?.started && (s.direction ?? 'up') !== j.direction && anomalous) {
+      // The key swung the other way while an Insight was open: that Insight is over.
+      this.end(k, s, out);
+      s = null;
+    }
+    if (anomalous) {
+      if (!s) s = this.openStreak(k, b, j, count, j.direction === 'up' ? up : down);
       s.buckets++;
       s.count += count;
       s.lastEndMs = end;
       s.belowStreak = 0;
-      s.peakScore = Math.max(s.peakScore, score);
-      s.peakCount = Math.max(s.peakCount, count);
-      for (const attr of ATTRIBUTES) hhMerge(s.contributors[attr], acc.contributors[attr]);
+      s.peakScore = Math.max(s.peakScore, j.score);
+      s.peakCount = j.direction === 'up' ? Math.max(s.peakCount, count) : s.peakCount;
+      if (acc) for (const attr of ATTRIBUTES) hhMerge(s.contributors[attr], acc.contributors[attr]);
       if (!s.started && s.buckets >= c.startAfterBuckets) {
         s.started = true;
-        s.startScore = score;
+        s.startScore = j.score;
+        s.baselineTop = this.baselineSnapshot(k, s.baselineMean);
         this.metrics.insightsStarted++;
         out.push(buildInsight(this.facts(k, s, 'Start')));
       }
-      // Winsorized: the anomaly teaches the baseline only as much as a borderline bucket would.
-      const cap = lambda + 3 * Math.sqrt(lambda * Math.max(1, variance / lambda)) + 1;
+      // Winsorized: a rare anomaly teaches the baseline only as much as a borderline bucket would.
       // The burst memory learns an anomaly only once it is over (below): a slow ramp must not
       // raise the bar it is measured against while it climbs.
-      this.fold(k, b, Math.min(count, cap), 0, undefined);
+      const winsorize = j.direction === 'up' && j.decades >= Math.max(this.thresholdDecades, WINSOR_MIN_DECADES);
+      const cap = counts ? lambda + 3 * Math.sqrt(lambda * Math.max(1, dispersion)) + 1 : lambda + 3 * Math.sqrt(dispersion);
+      this.fold(k, b, winsorize ? Math.min(count, cap) : count, 0, undefined);
     } else {
       if (s) {
         if (!s.started) {
@@ -1042,8 +1196,9 @@ export class DetectionEngine {
       // In the cold start (learning, then the first two days) the key has no habits yet to
       // recognise a burst by: a burst that did not fire then is remembered as it comes.
       const learn = learning || cold ? count : Math.min(count, k.burst);
-      if (score >= c.scoreThreshold / 2 && count > k.dayPeak) {
-        k.dayPeakNear = score >= NEAR_MISS * c.scoreThreshold;
+      const rise = j.direction === 'up' ? j.bucketDecades : 0;
+      if (rise >= this.thresholdDecades / 2 && count > k.dayPeak) {
+        k.dayPeakNear = rise >= NEAR_MISS * this.thresholdDecades;
         k.dayPeak = count;
         k.dayPeakMinute = Math.floor(modFloor(b, DAY_MS) / MINUTE_MS);
       }
@@ -1051,13 +1206,62 @@ export class DetectionEngine {
     }
     if (s?.started && (s.belowStreak >= c.endAfterBuckets || end - s.startMs >= c.maxDurationMs)) {
       if (s.belowStreak === 0) s.lastEndMs = end;
-      this.metrics.insightsEnded++;
-      out.push(buildInsight(this.facts(k, s, 'End')));
-      // Reported once; the same burst again within a week or so is this key's habit.
-      k.burst = Math.max(k.burst, s.peakCount);
+      this.end(k, s, out);
+    }
+  }
+
+  /**
+   * A metric series' bucket without a reading (a gap, or a key watched for drops judged between its
+   * readings): nothing is learned and nothing is judged; an open Insight counts it as ordinary.
+   */
+  private noReading(k: KeyState, b: number, out: Insight[]): void {
+    const s = k.streak;
+    if (!s) return;
+    if (!s.started) {
       k.streak = null;
       this.streaking.delete(k.id);
+      return;
     }
+    s.belowStreak++;
+    if (s.belowStreak >= this.config.endAfterBuckets || b + this.config.bucketMs - s.startMs >= this.config.maxDurationMs)
+      this.end(k, s, out);
+  }
+
+  /** A new streak at bucket `b`; a sustained run's streak begins where the run began, with its counts so far. */
+  private openStreak(k: KeyState, b: number, j: Judgement, count: number, run: CusumRun): Streak {
+    // A shift began where its run began, whichever evidence (the run's or the bucket's) crossed first.
+    const fromRun = run.buckets > 1;
+    const s: Streak = {
+      startMs: fromRun ? run.startMs : b,
+      lastEndMs: b,
+      buckets: fromRun ? run.buckets - 1 : 0,
+      count: fromRun ? run.sum - count : 0,
+      peakScore: 0,
+      peakCount: 0,
+      startScore: j.score,
+      contributors: newContributors(this.capacity),
+      baselineMean: k.mean,
+      baselineMinutes: k.observed * this.bucketMinutes,
+      belowStreak: 0,
+      started: false,
+      direction: j.direction,
+    };
+    k.streak = s;
+    this.streaking.add(k.id);
+    return s;
+  }
+
+  private end(k: KeyState, s: Streak, out: Insight[]): void {
+    this.metrics.insightsEnded++;
+    out.push(buildInsight(this.facts(k, s, 'End')));
+    // Reported once; the same burst again within a week or so is this key's habit.
+    if ((s.direction ?? 'up') === 'up') k.burst = Math.max(k.burst, s.peakCount);
+    // The run was reported: a later Start names a run of its own, never this one's start again.
+    const at = k.o + ((s.direction ?? 'up') === 'up' ? F.cusumUp : F.cusumDown);
+    if ((s.direction ?? 'up') === 'up') this.rememberRun(k, k.f[at + 2] as number, k.f[at + 3] as number, k.f[at + 4] as number);
+    k.f.fill(0, at, at + CUSUM_FIELDS);
+    k.streak = null;
+    this.streaking.delete(k.id);
   }
 
   private facts(k: KeyState, s: Streak, state: 'Start' | 'End'): AnomalyFacts {
@@ -1067,7 +1271,7 @@ export class DetectionEngine {
     ).map((attribute) => ({
       attribute,
       insight: hhTop(s.contributors[attribute], this.config.topN).map((v) => ({ value: v.value, average: v.count / anomalyMinutes })),
-      baseline: this.baselineTop(k, attribute, s.baselineMean)
+      baseline: (s.baselineTop?.[attribute] ?? this.baselineTop(k, attribute, s.baselineMean))
         .filter((v) => v.count > 1e-9)
         .map((v) => ({ value: v.value, average: v.count / this.bucketMinutes })),
     }));
@@ -1080,11 +1284,19 @@ export class DetectionEngine {
       bucketMs: this.config.bucketMs,
       baselinePerMinute: s.baselineMean / this.bucketMinutes,
       insightPerMinute: s.count / anomalyMinutes,
-      baselineMinutes: s.baselineMinutes,
+      baselineWindowMinutes: this.windowBuckets * this.bucketMinutes,
+      historyMinutes: s.baselineMinutes,
       score: state === 'Start' ? s.startScore : s.peakScore,
       threshold: this.config.scoreThreshold,
       contributors,
     };
+  }
+
+  /** The attribution baselines at Start, kept on the streak so the End reports what the Start did. */
+  private baselineSnapshot(k: KeyState, baselineMean: number): NonNullable<Streak['baselineTop']> {
+    const out: NonNullable<Streak['baselineTop']> = {};
+    for (const attribute of ATTRIBUTES) out[attribute] = this.baselineTop(k, attribute, baselineMean);
+    return out;
   }
 
   private baselineTop(k: KeyState, attribute: AttributionAttribute, baselineMean: number): Array<{ value: string; count: number }> {
@@ -1142,6 +1354,7 @@ export class DetectionEngine {
     if (!k) return;
     if (k.pending) for (const p of k.pending) this.pendingIndex.get(p.startMs)?.delete(id);
     this.streaking.delete(id);
+    this.watchingDown.delete(id);
     this.keys.delete(id);
     k.dropped = true;
     this.lruRemove(k);

@@ -1,5 +1,6 @@
 import type { AttributionAttribute, InsightScope, InsightType } from '../contracts/types.ts';
 import type { InsightSubject } from '../emit/insight.ts';
+import type { Direction } from './baseline/score.ts';
 import type { HeavyHitters } from './sketch.ts';
 
 export type Contributors = Record<AttributionAttribute, HeavyHitters>;
@@ -30,6 +31,10 @@ export interface Streak {
   baselineMinutes: number;
   belowStreak: number;
   started: boolean;
+  /** Which way the key left its expectation (absent in older checkpoints: up). */
+  direction?: 'up' | 'down';
+  /** Attribution baselines as they stood at Start, so the End reports the same (absent in older checkpoints). */
+  baselineTop?: Partial<Record<AttributionAttribute, Array<{ value: string; count: number }>>>;
 }
 
 /**
@@ -50,8 +55,8 @@ export const F = {
   lastFoldedMs: 0,
   observed: 1,
   mean: 2,
-  variance: 3,
-  hourlyVariance: 4,
+  dispersion: 3,
+  hourlyDispersion: 4,
   burst: 5,
   dayPeak: 6,
   dayPeakMinute: 7,
@@ -59,8 +64,17 @@ export const F = {
   prevPeakMinute: 9,
   lastEventMs: 10,
   nearDay: 11,
+  /** The sustained-shift runs (baseline/cusum.ts), upwards then downwards: evidence, start, sum, buckets. */
+  cusumUp: 12,
+  cusumDown: 17,
+  /** Run memory: the highest average of a past sustained run upwards, fading like the burst memory. */
+  runPeak: 22,
 } as const;
-const FIXED = 12;
+const FIXED = 23;
+/** Fixed numbers of a slot in the k2 changelog format (before the dispersion and the sustained-shift runs). */
+const FIXED_K2 = 12;
+/** Numbers of one sustained-shift run in a slot: evidence, start, sum, buckets, peak. */
+export const CUSUM_FIELDS = 5;
 
 /**
  * Baseline contributor sketches kept per key, by attribute; a sketch's slot area is its scale, then
@@ -75,8 +89,14 @@ export interface KeyRecord extends InsightSubject {
   lastFoldedMs: number;
   observed: number;
   mean: number;
-  variance: number;
-  hourlyVariance: number;
+  /** Pearson dispersion around the mean (counts) or residual variance (gauge); see baseline/dispersion.ts. */
+  dispersion?: number;
+  hourlyDispersion?: number;
+  /** Before the dispersion (k2 and older JSON): EWMA of squared residuals around the mean and the hourly profile. */
+  variance?: number;
+  hourlyVariance?: number;
+  /** The sustained-shift runs, up then down ([evidence, start, sum, buckets, peak] each), then the run memory; absent in older checkpoints. */
+  cusum?: number[];
   hourly: number[] | null;
   burst: number;
   dayPeak: number;
@@ -164,6 +184,8 @@ export class KeyState {
   newer: KeyState | null;
   /** Evicted or expired: whoever still holds it must look the id up again. */
   dropped: boolean;
+  /** Which way the key is watched (detector.direction and overrides; resolved, not stored). */
+  direction: Direction;
 
   constructor(
     identity: Pick<KeyRecord, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>,
@@ -189,6 +211,7 @@ export class KeyState {
     this.older = null;
     this.newer = null;
     this.dropped = false;
+    this.direction = 'up';
   }
 
   get lastFoldedMs(): number {
@@ -210,19 +233,19 @@ export class KeyState {
   set mean(v: number) {
     this.f[this.o + F.mean] = v;
   }
-  /** EWMA of squared residuals around the mean. */
-  get variance(): number {
-    return this.f[this.o + F.variance] as number;
+  /** Dispersion of the values around the mean (baseline/dispersion.ts). */
+  get dispersion(): number {
+    return this.f[this.o + F.dispersion] as number;
   }
-  set variance(v: number) {
-    this.f[this.o + F.variance] = v;
+  set dispersion(v: number) {
+    this.f[this.o + F.dispersion] = v;
   }
-  /** EWMA of squared residuals around the hourly profile, learned from the start so it is ready when the profile is. */
-  get hourlyVariance(): number {
-    return this.f[this.o + F.hourlyVariance] as number;
+  /** Dispersion around the hourly profile, learned from the start so it is ready when the profile is. */
+  get hourlyDispersion(): number {
+    return this.f[this.o + F.hourlyDispersion] as number;
   }
-  set hourlyVariance(v: number) {
-    this.f[this.o + F.hourlyVariance] = v;
+  set hourlyDispersion(v: number) {
+    this.f[this.o + F.hourlyDispersion] = v;
   }
   /** Burst memory: the highest raw count of a bucket, fading with a one-week half-life. */
   get burst(): number {
@@ -377,18 +400,10 @@ export function setHourly(pool: SlotPool, k: KeyState, hour: number, value: numb
   k.f[k.o + pool.hourlyAt + hour] = value;
 }
 
-const NUMBERS = [
-  'lastFoldedMs',
-  'observed',
-  'mean',
-  'variance',
-  'hourlyVariance',
-  'burst',
-  'dayPeak',
-  'dayPeakMinute',
-  'prevPeakMinute',
-  'lastEventMs',
-] as const;
+const NUMBERS = ['lastFoldedMs', 'observed', 'mean', 'burst', 'dayPeak', 'dayPeakMinute', 'prevPeakMinute', 'lastEventMs'] as const;
+
+/** Mean floor used to turn a legacy variance into a dispersion (events per bucket). */
+const LEGACY_MEAN_FLOOR = 0.05;
 
 /** The checkpoint form of a key. `hourly`: whether the engine keeps hourly profiles. */
 export function toRecord(k: KeyState, pool: SlotPool, sketches: BaselineSketches, hourly: boolean, topN: number): KeyRecord {
@@ -405,8 +420,9 @@ export function toRecord(k: KeyState, pool: SlotPool, sketches: BaselineSketches
     lastFoldedMs: k.lastFoldedMs,
     observed: k.observed,
     mean: k.mean,
-    variance: k.variance,
-    hourlyVariance: k.hourlyVariance,
+    dispersion: k.dispersion,
+    hourlyDispersion: k.hourlyDispersion,
+    cusum: Array.from({ length: 2 * CUSUM_FIELDS + 1 }, (_, i) => k.f[k.o + F.cusumUp + i] as number),
     hourly: hourly && !k.forward ? Array.from({ length: 24 }, (_, h) => hourlyOf(pool, k, h)) : null,
     burst: k.burst,
     dayPeak: k.dayPeak,
@@ -427,6 +443,16 @@ export function toRecord(k: KeyState, pool: SlotPool, sketches: BaselineSketches
 export function fromRecord(r: KeyRecord, pool: SlotPool, sketches: BaselineSketches): KeyState {
   const k = new KeyState(r, r.forward === true, pool.alloc());
   for (const name of NUMBERS) k[name] = r[name];
+  if (r.dispersion !== undefined) {
+    k.dispersion = r.dispersion;
+    k.hourlyDispersion = r.hourlyDispersion ?? r.dispersion;
+  } else {
+    // A checkpoint from before the dispersion kept residual variances: as a dispersion, per unit of mean.
+    const scale = Math.max(r.mean, LEGACY_MEAN_FLOOR);
+    k.dispersion = (r.variance ?? 0) / scale;
+    k.hourlyDispersion = (r.hourlyVariance ?? 0) / scale;
+  }
+  for (let i = 0; r.cusum && i < Math.min(2 * CUSUM_FIELDS + 1, r.cusum.length); i++) k.f[k.o + F.cusumUp + i] = r.cusum[i] as number;
   k.dayPeakNear = r.dayPeakNear;
   k.nearDay = r.nearDay ?? -1;
   // A record from an engine with another seasonality setting: the profile is kept only where a slot has room.
@@ -510,7 +536,9 @@ export function keyId(
  *
  * Values written before this format are JSON of a KeyRecord (they begin with `{`) and still decode.
  */
-const KEY_FORMAT = 'k2:';
+const KEY_FORMAT = 'k3:';
+/** The format before the dispersion and the sustained-shift runs: FIXED_K2 numbers, variances where dispersions are now. */
+const KEY_FORMAT_K2 = 'k2:';
 const FLAG_HOURLY = 1;
 const FLAG_FORWARD = 2;
 const FLAG_STREAK = 4;
@@ -616,7 +644,9 @@ function takeDoubles(n: number, size: number): number[] {
 
 /** A changelog value back as the key's plain record: this format or the JSON before it. */
 export function decodeKey(encoded: string): KeyRecord {
-  if (!encoded.startsWith(KEY_FORMAT)) return JSON.parse(encoded) as KeyRecord;
+  const k2 = encoded.startsWith(KEY_FORMAT_K2);
+  if (!k2 && !encoded.startsWith(KEY_FORMAT)) return JSON.parse(encoded) as KeyRecord;
+  const fixed = k2 ? FIXED_K2 : FIXED;
   const split = encoded.indexOf(':', KEY_FORMAT.length);
   const base64 = encoded.slice(KEY_FORMAT.length, split);
   room(Math.ceil((base64.length * 3) / 4 / 8));
@@ -640,7 +670,7 @@ export function decodeKey(encoded: string): KeyRecord {
     ti += size;
     return out;
   };
-  let n = FIXED;
+  let n = fixed;
   const hourly = flags & FLAG_HOURLY ? takeDoubles(n, 24) : null;
   if (hourly) n += 24;
   let baselineContributors: KeyRecord['baselineContributors'] = null;
@@ -689,8 +719,13 @@ export function decodeKey(encoded: string): KeyRecord {
     lastFoldedMs: field(F.lastFoldedMs),
     observed: field(F.observed),
     mean: field(F.mean),
-    variance: field(F.variance),
-    hourlyVariance: field(F.hourlyVariance),
+    ...(k2
+      ? { variance: field(F.dispersion), hourlyVariance: field(F.hourlyDispersion) }
+      : {
+          dispersion: field(F.dispersion),
+          hourlyDispersion: field(F.hourlyDispersion),
+          cusum: takeDoubles(F.cusumUp, 2 * CUSUM_FIELDS + 1),
+        }),
     hourly,
     burst: field(F.burst),
     dayPeak: field(F.dayPeak),

@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import type { DetectorConfig } from '../../src/config/schema.ts';
 import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
 import { Topology } from '../../src/detect/topology.ts';
-import { COUNTS_CSV, ensureFixtures, SPIKE_JSONL } from './fixtures.ts';
+import { ensureFixtures, SPIKE_JSONL } from './fixtures.ts';
 
 function detector(over: Partial<DetectorConfig> = {}): DetectorConfig {
   return loadConfig({ env: {}, overrides: { detector: over } }).detector;
@@ -126,27 +126,6 @@ describe('backtest reproduces live', () => {
   });
 });
 
-describe('counts input', () => {
-  test('a counts CSV with a spike yields a Start and an End on the per-action path', async () => {
-    const cfg = detector({ scopes: { action: true, principalAction: false }, insightTypes: { apiCallRate: true, apiErrorRate: false } });
-    const rejected: string[] = [];
-    const { insights } = backtestEvents(
-      await collect(inputEvents([COUNTS_CSV], { format: 'counts', onRejected: (i) => rejected.push(i.error.message) })),
-      cfg,
-    );
-    assert.deepEqual(rejected, []);
-    assert.deepEqual(
-      insights.map((i) => [i.insightDetails.state, i.insightDetails.eventName, i.trailwatch.scope, i.eventTime]),
-      [
-        ['Start', 'checkout.requests', 'action', '2026-01-05T09:20:00Z'],
-        ['End', 'checkout.requests', 'action', '2026-01-05T09:25:00Z'],
-      ],
-    );
-    assert.equal(insights[0]?.sharedEventID, insights[1]?.sharedEventID);
-    assert.equal(insights[0]?.insightDetails.eventSource, 'counts');
-  });
-});
-
 describe('series', () => {
   test('one observation per judged bucket per key, with the baseline before the bucket', () => {
     const cfg = detector();
@@ -168,8 +147,11 @@ describe('series', () => {
     }
     const o = series[0];
     assert.ok(o);
-    assert.equal(SERIES_HEADER, 'timestamp,key,count,baseline,score');
-    assert.match(seriesLine(o), /^2026-01-05T08:00:00\.000Z,[^,]+,\d+,[\d.]+,[\d.]+$/);
+    assert.equal(SERIES_HEADER, 'timestamp,key,count,baseline,score,expected,rawScore,veto,direction,sustained');
+    assert.match(
+      seriesLine(o),
+      /^2026-01-05T08:00:00\.000Z,[^,]+,\d+,[\d.]+,[\d.]+,[\d.]+,[\d.]+,(learning|minEvents|minRatio|burst)?,(up|down),(true|false)$/,
+    );
     assert.equal(seriesLine({ ...o, keyId: 'a,"b"' }).split(',')[1], '"a');
   });
 });

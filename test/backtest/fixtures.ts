@@ -12,6 +12,13 @@ export const BACKTEST_FIXTURES = join(FIXTURES_DIR, 'backtest');
 export const SPIKE_JSONL = join(BACKTEST_FIXTURES, 'demo-spike.jsonl');
 /** Two metric series, 100 minutes, `checkout.requests` spiking at minute 80 for 5 minutes. */
 export const COUNTS_CSV = join(BACKTEST_FIXTURES, 'counts-spike.csv');
+/**
+ * A metric series (`timestamp,host,key,value`), 6 hours: `queue.depth` about 120 with fractional
+ * noise, moving to about 480 at minute 300 for 20 minutes (METRIC_LEVEL_CHANGE); `cpu.load`
+ * about 0.4, nothing planted.
+ */
+export const METRIC_CSV = join(BACKTEST_FIXTURES, 'metric-level.csv');
+export const METRIC_LEVEL_CHANGE = { key: 'queue.depth', startMinute: 300, minutes: 20 } as const;
 /** Good events with bad lines among them (handwritten). */
 export const BAD_LINES_JSONL = join(BACKTEST_FIXTURES, 'bad-lines.jsonl');
 
@@ -48,5 +55,19 @@ export function ensureFixtures(): void {
       lines.push(`${t},"login,failures",${poisson(rand, 3)}`);
     }
     writeFileSync(COUNTS_CSV, `${lines.join('\n')}\n`);
+  }
+  if (update || !existsSync(METRIC_CSV)) {
+    const rand = mulberry32(13);
+    // About normal: the sum of four uniforms, centred, standard deviation 1.
+    const noise = (): number => (rand() + rand() + rand() + rand() - 2) * Math.sqrt(3);
+    const { startMinute, minutes } = METRIC_LEVEL_CHANGE;
+    const lines = ['timestamp,host,key,value'];
+    for (let m = 0; m < 360; m++) {
+      const t = new Date(FIXTURE_T0 + m * 60_000).toISOString();
+      const level = m >= startMinute && m < startMinute + minutes ? 480 : 120;
+      lines.push(`${t},h1,${METRIC_LEVEL_CHANGE.key},${(level + 4 * noise()).toFixed(2)}`);
+      lines.push(`${t},h1,cpu.load,${(0.4 + 0.03 * noise()).toFixed(3)}`);
+    }
+    writeFileSync(METRIC_CSV, `${lines.join('\n')}\n`);
   }
 }

@@ -9,7 +9,7 @@ import {
   countsEvents,
   formatOfPath,
   type InputItem,
-  inputEvents,
+  inputRows,
   parseTimestamp,
   readCountsRows,
   readInputs,
@@ -117,7 +117,7 @@ describe('counts CSV', () => {
     const items = await collect(readCountsRows([file]));
     const rows = items.flatMap((i) => (i.kind === 'row' ? [i.row] : []));
     assert.deepEqual(
-      rows.map((r) => [r.line, r.key, r.timestampMs, r.count]),
+      rows.map((r) => [r.line, r.key, r.timestampMs, r.value]),
       [
         [2, 'api.calls', Date.UTC(2026, 0, 5, 10), 3],
         [3, 'a,b "c"', 1767607200000, 2],
@@ -144,8 +144,21 @@ describe('counts CSV', () => {
     ]);
   });
 
-  test('each row becomes count write calls with deterministic ids', () => {
-    const events = [...countsEvents({ file: 'f', line: 2, timestampMs: 1767607200000, key: 'api.calls', count: 3 })];
+  test('counts have no upper bound (a row is never expanded), but must be exact as a double', async () => {
+    const file = join(dir, 'large.csv');
+    await writeFile(file, 'timestamp,key,count\n2026-01-05T10:00:00Z,a,50000000\n2026-01-05T10:00:00Z,b,9007199254740993\n');
+    const items = await collect(readCountsRows([file]));
+    assert.deepEqual(
+      items.flatMap((i) => (i.kind === 'row' ? [i.row.value] : [])),
+      [50_000_000],
+    );
+    assert.deepEqual(errors(items), [
+      `${file}:3: count 9007199254740993 is over 9007199254740991, the largest whole number kept exactly [${ErrorCodes.NORMALIZE}]`,
+    ]);
+  });
+
+  test('the reference expansion: each row stands for value write calls with deterministic ids', () => {
+    const events = [...countsEvents({ timestampMs: 1767607200000, key: 'api.calls', value: 3 })];
     assert.deepEqual(
       events.map((e) => e.eventId),
       ['api.calls|1767607200000|0', 'api.calls|1767607200000|1', 'api.calls|1767607200000|2'],
@@ -158,22 +171,104 @@ describe('counts CSV', () => {
     assert.equal(e?.eventTimeMs, 1767607200000);
   });
 
-  test('inputEvents sorts rows by time and expands them lazily', async () => {
+  test('inputRows sorts rows by time (ties in input order) unless presorted, and reports refusals', async () => {
     const file = join(dir, 'unsorted.csv');
-    await writeFile(file, 'timestamp,key,count\n1767607260000,a,2\n1767607200000,b,1\n1767607260000,c,1\n');
-    const events = await collect(inputEvents([file], { format: 'counts' }));
+    await writeFile(file, 'timestamp,key,count\n1767607260000,a,2\n1767607200000,b,1\nnope,x,1\n1767607260000,c,1\n');
+    const rejected: string[] = [];
+    let read = 0;
+    const rows = await collect(inputRows([file], { onRejected: (i) => rejected.push(i.error.message), onRead: () => read++ }));
     assert.deepEqual(
-      events.map((e) => e.eventId),
-      ['b|1767607200000|0', 'a|1767607260000|0', 'a|1767607260000|1', 'c|1767607260000|0'],
+      rows.map((r) => [r.key, r.value]),
+      [
+        ['b', 1],
+        ['a', 2],
+        ['c', 1],
+      ],
     );
-    const presorted = await collect(inputEvents([file], { format: 'counts', presorted: true }));
-    assert.equal(presorted[0]?.eventId, 'a|1767607260000|0');
+    assert.equal(read, 4);
+    assert.deepEqual(rejected, [`${file}:4: timestamp "nope" is neither epoch milliseconds nor ISO-8601`]);
+    const presorted = await collect(inputRows([file], { presorted: true }));
+    assert.deepEqual(
+      presorted.map((r) => r.key),
+      ['a', 'b', 'c'],
+    );
   });
 
   test('the committed fixture reads cleanly', async () => {
     const items = await collect(readCountsRows([COUNTS_CSV]));
     assert.deepEqual(errors(items), []);
     assert.equal(items.length, 200);
+  });
+});
+
+describe('metric series CSV (a value column named)', () => {
+  const metricFile = async (name: string, lines: string[]): Promise<string> => {
+    const file = join(dir, name);
+    await writeFile(file, `${lines.join('\n')}\n`);
+    return file;
+  };
+
+  test('fractional values are read; the column is matched case-insensitively; count is just another column', async () => {
+    const file = await metricFile('latency.csv', [
+      'Timestamp,Key,count,Latency_MS',
+      '2026-01-05T10:00:00Z,p99,3,12.75',
+      '2026-01-05T10:01:00Z,p99,x,0.003',
+      '2026-01-05T10:02:00Z,p99,1,1e3',
+      '2026-01-05T10:03:00Z,p99,1,0',
+    ]);
+    const items = await collect(readCountsRows([file], { valueColumn: 'latency_ms', metric: true }));
+    assert.deepEqual(errors(items), []);
+    assert.deepEqual(
+      items.flatMap((i) => (i.kind === 'row' ? [[i.row.line, i.row.value]] : [])),
+      [
+        [2, 12.75],
+        [3, 0.003],
+        [4, 1000],
+        [5, 0],
+      ],
+    );
+    // The same file as counts: its count column is read, and a non-number there is refused.
+    assert.deepEqual(
+      errors(await collect(readCountsRows([file])))[0],
+      `${file}:3: count "x" is not a whole number ≥ 0 [${ErrorCodes.NORMALIZE}]`,
+    );
+  });
+
+  test('a negative value is refused with its file:line unless negatives are allowed (detector.direction both)', async () => {
+    const file = await metricFile('delta.csv', [
+      'timestamp,key,value',
+      '2026-01-05T10:00:00Z,balance,5.5',
+      '2026-01-05T10:01:00Z,balance,-3.25',
+      '2026-01-05T10:02:00Z,balance,-0.5',
+      '2026-01-05T10:03:00Z,balance,abc',
+      '2026-01-05T10:04:00Z,balance,Infinity',
+      '2026-01-05T10:05:00Z,balance,',
+    ]);
+    const code = ErrorCodes.NORMALIZE;
+    const notNumbers = [
+      `${file}:5: value "abc" is not a finite number [${code}]`,
+      `${file}:6: value "Infinity" is not a finite number [${code}]`,
+      `${file}:7: value "" is not a finite number [${code}]`,
+    ];
+    const up = await collect(readCountsRows([file], { valueColumn: 'value', metric: true }));
+    assert.deepEqual(errors(up), [
+      `${file}:3: value -3.25 is negative: a series that goes below zero needs detector.direction both [${code}]`,
+      `${file}:4: value -0.5 is negative: a series that goes below zero needs detector.direction both [${code}]`,
+      ...notNumbers,
+    ]);
+    const both = await collect(readCountsRows([file], { valueColumn: 'value', metric: true, allowNegative: true }));
+    assert.deepEqual(errors(both), notNumbers);
+    assert.deepEqual(
+      both.flatMap((i) => (i.kind === 'row' ? [i.row.value] : [])),
+      [5.5, -3.25, -0.5],
+    );
+  });
+
+  test('a header without the value column names it', async () => {
+    const file = await metricFile('nocolumn.csv', ['timestamp,key,count', '2026-01-05T10:00:00Z,a,1']);
+    assert.deepEqual(errors(await collect(readCountsRows([file], { valueColumn: 'value', metric: true }))), [
+      `${file}:1: the header must name the columns timestamp,key,value; missing value (got "timestamp,key,count") [${ErrorCodes.INPUT_FILE}]`,
+    ]);
   });
 });
 

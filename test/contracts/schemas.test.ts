@@ -74,6 +74,7 @@ const start: Insight = {
     startTimeMs: Date.UTC(2024, 2, 1, 9, 0, 0),
     endTimeMs: null,
     bucketMs: 60_000,
+    historyMinutes: 7_200,
   },
 };
 
@@ -93,6 +94,24 @@ const end: Insight = {
   },
   trailwatch: { ...start.trailwatch, scope: 'action', principal: null, score: 0.99, endTimeMs: Date.UTC(2024, 2, 1, 9, 14, 0) },
 };
+
+function withStatistics(insight: Insight, statistics: Record<string, unknown>): unknown {
+  const context = insight.insightDetails.insightContext;
+  return {
+    ...insight,
+    insightDetails: { ...insight.insightDetails, insightContext: { ...context, statistics: { ...context.statistics, ...statistics } } },
+  };
+}
+
+/** The Insight schema as it was before trailwatch.historyMinutes. */
+function withoutHistoryMinutes(schema: unknown): unknown {
+  const copy = JSON.parse(JSON.stringify(schema)) as { fields: Array<{ name: string; type: { fields?: Array<{ name: string }> } }> };
+  const trailwatch = copy.fields.find((f) => f.name === 'trailwatch')?.type;
+  const fields = trailwatch?.fields ?? [];
+  if (!trailwatch || !fields.some((f) => f.name === 'historyMinutes')) throw new Error('no trailwatch.historyMinutes to take out');
+  trailwatch.fields = fields.filter((f) => f.name !== 'historyMinutes');
+  return copy;
+}
 
 /** avsc decodes into generated record classes; compare the data only. */
 function plain(value: unknown): unknown {
@@ -248,6 +267,31 @@ describe('Insight schema', () => {
       assert.deepEqual(plain(decoded), insight);
     });
   }
+
+  test('insightDuration is a null-first union defaulting to null: a Start carries null, an End whole minutes', () => {
+    const statistics = namedNodes(insightSchema).find(([label]) => label === 'record InsightStatistics')?.[1];
+    const duration = statistics?.fields?.find((f) => f.name === 'insightDuration') as { type: unknown; default: unknown } | undefined;
+    assert.deepEqual(duration?.type, ['null', 'long']);
+    assert.equal(duration?.default, null);
+    assert.deepEqual(avroProblems(insightType, withStatistics(start, { insightDuration: 1.5 })), [
+      'insightDetails.insightContext.statistics.insightDuration: expected long, got the number 1.5',
+    ]);
+  });
+
+  test('BACKWARD: today’s schema reads Insights written before trailwatch.historyMinutes (as null)', () => {
+    const previous = avro.Type.forSchema(withoutHistoryMinutes(insightSchema) as avro.Schema);
+    const { historyMinutes: _h, ...oldTrailwatch } = start.trailwatch;
+    const written = previous.toBuffer({ ...start, trailwatch: oldTrailwatch });
+    const read = insightType.fromBuffer(written, insightType.createResolver(previous));
+    assert.deepEqual(plain(read), { ...start, trailwatch: { ...start.trailwatch, historyMinutes: null } });
+  });
+
+  test('FORWARD: a reader still on the previous schema reads today’s Insights, without historyMinutes', () => {
+    const previous = avro.Type.forSchema(withoutHistoryMinutes(insightSchema) as avro.Schema);
+    const read = previous.fromBuffer(insightType.toBuffer(end), previous.createResolver(insightType));
+    const { historyMinutes: _h, ...oldTrailwatch } = end.trailwatch;
+    assert.deepEqual(plain(read), { ...end, trailwatch: oldTrailwatch });
+  });
 
   test('rejects an unknown enum symbol and a missing nested field, by path', () => {
     const bad = {

@@ -99,6 +99,33 @@ describe('key encoding', () => {
   });
 });
 
+describe('checkpoints written before the rate detector v2', () => {
+  test('a k2 value (variances, no sustained-shift runs) decodes, and restores with its variance as a dispersion', () => {
+    const cfg = detector({});
+    const stage = PrincipalStage.create(cfg, 0, { trackChanges: true });
+    stage.process(traffic().slice(0, 3_000));
+    const [id, encoded] = stage.engine.drainChanges().keys.find(([, v]) => v !== null) as [string, string];
+    // The same key as the k2 format wrote it: 12 fixed numbers, a variance where the dispersion is now.
+    const split = encoded.indexOf(':', 3);
+    const doubles = Buffer.from(encoded.slice(3, split), 'base64');
+    const variance = 6;
+    doubles.writeDoubleLE(variance, 3 * 8);
+    doubles.writeDoubleLE(variance, 4 * 8);
+    const k2 = `k2:${Buffer.concat([doubles.subarray(0, 12 * 8), doubles.subarray(23 * 8)]).toString('base64')}${encoded.slice(split)}`;
+    const legacy = decodeKey(k2);
+    const current = decodeKey(encoded);
+    assert.equal(legacy.id, id);
+    assert.equal(legacy.variance, variance);
+    assert.equal(legacy.dispersion, undefined);
+    assert.deepEqual(legacy.hourly, current.hourly);
+    assert.deepEqual(legacy.baselineContributors, current.baselineContributors);
+    const restored = DetectionEngine.restore(cfg, { ...stage.engine.snapshot(), keys: [legacy] });
+    const back = restored.snapshot().keys[0] as KeyRecord;
+    assert.equal(back.dispersion, variance / Math.max(legacy.mean, 0.05));
+    assert.deepEqual(back.cusum?.slice(0, 10), new Array(10).fill(0));
+  });
+});
+
 describe('modFloor and remainder', () => {
   test('equal the % they replace, for event times, negatives and fractions', () => {
     let x = 12345;

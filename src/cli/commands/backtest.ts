@@ -2,11 +2,21 @@ import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { type BacktestStats, runBacktest, SERIES_HEADER, seriesLine } from '../../backtest/backtest.ts';
-import { formatOfPath, INPUT_FORMATS, type InputFormat, inputEvents } from '../../backtest/inputs.ts';
+import {
+  DEFAULT_VALUE_COLUMN,
+  type EventFormat,
+  formatOfPath,
+  INPUT_FORMATS,
+  type InputFormat,
+  inputEvents,
+  inputRows,
+} from '../../backtest/inputs.ts';
+import { runSeriesBacktest, type SeriesStats } from '../../backtest/series.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { Config, ConfigInput } from '../../config/schema.ts';
 import { findingSetupFromConfig } from '../../detect/findings.ts';
 import { findingJson } from '../../emit/finding.ts';
+import { insightJson } from '../../emit/insight.ts';
 import { ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
 
@@ -18,33 +28,47 @@ engine as \`trailwatch run\`, fed in event-time order. Prints the Insights it wo
 Inputs (--format, default by name):
   cloudtrail  .json / .json.gz CloudTrail deliveries; directories are walked recursively
   jsonl       .jsonl / .ndjson AuditEvents, one JSON object a line (optionally gzipped)
-  counts      .csv pre-aggregated counts with a header: timestamp,key,count (timestamp ISO-8601
-              or epoch ms); each row becomes count calls to an action named by the key. Only the
-              per-action call-rate path applies: principalAction scope and error rate are off.
+  counts      .csv pre-aggregated rows with a header: timestamp,key,count (timestamp ISO-8601
+              or epoch ms); each row is the count of calls to an action named by the key in
+              the row's bucket (rows of one key and bucket add up), handed to the engine as
+              that bucket's value: time per row, whatever the counts. Only the per-action
+              call-rate path applies: principalAction scope and error rate are off.
+              With --value-column the CSV is a metric series instead (see below).
 Inputs are read whole and sorted by event time (deliveries overlap in time) unless --presorted.
 A record that cannot be read is reported as file:index: reason [code] and the rest go on.
 
 Options:
       --format F       cloudtrail|jsonl|counts (default: by extension; directories: cloudtrail)
+      --value-column NAME
+                       CSV input is a metric series whose values are in column NAME (matched
+                       case-insensitively; without it: count, whole numbers ≥ 0): any real
+                       number, fractions allowed, each key judged as a gauge. Values below zero
+                       need detector.direction both; otherwise each such row is refused.
+                       e.g. trailwatch backtest --value-column latency_ms --series s.csv p99.csv
+                       for a CSV timestamp,key,latency_ms
       --insights FILE  Insights as JSON lines, one per line (default: stdout)
-      --series FILE    CSV timestamp,key,count,baseline,score per key per judged bucket
+      --series FILE    CSV per key per judged bucket: timestamp,key,count,baseline,score,
+                       expected,rawScore,veto,direction,sustained (score: after the floors)
       --findings FILE  findings as OCSF JSON lines: rules (rules.paths and the default pack, as
                        \`run\` loads them) with repeats folded, correlations, first-seen and breadth
-                       (the findings.* settings); without it they are only counted (--summary)
-      --summary        print totals to stderr: events, rejected, late, duplicates, keys,
-                       Insights, open at end, time taken
+                       (the findings.* settings); without it they are only counted (--summary).
+                       Events input only: CSV rows carry no records for rules
+      --summary        print totals to stderr: events (rows for CSV), rejected, late,
+                       duplicates, keys, Insights, open at end, time taken
       --presorted      inputs are already in event-time order: stream them, do not sort in
                        memory (events out of order by more than allowedLatenessMs are late)
-      --batch-size N   events per engine batch (default 500)
+      --batch-size N   events (rows for CSV) per engine batch (default 500)
       --partitions N   partitions of the events topic to reproduce (default: topics.partitions,
-                       3); per-principal state lives per partition as in the live detector
+                       3); per-principal state lives per partition as in the live detector.
+                       Events input only: CSV keys are all judged by one engine
 ${COMMON_HELP}
 
 At the end of the input the watermark moves to the last event time + one bucket so the last
 buckets are judged; Insights still open then are left open (reported as open at end).
 
 Exit status: 0 every record used; 2 some records were rejected (the rest were used);
-1 nothing could be done (bad arguments or configuration).`;
+1 nothing could be done (bad arguments or configuration, or a CSV input with no usable row:
+every row refused, or none at all).`;
 
 /** Batches output lines and honours backpressure: a backtest can write millions of series rows. */
 class LineSink {
@@ -133,11 +157,40 @@ async function resolveFormat(paths: string[], given: string | undefined): Promis
 
 const n = (x: number): string => x.toLocaleString('en-US');
 
+/** Progress on stderr about once a second: rewritten in place on a terminal, one line each otherwise. */
+function progressLine(): { progress: (text: string) => void; done: () => void; started: number } {
+  const started = performance.now();
+  const tty = process.stderr.isTTY === true;
+  let last = started;
+  return {
+    started,
+    progress: (text) => {
+      const now = performance.now();
+      if (now - last < 1000) return;
+      last = now;
+      process.stderr.write(`backtest: ${text}${tty ? '\x1b[K\r' : '\n'}`);
+    },
+    done: () => {
+      if (tty && performance.now() - started >= 1000) process.stderr.write('\x1b[K');
+    },
+  };
+}
+
+function spanText(firstMs: number | null, lastMs: number | null, none: string): string {
+  return firstMs === null || lastMs === null ? none : `${new Date(firstMs).toISOString()} → ${new Date(lastMs).toISOString()}`;
+}
+
+const summaryText = (lines: string[]): string => lines.map((line) => `${line}\n`).join('');
+
+/** What a CSV run reports for a refusal when nothing was usable: the first few reasons. */
+const FIRST_REASONS = 3;
+
 export async function backtestCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
     {
       format: { type: 'string' },
+      'value-column': { type: 'string' },
       insights: { type: 'string' },
       series: { type: 'string' },
       findings: { type: 'string' },
@@ -158,6 +211,17 @@ export async function backtestCommand(argv: string[]): Promise<number> {
   const partitions = intOption(values.partitions, 'partitions', BACKTEST_USAGE);
   if (partitions === 0) throw usageError('--partitions must be at least 1', BACKTEST_USAGE);
   const format = await resolveFormat(positionals, values.format);
+  const valueColumn = values['value-column'];
+  if (valueColumn !== undefined) {
+    if (format !== 'counts') throw usageError(`--value-column reads CSV input (--format counts), not ${format}`, BACKTEST_USAGE);
+    const name = valueColumn.trim().toLowerCase();
+    if (name === '' || name === 'timestamp' || name === 'key') {
+      throw usageError(`--value-column must name a column other than timestamp and key, got "${valueColumn}"`, BACKTEST_USAGE);
+    }
+  }
+  if (format === 'counts' && values.findings !== undefined) {
+    throw usageError('--findings needs events (cloudtrail or jsonl input): CSV rows carry no records for rules', BACKTEST_USAGE);
+  }
 
   const overrides: ConfigInput = {};
   if (values['log-level']) overrides.log = { level: values['log-level'] as Config['log']['level'] };
@@ -166,37 +230,51 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     overrides.detector = { scopes: { principalAction: false }, insightTypes: { apiErrorRate: false } };
   }
   const config = loadConfig({ file: values.config, overrides });
+  const common = { positionals, batchSize, summary: values.summary ?? false, presorted: values.presorted ?? false };
   if (format === 'counts') {
-    process.stderr.write(
-      'backtest: counts input uses the per-action call-rate path only: detector.scopes.principalAction and detector.insightTypes.apiErrorRate are off for this run\n',
-    );
+    return backtestRows(config, { ...common, insights: values.insights, series: values.series, valueColumn });
   }
+  return backtestEventInputs(config, format, {
+    ...common,
+    insights: values.insights,
+    series: values.series,
+    findings: values.findings,
+    partitions: partitions ?? config.topics.partitions,
+  });
+}
 
+interface RunArgs {
+  positionals: string[];
+  batchSize: number;
+  summary: boolean;
+  presorted: boolean;
+  insights: string | undefined;
+  series: string | undefined;
+}
+
+/** CloudTrail deliveries or AuditEvent lines through the whole topology, findings included. */
+async function backtestEventInputs(
+  config: Config,
+  format: EventFormat,
+  args: RunArgs & { findings: string | undefined; partitions: number },
+): Promise<number> {
+  const { positionals } = args;
   // The rules `run` would load; a rule with a problem stops the backtest as it would stop `run`.
   const setup = await findingSetupFromConfig(config.rules, config.findings, 'backtest');
-  const findingsOut = values.findings === undefined ? undefined : await openSink(values.findings, '--findings');
+  const findingsOut = args.findings === undefined ? undefined : await openSink(args.findings, '--findings');
   const findingKinds: Record<string, number> = {};
-  const insightsOut = await openSink(values.insights, '--insights');
-  const seriesOut = values.series === undefined ? undefined : await openSink(values.series, '--series');
+  const insightsOut = await openSink(args.insights, '--insights');
+  const seriesOut = args.series === undefined ? undefined : await openSink(args.series, '--series');
   seriesOut?.write(SERIES_HEADER);
 
-  const started = performance.now();
-  const tty = process.stderr.isTTY === true;
-  let lastProgress = started;
+  const { progress, done, started } = progressLine();
   let read = 0;
   let rejected = 0;
-  const progress = (text: string, force = false): void => {
-    const now = performance.now();
-    if (!force && now - lastProgress < 1000) return;
-    lastProgress = now;
-    process.stderr.write(`backtest: ${text}${tty ? '\x1b[K\r' : '\n'}`);
-  };
-
   let stats: BacktestStats | undefined;
   try {
     const events = inputEvents(positionals, {
       format,
-      presorted: values.presorted ?? false,
+      presorted: args.presorted,
       onRead: () => {
         if (++read % 1000 === 0) progress(`reading: ${n(read)} records`);
       },
@@ -208,9 +286,9 @@ export async function backtestCommand(argv: string[]): Promise<number> {
       keepRaw: setup.rules.needsRaw || setup.correlations.length > 0,
     });
     stats = await runBacktest(events, config.detector, {
-      batchSize,
-      partitions: partitions ?? config.topics.partitions,
-      onInsight: (insight) => insightsOut.write(JSON.stringify(insight)),
+      batchSize: args.batchSize,
+      partitions: args.partitions,
+      onInsight: (insight) => insightsOut.write(JSON.stringify(insightJson(insight))),
       findings: setup,
       onFinding: (finding) => {
         const kind = finding.finding_info.types[0] ?? 'unknown';
@@ -234,18 +312,14 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     await seriesOut?.close();
     await findingsOut?.close();
   }
-  if (tty && performance.now() - started >= 1000) process.stderr.write('\x1b[K');
+  done();
 
   if (stats === undefined) return rejected > 0 ? 2 : 0; // stopped early: the reader of the Insights went away
-  if (values.summary) {
+  if (args.summary) {
     const seconds = (performance.now() - started) / 1000;
-    const span =
-      stats.firstEventMs === null || stats.lastEventMs === null
-        ? 'no events'
-        : `${new Date(stats.firstEventMs).toISOString()} → ${new Date(stats.lastEventMs).toISOString()}`;
     process.stderr.write(
-      [
-        `backtest summary (${format}, ${positionals.length} input${positionals.length === 1 ? '' : 's'}, ${span})`,
+      summaryText([
+        `backtest summary (${format}, ${positionals.length} input${positionals.length === 1 ? '' : 's'}, ${spanText(stats.firstEventMs, stats.lastEventMs, 'no events')})`,
         `  events read      ${n(stats.eventsIn)}`,
         `  rejected         ${n(rejected)}`,
         `  processed        ${n(stats.eventsProcessed)}`,
@@ -260,10 +334,97 @@ export async function backtestCommand(argv: string[]): Promise<number> {
             .join(', ') || 'none'
         }) from ${n(setup.rules.size)} rules, ${n(setup.correlations.length)} correlation${setup.correlations.length === 1 ? '' : 's'}`,
         `  time             ${seconds.toFixed(2)} s, ${n(Math.round(stats.eventsIn / Math.max(seconds, 1e-3)))} events/s`,
-      ]
-        .map((line) => `${line}\n`)
-        .join(''),
+      ]),
     );
+  }
+  return rejected > 0 ? 2 : 0;
+}
+
+/**
+ * Counts CSVs and metric series: one engine, each row one key's value in one bucket (series.ts),
+ * no events. Nothing usable (every row refused, or no rows) is status 1, not 2: there was no run.
+ */
+async function backtestRows(config: Config, args: RunArgs & { valueColumn: string | undefined }): Promise<number> {
+  const { positionals, valueColumn } = args;
+  const metric = valueColumn !== undefined;
+  // detector.direction is new in the schema; a configuration from before it judges rises only.
+  const direction = (config.detector as { direction?: string }).direction ?? 'up';
+  process.stderr.write(
+    metric
+      ? `backtest: metric series input (values in column "${valueColumn}", detector.direction ${direction}): each key is judged as a gauge on the per-action path only\n`
+      : 'backtest: counts input uses the per-action call-rate path only: detector.scopes.principalAction and detector.insightTypes.apiErrorRate are off for this run\n',
+  );
+  const insightsOut = await openSink(args.insights, '--insights');
+  const seriesOut = args.series === undefined ? undefined : await openSink(args.series, '--series');
+  seriesOut?.write(SERIES_HEADER);
+
+  const { progress, done, started } = progressLine();
+  let read = 0;
+  let rejected = 0;
+  const firstReasons: string[] = [];
+  let stats: SeriesStats | undefined;
+  try {
+    const rows = inputRows(positionals, {
+      valueColumn: valueColumn ?? DEFAULT_VALUE_COLUMN,
+      metric,
+      allowNegative: metric && direction === 'both',
+      presorted: args.presorted,
+      onRead: () => {
+        if (++read % 10_000 === 0) progress(`reading: ${n(read)} rows`);
+      },
+      onRejected: (item) => {
+        rejected++;
+        if (firstReasons.length < FIRST_REASONS) firstReasons.push(item.error.message);
+        process.stderr.write(`rejected ${item.error.message} [${item.error.code}]\n`);
+      },
+    });
+    stats = await runSeriesBacktest(rows, config.detector, {
+      valueModel: metric ? 'gauge' : 'counts',
+      batchSize: args.batchSize,
+      onInsight: (insight) => insightsOut.write(JSON.stringify(insightJson(insight))),
+      onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
+      onProgress: async (s) => {
+        if (insightsOut.closed) throw new OutputClosed('the Insights output was closed');
+        await insightsOut.flush();
+        if (seriesOut?.full) await seriesOut.flush();
+        const at = s.lastRowMs === null ? '' : `, time ${new Date(s.lastRowMs).toISOString()}`;
+        progress(`${n(s.rowsIn)} rows${at}, ${n(s.starts)} Insights started`);
+      },
+    });
+  } catch (err) {
+    if (!(err instanceof OutputClosed)) throw err;
+  } finally {
+    await insightsOut.close();
+    await seriesOut?.close();
+  }
+  done();
+
+  if (stats === undefined) return rejected > 0 ? 2 : 0; // stopped early: the reader of the Insights went away
+  if (args.summary) {
+    const seconds = (performance.now() - started) / 1000;
+    const what = metric ? `metric series "${valueColumn}"` : 'counts';
+    process.stderr.write(
+      summaryText([
+        `backtest summary (${what}, ${positionals.length} input${positionals.length === 1 ? '' : 's'}, ${spanText(stats.firstRowMs, stats.lastRowMs, 'no rows')})`,
+        `  rows read        ${n(stats.rowsIn)}`,
+        `  rejected         ${n(rejected)}`,
+        `  used             ${n(stats.rowsUsed)}`,
+        `  late             ${n(stats.rowsLate)}`,
+        `  ${metric ? 'value sum        ' : 'counts summed    '}${metric ? stats.valueSum.toLocaleString('en-US', { maximumFractionDigits: 6 }) : n(stats.valueSum)}`,
+        `  keys             ${n(stats.keysCreated)} created, ${n(stats.activeKeys)} active at end`,
+        `  Insights         ${n(stats.starts)} Start, ${n(stats.ends)} End`,
+        `  open at end      ${n(stats.openAtEnd)}`,
+        `  time             ${seconds.toFixed(2)} s, ${n(Math.round(stats.rowsIn / Math.max(seconds, 1e-3)))} rows/s`,
+      ]),
+    );
+  }
+  if (stats.rowsIn === 0) {
+    const why =
+      rejected === 0
+        ? 'the inputs hold no rows (a header at most)'
+        : `every row was refused (${n(rejected)} refused; first: ${firstReasons.join('; ')}${rejected > firstReasons.length ? '; …' : ''})`;
+    process.stderr.write(`backtest: nothing usable in ${positionals.join(', ')}: ${why}\n`);
+    return 1;
   }
   return rejected > 0 ? 2 : 0;
 }

@@ -1,4 +1,5 @@
 import type { Insight } from '../../contracts/types.ts';
+import { insightJson } from '../../emit/insight.ts';
 import { DetectorRuntime } from '../../runtime/detector.ts';
 import { createRegistry } from '../../runtime/registry.ts';
 import { createTransport } from '../../transport/index.ts';
@@ -26,7 +27,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   // Listen from the start: a SIGTERM while connecting still ends in a clean stop and exit 0.
   const signalled = waitForSignal();
   const session = await openSession(values, { autoStart: true });
-  const onInsight = values.print ? (i: Insight) => process.stdout.write(`${JSON.stringify(i)}\n`) : undefined;
+  const onInsight = values.print ? (i: Insight) => process.stdout.write(`${JSON.stringify(insightJson(i))}\n`) : undefined;
   const runtime = new DetectorRuntime({
     config: session.config,
     transport: createTransport(session.config.kafka, session.logger),

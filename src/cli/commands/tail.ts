@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Insight } from '../../contracts/types.ts';
 import { findingJson } from '../../emit/finding.ts';
+import { insightJson } from '../../emit/insight.ts';
 import { EventCodec } from '../../runtime/codec.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { createRegistry } from '../../runtime/registry.ts';
@@ -67,7 +68,7 @@ export async function tailCommand(argv: string[]): Promise<number> {
           process.stdout.write(`${JSON.stringify(findingJson(await codec.decodeFinding(message.value)))}\n`);
         } else {
           const insight: Insight = await codec.decodeInsight(message.value);
-          const { trailwatch, ...cloudtrail } = insight;
+          const { trailwatch, ...cloudtrail } = insightJson(insight);
           process.stdout.write(`${JSON.stringify(values['cloudtrail-only'] ? cloudtrail : { ...cloudtrail, trailwatch })}\n`);
         }
         printed++;

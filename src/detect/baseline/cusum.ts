@@ -1,0 +1,60 @@
+/**
+ * Sustained shifts: evidence that accumulates over consecutive moderately unusual buckets. A
+ * CUSUM over the buckets' surprise (decades, one direction): S ← max(0, S + d − k), with the
+ * reference k = 1 decade (a bucket rarer than one in ten adds, a common one takes away). An hour at
+ * 3× a busy key's rate never makes one bucket rare enough to fire, but adds a few decades a bucket.
+ *
+ * Calibration: under the key's expectation, d is at most as heavy as −log10 of a uniform, and the
+ * CUSUM of it exceeds S with probability about 10^(−0.86·S) in any one bucket. So 0.86·S is the
+ * surprise of the run, in the same decades as one bucket's, and the score of a bucket is the
+ * larger of the two: one threshold serves spikes and shifts.
+ *
+ * Reset: a bucket on the other side of the expectation (no evidence at all) takes 2k away, and S
+ * never exceeds CUSUM_CAP_FACTOR × the threshold's evidence, so a key that returns to normal is
+ * below the threshold again after one ordinary bucket, not after hours of draining a large sum.
+ * The run's evidence therefore says "sustained", never "how much": a bucket's own surprise does.
+ */
+
+export const CUSUM_REFERENCE = 1;
+export const CUSUM_WEIGHT = 0.86;
+export const CUSUM_CAP_FACTOR = 1.1;
+
+export interface CusumRun {
+  /** Accumulated evidence (decades over the reference). */
+  s: number;
+  /** First bucket of the run (where the shift began); meaningful while s > 0. */
+  startMs: number;
+  /** Sum of the run's values and its buckets, for the Insight's averages. */
+  sum: number;
+  buckets: number;
+  /** Highest evidence the run reached. */
+  peak: number;
+}
+
+/** The run after one bucket of surprise `d` (decades in this direction, 0 when the value is on the other side). */
+export function cusumStep(run: CusumRun, d: number, bucketStartMs: number, value: number, thresholdDecades: number): void {
+  const cap = (CUSUM_CAP_FACTOR * thresholdDecades) / CUSUM_WEIGHT;
+  const next = d > 0 ? run.s + d - CUSUM_REFERENCE : run.s - 2 * CUSUM_REFERENCE;
+  if (next <= 0) {
+    run.s = 0;
+    run.sum = 0;
+    run.buckets = 0;
+    run.peak = 0;
+    return;
+  }
+  if (run.s === 0) {
+    run.startMs = bucketStartMs;
+    run.sum = 0;
+    run.buckets = 0;
+    run.peak = 0;
+  }
+  run.s = Math.min(next, cap);
+  run.peak = Math.max(run.peak, run.s);
+  run.sum += value;
+  run.buckets++;
+}
+
+/** The run's surprise, in the decades of one bucket's. */
+export function cusumDecades(run: CusumRun): number {
+  return CUSUM_WEIGHT * run.s;
+}
