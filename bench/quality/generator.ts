@@ -3,9 +3,11 @@
  * Zipf-skewed activity over a catalogue of ~45 actions, each principal calling a small habitual
  * subset. Humans follow their timezone's working day and week, service roles call around the
  * clock, nightly batch jobs run at a fixed hour, CI roles deploy a few times a working day
- * (5–10× their rate for 10–20 min; labelled benign). Injected anomalies (scenarios.ts) are mixed
- * in. Generated lazily minute by minute, in event-time order; the same seed gives the same events,
- * ids included.
+ * (5–10× their rate for 10–20 min; labelled benign). On request (the quality harness asks), a few
+ * steady worker roles (busiest habit ≥ 2 calls/min) and very busy service roles (tens to hundreds of
+ * calls a minute) on top. Injected anomalies (scenarios.ts) are mixed in, and may silence a
+ * principal or thin one of its habits. Generated lazily minute by minute, in event-time order; the
+ * same seed gives the same events, ids included.
  */
 import type { AuditEvent } from '../../src/contracts/types.ts';
 import { mulberry32 } from '../../src/demo/traffic.ts';
@@ -180,6 +182,13 @@ const BENIGN_ERRORS: ReadonlyArray<[string, number]> = [
 /** A human now and then calls something outside their habits. */
 const HUMAN_EXPLORE_SHARE = 0.002;
 
+/**
+ * Service roles outside the Zipf population, added on request: `worker` roles call 4–10 times a
+ * minute on 1–2 habits (so the population has habits of several calls a minute to shift or drop),
+ * `busy` roles call one action tens to hundreds of times a minute (the volume end of the key spread).
+ */
+export type ServiceTier = 'worker' | 'busy';
+
 export interface PrincipalProfile {
   index: number;
   principal: string;
@@ -199,6 +208,36 @@ export interface PrincipalProfile {
   /** Batch: the nightly run, UTC minute of day and length. */
   batchStartMinute: number;
   batchMinutes: number;
+  /** Service roles added outside the Zipf population (absent for the others). */
+  tier?: ServiceTier;
+}
+
+/** The habit a principal calls most, and its rate at full activity (calls per minute). */
+export function busiestHabit(p: PrincipalProfile): { action: ActionDef; index: number; ratePerMinute: number } {
+  let index = 0;
+  for (let i = 1; i < p.habitWeights.length; i++) if ((p.habitWeights[i] as number) > (p.habitWeights[index] as number)) index = i;
+  return { action: p.habits[index] as ActionDef, index, ratePerMinute: p.ratePerMinute * (p.habitWeights[index] ?? 1) };
+}
+
+/** Calls per minute of each habit at full activity, in habit order. */
+export function habitRates(p: PrincipalProfile): number[] {
+  return p.habitWeights.map((w) => p.ratePerMinute * w);
+}
+
+/** A service role's activity (its rate multiplier) `minute` minutes into the run: ±10% over the UTC day, lowest at midnight. */
+export function serviceActivity(minute: number): number {
+  return 1 + 0.1 * Math.sin((2 * Math.PI * (((minute % 1_440) + 1_440) % 1_440)) / 1_440 - Math.PI / 2);
+}
+
+/** Worker roles' rate at full activity: log-uniform between these, calls per minute. */
+const WORKER_RATE: [number, number] = [4, 10];
+
+/**
+ * Rates of `n` busy service roles, busiest first, calls a minute on their single action: `top`
+ * (default 400), then a fifth of the one before, never below `top` / 20 (400, 80, 20, 20, …).
+ */
+export function busyRates(n: number, top = 400): number[] {
+  return Array.from({ length: n }, (_, i) => Math.max(top / 5 ** i, top / 20));
 }
 
 /** A labelled burst of legitimate activity. */
@@ -225,9 +264,14 @@ export interface Population {
 
 export interface PopulationOptions {
   seed: number;
+  /** Principals of the Zipf population (humans, service roles, batch jobs, CI roles). */
   principals: number;
   days: number;
   startMs?: number;
+  /** Worker service roles added on top (default 0). */
+  workers?: number;
+  /** Busy service roles added on top, one per rate (calls per minute at full activity; default none). */
+  busyRates?: readonly number[];
 }
 
 function weightedPick<T>(rand: () => number, items: ReadonlyArray<[T, number]>): T {
@@ -344,6 +388,8 @@ export function buildPopulation(o: PopulationOptions): Population {
     };
   });
 
+  profiles.push(...extraServiceRoles(o, profiles.length));
+
   const benign: BenignBurst[] = [];
   for (const p of profiles) {
     const actions = p.habits.map(actionName);
@@ -391,6 +437,47 @@ export function buildPopulation(o: PopulationOptions): Population {
   }
   benign.sort((a, b) => a.startMs - b.startMs);
   return { seed: o.seed, startMs, days: o.days, profiles, benign };
+}
+
+/**
+ * The worker and busy service roles, after the Zipf population, from their own random stream: the
+ * rest of the population (and its benign bursts) is the same with them or without them.
+ */
+function extraServiceRoles(o: PopulationOptions, firstIndex: number): PrincipalProfile[] {
+  const rand = mulberry32(o.seed ^ 0x5eed_0004);
+  const tiers: Array<[ServiceTier, number]> = [
+    ...Array.from({ length: o.workers ?? 0 }, (): [ServiceTier, number] => ['worker', 0]),
+    ...(o.busyRates ?? []).map((rate): [ServiceTier, number] => ['busy', rate]),
+  ];
+  return tiers.map(([tier, busyRate], i) => {
+    const index = firstIndex + i;
+    const account = ACCOUNTS[intBetween(rand, 0, ACCOUNTS.length - 1)] as string;
+    const region = rand() < 0.75 ? (REGIONS[0] as string) : (REGIONS[1] as string);
+    // A busy role calls a single action, so one key carries its whole rate.
+    const habitCount = tier === 'busy' ? 1 : intBetween(rand, 1, 2);
+    const habits = pickHabits(rand, HABIT_POOLS.service, habitCount);
+    const raw = habits.map((_, k) => (1 / (k + 1)) * (0.5 + rand()));
+    const total = raw.reduce((s, x) => s + x, 0);
+    const rate = tier === 'busy' ? busyRate : WORKER_RATE[0] * (WORKER_RATE[1] / WORKER_RATE[0]) ** rand();
+    const id = String(index).padStart(4, '0');
+    return {
+      index,
+      principal: `arn:aws:sts::${account}:assumed-role/svc-${tier}-${id}`,
+      principalType: 'AssumedRole',
+      kind: 'service' as const,
+      accountId: account,
+      region,
+      userAgent: 'aws-sdk-java/2.25.0',
+      sourceIp: `10.${index >> 8}.${index & 255}.${intBetween(rand, 1, 254)}`,
+      ratePerMinute: rate,
+      habits,
+      habitWeights: raw.map((x) => x / total),
+      tzOffsetHours: 0,
+      batchStartMinute: 0,
+      batchMinutes: 0,
+      tier,
+    };
+  });
 }
 
 // ── activity over the week ──────────────────────────────────────────────
@@ -443,6 +530,11 @@ export interface Injection {
   streams: InjectedStream[];
   /** The principal's own traffic is suppressed over [fromMs, untilMs). */
   silence?: { principal: string; fromMs: number; untilMs: number };
+  /**
+   * The principal's own calls of `action` (`service:action`) over [fromMs, untilMs) are thinned to
+   * the share `keep`: exactly ⌊n·keep⌋ of the first n such calls get through (every 1/keep-th).
+   */
+  thin?: { principal: string; action: string; fromMs: number; untilMs: number; keep: number };
 }
 
 export interface TrafficOptions {
@@ -473,6 +565,8 @@ export class TrafficGenerator {
   readonly injections: Injection[];
   /** Events emitted per injection id so far. */
   readonly injectedEvents = new Map<string, number>();
+  /** The principal's own calls an injection's silence or thinning took out, per injection id so far. */
+  readonly suppressedEvents = new Map<string, number>();
   private readonly curves = new Map<number, Float64Array>();
   private readonly serviceCurve: Float64Array;
   /** Per principal, per day (shifted by one so a negative local day fits): a human's day-to-day variation. */
@@ -488,7 +582,7 @@ export class TrafficGenerator {
       }
     }
     this.serviceCurve = new Float64Array(WEEK_MINUTES);
-    for (let m = 0; m < WEEK_MINUTES; m++) this.serviceCurve[m] = 1 + 0.1 * Math.sin((2 * Math.PI * (m % 1_440)) / 1_440 - Math.PI / 2);
+    for (let m = 0; m < WEEK_MINUTES; m++) this.serviceCurve[m] = serviceActivity(m);
     this.dayFactors = o.population.profiles.map((p) => {
       const f = new Float64Array(o.population.days + 2);
       for (let d = 0; d < f.length; d++) f[d] = p.kind === 'human' ? (rand() < 0.08 ? 0 : 0.6 + 0.8 * rand()) : 1;
@@ -510,8 +604,15 @@ export class TrafficGenerator {
     const { profiles, startMs, seed, benign } = this.population;
     const rand = mulberry32(seed);
     let seq = 0;
-    const silenced = new Map<string, { fromMs: number; untilMs: number }>();
-    for (const inj of this.injections) if (inj.silence) silenced.set(inj.silence.principal, inj.silence);
+    const silenced = new Map<string, { id: string; fromMs: number; untilMs: number }>();
+    const thinned = new Map<string, { id: string; action: string; fromMs: number; untilMs: number; keep: number; seen: number }>();
+    for (const inj of this.injections) {
+      if (inj.silence) silenced.set(inj.silence.principal, { ...inj.silence, id: inj.id });
+      if (inj.thin) thinned.set(inj.thin.principal, { ...inj.thin, id: inj.id, seen: 0 });
+    }
+    const suppress = (id: string, n: number): void => {
+      this.suppressedEvents.set(id, (this.suppressedEvents.get(id) ?? 0) + n);
+    };
     const deployments = benign.filter((b) => b.kind === 'deployment');
     let nextDeployment = 0;
     const activeDeployments = new Map<string, BenignBurst>();
@@ -550,7 +651,9 @@ export class TrafficGenerator {
 
       for (const p of profiles) {
         const quiet = silenced.get(p.principal);
-        if (quiet && t0 >= quiet.fromMs && t0 < quiet.untilMs) continue;
+        const muted = quiet !== undefined && t0 >= quiet.fromMs && t0 < quiet.untilMs;
+        const thin = thinned.get(p.principal);
+        const thinning = thin !== undefined && t0 >= thin.fromMs && t0 < thin.untilMs ? thin : undefined;
         let activity: number;
         if (p.kind === 'service') {
           activity = this.serviceCurve[weekMinute] as number;
@@ -571,6 +674,11 @@ export class TrafficGenerator {
         }
         if (activity <= 0) continue;
         const n = poisson(rand, p.ratePerMinute * activity);
+        if (muted && quiet) {
+          // What the principal would have called, for the record; none of it is emitted.
+          suppress(quiet.id, n);
+          continue;
+        }
         for (let i = 0; i < n; i++) {
           let action: ActionDef;
           if (p.kind === 'human' && rand() < HUMAN_EXPLORE_SHARE) {
@@ -580,6 +688,13 @@ export class TrafficGenerator {
             let k = 0;
             while (k < p.habits.length - 1 && x >= (p.habitWeights[k] as number)) x -= p.habitWeights[k++] as number;
             action = p.habits[k] as ActionDef;
+          }
+          if (thinning && actionName(action) === thinning.action) {
+            thinning.seen++;
+            if (Math.floor(thinning.seen * thinning.keep) === Math.floor((thinning.seen - 1) * thinning.keep)) {
+              suppress(thinning.id, 1);
+              continue;
+            }
           }
           const errorCode = rand() < (errorShare[p.index] as number) ? weightedPick(rand, BENIGN_ERRORS) : null;
           emit(p, action, errorCode);
