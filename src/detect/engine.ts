@@ -61,6 +61,8 @@ const NEAR_MISS = 0.8;
  * the baseline less of the key's real traffic (it once starved baselines into alert storms).
  */
 const WINSOR_MIN_DECADES = 6;
+/** History before a sustained run upwards is reported (it is remembered from the start). */
+const RUN_LEARNING_MS = 7 * DAY_MS;
 /** A near miss recurring within this many days of the previous one is a habit. */
 const NEAR_MISS_RECUR_DAYS = 7;
 /** Two daily peaks this close in time of day make a habit. */
@@ -304,6 +306,7 @@ export class DetectionEngine {
   private readonly bucketsPerHour: number;
   private readonly burstDecay: number;
   private readonly model: ValueModel;
+  private readonly runLearningBuckets: number;
   private readonly overrides: Overrides;
   private readonly judgeUp: JudgeSettings;
   private readonly thresholdDecades: number;
@@ -342,6 +345,7 @@ export class DetectionEngine {
     this.burstDecay = 0.5 ** (config.bucketMs / BURST_HALF_LIFE_MS);
     this.seasonalAfterBuckets = Math.ceil((2 * DAY_MS) / config.bucketMs);
     this.model = options.valueModel ?? 'counts';
+    this.runLearningBuckets = Math.min(this.windowBuckets, Math.ceil(RUN_LEARNING_MS / config.bucketMs));
     this.overrides = new Overrides(config);
     this.thresholdDecades = decadesOf(config.scoreThreshold);
     this.judgeUp = {
@@ -1119,13 +1123,16 @@ export class DetectionEngine {
         bucketStartMs: b,
         value: count,
         expected: lambda,
+        dropFrom: expected,
         dispersion,
         learning,
         // A drop is judged only once the expectation knows the key's quiet hours (or there are none to know).
         dropsReady: !cold || !this.seasonal,
         burst: k.burst,
         runPeak,
-        cold,
+        // Runs upwards are learned, not reported, for a week: deployments and jobs come back on
+        // working days, and two days of them are not yet the key's habits.
+        runsCold: k.observed < this.runLearningBuckets,
       },
       up,
       down,

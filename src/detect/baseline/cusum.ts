@@ -58,3 +58,50 @@ export function cusumStep(run: CusumRun, d: number, bucketStartMs: number, value
 export function cusumDecades(run: CusumRun): number {
   return CUSUM_WEIGHT * run.s;
 }
+
+/**
+ * Drops use a likelihood-ratio CUSUM instead: a silence at 2 calls a bucket is only 0.87 decades
+ * rare per bucket, under the surprise CUSUM's reference, so it would never add up. The
+ * log-likelihood ratio of the bucket under "the rate fell to DROP_RATIO of its expectation"
+ * against "it did not" adds 0.39 λ decades for an empty bucket and takes away for an ordinary one;
+ * the run's sum S, in decades, is a one-in-10^S event under the expectation (Wald), so it is
+ * scored as is. A bucket at or above the expectation ends the run.
+ */
+export const DROP_RATIO = 0.1;
+
+/** Decades of evidence for a drop in one bucket (negative when the bucket speaks against one). Counts: quasi-Poisson. */
+export function dropEvidence(value: number, expected: number, dispersion: number): number {
+  const phi = Math.max(1, dispersion);
+  const x = Math.max(0, value) / phi;
+  const lambda = expected / phi;
+  return (x * Math.log(DROP_RATIO) - lambda * (DROP_RATIO - 1)) / Math.LN10;
+}
+
+/** The run after one bucket of drop evidence `llr` (decades); `ordinary`: the bucket is at or above its expectation. */
+export function dropStep(
+  run: CusumRun,
+  llr: number,
+  ordinary: boolean,
+  bucketStartMs: number,
+  value: number,
+  thresholdDecades: number,
+): void {
+  const next = ordinary ? 0 : run.s + llr;
+  if (next <= 0) {
+    run.s = 0;
+    run.sum = 0;
+    run.buckets = 0;
+    run.peak = 0;
+    return;
+  }
+  if (run.s === 0) {
+    run.startMs = bucketStartMs;
+    run.sum = 0;
+    run.buckets = 0;
+    run.peak = 0;
+  }
+  run.s = Math.min(next, CUSUM_CAP_FACTOR * thresholdDecades);
+  run.peak = Math.max(run.peak, run.s);
+  run.sum += value;
+  run.buckets++;
+}

@@ -1,4 +1,4 @@
-import { type CusumRun, cusumDecades, cusumStep } from './cusum.ts';
+import { type CusumRun, cusumDecades, cusumStep, dropEvidence, dropStep } from './cusum.ts';
 import { type Direction, decadesOf, scoreOf, surpriseAbove, surpriseBelow, type ValueModel, watchesDown, watchesUp } from './score.ts';
 
 /**
@@ -26,6 +26,8 @@ export interface JudgeInput {
   value: number;
   /** The seasonal expectation, floored (counts) where a floor applies. */
   expected: number;
+  /** The expectation without the floor: what a drop falls from (a floor says nothing about a silence). */
+  dropFrom: number;
   dispersion: number;
   /** Too little history to judge at all. */
   learning: boolean;
@@ -35,8 +37,8 @@ export interface JudgeInput {
   burst: number;
   /** The key's run memory (the highest average of its past sustained runs upwards). */
   runPeak: number;
-  /** In the cold start the key has no habits yet: a sustained run is remembered, not reported. */
-  cold: boolean;
+  /** Too young to know its runs' habits (a week): a sustained run upwards is remembered, not reported. */
+  runsCold: boolean;
 }
 
 export interface Judgement {
@@ -63,19 +65,28 @@ export interface Judgement {
  * busy weekday against an hourly profile that has weekends in it does not).
  */
 const RUN_RATIO_SHARE = 0.75;
+/** A run's drop needs each bucket to expect at least minEventsPerBucket / this many calls. */
+const DROP_RUN_MIN_SHARE = 10;
 
 /** Judges one bucket and advances the key's sustained-shift runs (`up`, `down`) by it. */
 export function judge(s: JudgeSettings, input: JudgeInput, up: CusumRun, down: CusumRun): Judgement {
   const { value, expected, dispersion, bucketStartMs } = input;
   const dUp = watchesUp(s.direction) ? surpriseAbove(value, expected, dispersion, s.model) : 0;
-  const dDown = watchesDown(s.direction) && input.dropsReady ? surpriseBelow(value, expected, dispersion, s.model) : 0;
+  const dropFrom = input.dropFrom;
+  const dDown = watchesDown(s.direction) && input.dropsReady ? surpriseBelow(value, dropFrom, dispersion, s.model) : 0;
   if (watchesUp(s.direction)) cusumStep(up, dUp, bucketStartMs, value, s.thresholdDecades);
-  if (watchesDown(s.direction)) cusumStep(down, dDown, bucketStartMs, value, s.thresholdDecades);
+  // Drops of counts: a likelihood-ratio run (see cusum.ts); of a metric series: the surprise run.
+  const llrDrops = s.model === 'counts';
+  if (watchesDown(s.direction) && input.dropsReady) {
+    if (llrDrops) dropStep(down, dropEvidence(value, dropFrom, dispersion), value >= dropFrom, bucketStartMs, value, s.thresholdDecades);
+    else cusumStep(down, dDown, bucketStartMs, value, s.thresholdDecades);
+  }
+  const downRun = llrDrops ? down.s : cusumDecades(down);
   const upDecades = Math.max(dUp, cusumDecades(up));
-  const downDecades = Math.max(dDown, cusumDecades(down));
+  const downDecades = Math.max(dDown, downRun);
   const isUp = upDecades >= downDecades;
   const bucketDecades = isUp ? dUp : dDown;
-  const runDecades = cusumDecades(isUp ? up : down);
+  const runDecades = isUp ? cusumDecades(up) : downRun;
   const decades = Math.max(bucketDecades, runDecades);
   const sustained = runDecades > bucketDecades;
   const rawScore = scoreOf(decades);
@@ -88,16 +99,22 @@ export function judge(s: JudgeSettings, input: JudgeInput, up: CusumRun, down: C
       const level = sustained && run.buckets > 0 ? run.sum / run.buckets : value;
       const ratio = sustained ? 1 + (s.minRatio - 1) * RUN_RATIO_SHARE : s.minRatio;
       if (isUp) {
-        if (level < s.minEventsPerBucket) veto = 'minEvents';
+        // A run needs minEventsPerBucket calls in all, a bucket on its own.
+        if ((sustained ? run.sum : level) < s.minEventsPerBucket) veto = 'minEvents';
         else if (level < ratio * expected) veto = 'minRatio';
         // Above the key's own usual bursts too: a CI role that deploys a few times a day at 10× is
         // doing what it does, and a nightly job's run is what it ran last night.
         else if (s.burstMargin > 0 && level <= s.burstMargin * (sustained ? input.runPeak : input.burst)) veto = 'burst';
-        else if (sustained && input.cold) veto = 'burst';
+        else if (sustained && input.runsCold) veto = 'burst';
       } else {
-        // A drop needs something to drop from, and to fall below a share of it.
-        if (expected < s.minEventsPerBucket) veto = 'minEvents';
-        else if (level * ratio > expected) veto = 'minRatio';
+        // A drop needs something to drop from: minEventsPerBucket calls expected in the bucket; for
+        // a run, that many over the run and a fifth of it in each bucket (a key that calls now and
+        // then has long empty stretches by nature). And it must fall below a share of it.
+        const enough = sustained
+          ? dropFrom * Math.max(1, run.buckets) >= s.minEventsPerBucket && dropFrom * DROP_RUN_MIN_SHARE >= s.minEventsPerBucket
+          : dropFrom >= s.minEventsPerBucket;
+        if (!enough) veto = 'minEvents';
+        else if (level * ratio > dropFrom) veto = 'minRatio';
       }
     }
   }
