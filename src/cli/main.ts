@@ -1,14 +1,5 @@
 #!/usr/bin/env node
 import { ConfigError, isTrailwatchError } from '../errors.ts';
-import { backtestCommand } from './commands/backtest.ts';
-import { configCommand } from './commands/config.ts';
-import { demoCommand } from './commands/demo.ts';
-import { dlqCommand } from './commands/dlq.ts';
-import { publishCommand } from './commands/publish.ts';
-import { rulesCommand } from './commands/rules.ts';
-import { runCommand } from './commands/run.ts';
-import { stackCommand } from './commands/stack.ts';
-import { tailCommand } from './commands/tail.ts';
 
 const USAGE = `trailwatch: real-time, tunable CloudTrail-Insights-style anomaly detection on Apache Kafka
 
@@ -29,17 +20,24 @@ Commands:
 
 type Command = (argv: string[]) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = {
-  run: runCommand,
-  publish: publishCommand,
-  tail: tailCommand,
-  dlq: dlqCommand,
-  backtest: backtestCommand,
-  demo: demoCommand,
-  stack: stackCommand,
-  config: configCommand,
-  rules: rulesCommand,
-  start: (argv) => (process.env.KAFKA_BROKERS || argv.includes('--help') ? runCommand(argv) : demoCommand(argv)),
+/**
+ * Each command's module is loaded when it is run, not at start: the Kafka clients, the registry
+ * client and the rule parsers cost a few seconds of start-up that `backtest` of a file never needs.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  run: async () => (await import('./commands/run.ts')).runCommand,
+  publish: async () => (await import('./commands/publish.ts')).publishCommand,
+  tail: async () => (await import('./commands/tail.ts')).tailCommand,
+  dlq: async () => (await import('./commands/dlq.ts')).dlqCommand,
+  backtest: async () => (await import('./commands/backtest.ts')).backtestCommand,
+  demo: async () => (await import('./commands/demo.ts')).demoCommand,
+  stack: async () => (await import('./commands/stack.ts')).stackCommand,
+  config: async () => (await import('./commands/config.ts')).configCommand,
+  rules: async () => (await import('./commands/rules.ts')).rulesCommand,
+  start: async () => (argv) =>
+    process.env.KAFKA_BROKERS || argv.includes('--help')
+      ? import('./commands/run.ts').then((m) => m.runCommand(argv))
+      : import('./commands/demo.ts').then((m) => m.demoCommand(argv)),
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -48,12 +46,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return name ? 0 : 1;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!load) {
     process.stderr.write(`trailwatch: unknown command "${name}"\n\n${USAGE}\n`);
     return 1;
   }
-  return command(rest);
+  return (await load())(rest);
 }
 
 /** Once a command is done, a client library's lingering reconnect timer must not keep the process up. */
