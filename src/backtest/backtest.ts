@@ -174,21 +174,60 @@ export interface BacktestRunOptions extends BacktestOptions {
 }
 
 /** Runs a whole backtest over `events` (sync or async, in event-time order). */
-export async function runBacktest(
+export function runBacktest(
   events: Iterable<AuditEvent> | AsyncIterable<AuditEvent>,
   detector: DetectorConfig,
   options: BacktestRunOptions = {},
 ): Promise<BacktestStats> {
-  const backtest = new Backtest(detector, options);
-  const every = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
+  return drive(new Backtest(detector, options), events, options.batchSize, options.onProgress);
+}
+
+/** What drive() and collecting() need of a backtest: events or series rows in, stats out. */
+interface Driven<T, S> {
+  push(item: T): void;
+  stats(): S;
+  finish(): S;
+}
+
+/** Pushes every item, reports progress every `batchSize` items and at the end, and finishes. */
+export async function drive<T, S>(
+  backtest: Driven<T, S>,
+  items: Iterable<T> | AsyncIterable<T>,
+  batchSize: number | undefined,
+  onProgress: ((stats: S) => void | Promise<void>) | undefined,
+): Promise<S> {
+  const every = Math.max(1, batchSize ?? DEFAULT_BATCH_SIZE);
   let n = 0;
-  for await (const event of events) {
-    backtest.push(event);
-    if (++n % every === 0 && options.onProgress) await options.onProgress(backtest.stats());
+  for await (const item of items) {
+    backtest.push(item);
+    if (++n % every === 0 && onProgress) await onProgress(backtest.stats());
   }
   const stats = backtest.finish();
-  await options.onProgress?.(stats);
+  await onProgress?.(stats);
   return stats;
+}
+
+/** Options whose onInsight and onBucket also collect what they see, for the in-memory runs. */
+export function collecting<O extends Pick<BacktestOptions, 'onInsight' | 'onBucket'>>(
+  options: O,
+): { options: O; insights: Insight[]; series: BucketObservation[] } {
+  const insights: Insight[] = [];
+  const series: BucketObservation[] = [];
+  return {
+    insights,
+    series,
+    options: {
+      ...options,
+      onInsight: (insight: Insight, watermarkMs: number) => {
+        insights.push(insight);
+        options.onInsight?.(insight, watermarkMs);
+      },
+      onBucket: (observation: BucketObservation) => {
+        series.push(observation);
+        options.onBucket?.(observation);
+      },
+    },
+  };
 }
 
 export interface BacktestResult {
@@ -199,21 +238,10 @@ export interface BacktestResult {
 
 /** A whole backtest in memory, for tests and small inputs. */
 export function backtestEvents(events: Iterable<AuditEvent>, detector: DetectorConfig, options: BacktestOptions = {}): BacktestResult {
-  const insights: Insight[] = [];
-  const series: BucketObservation[] = [];
-  const backtest = new Backtest(detector, {
-    ...options,
-    onInsight: (insight, watermarkMs) => {
-      insights.push(insight);
-      options.onInsight?.(insight, watermarkMs);
-    },
-    onBucket: (observation) => {
-      series.push(observation);
-      options.onBucket?.(observation);
-    },
-  });
+  const run = collecting(options);
+  const backtest = new Backtest(detector, run.options);
   for (const event of events) backtest.push(event);
-  return { insights, series, stats: backtest.finish() };
+  return { insights: run.insights, series: run.series, stats: backtest.finish() };
 }
 
 /** The CSV header of a series file. */

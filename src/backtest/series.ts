@@ -17,7 +17,7 @@ import type { DetectorConfig } from '../config/schema.ts';
 import type { Insight } from '../contracts/types.ts';
 import { type BucketObservation, type BucketPartial, DetectionEngine, type EngineOptions, type KeyIdentity } from '../detect/engine.ts';
 import { keyId } from '../detect/state.ts';
-import { DEFAULT_BATCH_SIZE } from './backtest.ts';
+import { collecting, DEFAULT_BATCH_SIZE, drive } from './backtest.ts';
 import { COUNTS_ACCOUNT, COUNTS_REGION, COUNTS_SERVICE, type CountsRow } from './inputs.ts';
 
 /** What a row's value is: events counted (`counts`), or a real-valued metric (`gauge`). */
@@ -212,21 +212,12 @@ export interface SeriesRunOptions extends SeriesBacktestOptions {
 }
 
 /** Runs a whole series backtest over `rows` (sync or async, in time order). */
-export async function runSeriesBacktest(
+export function runSeriesBacktest(
   rows: Iterable<SeriesRow> | AsyncIterable<SeriesRow>,
   detector: DetectorConfig,
   options: SeriesRunOptions = {},
 ): Promise<SeriesStats> {
-  const backtest = new SeriesBacktest(detector, options);
-  const every = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
-  let n = 0;
-  for await (const row of rows) {
-    backtest.push(row);
-    if (++n % every === 0 && options.onProgress) await options.onProgress(backtest.stats());
-  }
-  const stats = backtest.finish();
-  await options.onProgress?.(stats);
-  return stats;
+  return drive(new SeriesBacktest(detector, options), rows, options.batchSize, options.onProgress);
 }
 
 export interface SeriesResult {
@@ -237,19 +228,8 @@ export interface SeriesResult {
 
 /** A whole series backtest in memory, for tests and small inputs. */
 export function backtestSeries(rows: Iterable<SeriesRow>, detector: DetectorConfig, options: SeriesBacktestOptions = {}): SeriesResult {
-  const insights: Insight[] = [];
-  const series: BucketObservation[] = [];
-  const backtest = new SeriesBacktest(detector, {
-    ...options,
-    onInsight: (insight, watermarkMs) => {
-      insights.push(insight);
-      options.onInsight?.(insight, watermarkMs);
-    },
-    onBucket: (observation) => {
-      series.push(observation);
-      options.onBucket?.(observation);
-    },
-  });
+  const run = collecting(options);
+  const backtest = new SeriesBacktest(detector, run.options);
   for (const row of rows) backtest.push(row);
-  return { insights, series, stats: backtest.finish() };
+  return { insights: run.insights, series: run.series, stats: backtest.finish() };
 }

@@ -524,7 +524,7 @@ export function keyId(
  * where JSON prints every double in shortest form and walks objects property by property), and
  * the strings and small counts as one flat JSON array:
  *
- *   k2:<base64 doubles>:<JSON [flags, capacity, n0, n1, n2, buckets, (capacity, n) × 3 per bucket,
+ *   k3:<base64 doubles>:<JSON [flags, capacity, n0, n1, n2, buckets, (capacity, n) × 3 per bucket,
  *                              scope, insightType, accountId, region, service, action, principal,
  *                              errorCode, sketch values…, bucket contributor values…, streak?]>
  *
@@ -534,7 +534,8 @@ export function keyId(
  * counts, then per pending bucket its start, count and, per contributor attribute (ATTRIBUTES
  * order), its scale and counts. The id is not written: keyId rebuilds it from the identity.
  *
- * Values written before this format are JSON of a KeyRecord (they begin with `{`) and still decode.
+ * Values written before this format still decode: `k2:` (12 fixed numbers, residual variances where
+ * the dispersions are now, no sustained-shift runs) and JSON of a KeyRecord (they begin with `{`).
  */
 const KEY_FORMAT = 'k3:';
 /** The format before the dispersion and the sustained-shift runs: FIXED_K2 numbers, variances where dispersions are now. */

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import type { DetectorConfig } from '../../src/config/schema.ts';
 import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
-import { mulberry32 } from '../../src/demo/traffic.ts';
+import { mulberry32, poisson } from '../../src/demo/traffic.ts';
 import { decadesOf } from '../../src/detect/baseline/score.ts';
 import { type BucketObservation, DetectionEngine, type EngineOptions } from '../../src/detect/engine.ts';
 import { globToRegExp, Overrides } from '../../src/detect/overrides.ts';
@@ -22,17 +22,6 @@ function detector(over: Record<string, unknown> = {}): DetectorConfig {
   return loadConfig({ env: {}, overrides: { detector: { scopes: { action: false, principalAction: true }, ...over } } }).detector;
 }
 
-function poisson(lambda: number, r: () => number): number {
-  const l = Math.exp(-lambda);
-  let k = 0;
-  let p = 1;
-  do {
-    k++;
-    p *= r();
-  } while (p > l);
-  return k - 1;
-}
-
 /** `minutes` of one principal's one action at `rate(minute)` calls a minute (Poisson), fed minute by minute. */
 function run(config: DetectorConfig, minutes: number, rate: (m: number) => number, seed = 1, options: EngineOptions = {}) {
   const r = mulberry32(seed);
@@ -40,7 +29,7 @@ function run(config: DetectorConfig, minutes: number, rate: (m: number) => numbe
   const engine = new DetectionEngine(config, { ...options, onBucket: (o) => series.push(o) });
   const insights: Insight[] = [];
   for (let m = 0; m < minutes; m++) {
-    const n = poisson(rate(m), r);
+    const n = poisson(r, rate(m));
     const events: AuditEvent[] = Array.from({ length: n }, (_, i) => ({
       eventId: `e${m}-${i}`,
       eventTimeMs: T0 + m * MINUTE + i,

@@ -35,19 +35,21 @@ export interface CusumRun {
 export function cusumStep(run: CusumRun, d: number, bucketStartMs: number, value: number, thresholdDecades: number): void {
   const cap = (CUSUM_CAP_FACTOR * thresholdDecades) / CUSUM_WEIGHT;
   const next = d > 0 ? run.s + d - CUSUM_REFERENCE : run.s - 2 * CUSUM_REFERENCE;
+  advance(run, next, cap, bucketStartMs, value);
+}
+
+/** Moves a run to evidence `next` (capped at `cap`): over when it is not positive, begun at this bucket when it was over. */
+function advance(run: CusumRun, next: number, cap: number, bucketStartMs: number, value: number): void {
+  if (next <= 0 || run.s === 0) {
+    run.sum = 0;
+    run.buckets = 0;
+    run.peak = 0;
+  }
   if (next <= 0) {
     run.s = 0;
-    run.sum = 0;
-    run.buckets = 0;
-    run.peak = 0;
     return;
   }
-  if (run.s === 0) {
-    run.startMs = bucketStartMs;
-    run.sum = 0;
-    run.buckets = 0;
-    run.peak = 0;
-  }
+  if (run.s === 0) run.startMs = bucketStartMs;
   run.s = Math.min(next, cap);
   run.peak = Math.max(run.peak, run.s);
   run.sum += value;
@@ -86,22 +88,5 @@ export function dropStep(
   value: number,
   thresholdDecades: number,
 ): void {
-  const next = ordinary ? 0 : run.s + llr;
-  if (next <= 0) {
-    run.s = 0;
-    run.sum = 0;
-    run.buckets = 0;
-    run.peak = 0;
-    return;
-  }
-  if (run.s === 0) {
-    run.startMs = bucketStartMs;
-    run.sum = 0;
-    run.buckets = 0;
-    run.peak = 0;
-  }
-  run.s = Math.min(next, CUSUM_CAP_FACTOR * thresholdDecades);
-  run.peak = Math.max(run.peak, run.s);
-  run.sum += value;
-  run.buckets++;
+  advance(run, ordinary ? 0 : run.s + llr, CUSUM_CAP_FACTOR * thresholdDecades, bucketStartMs, value);
 }

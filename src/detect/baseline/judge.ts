@@ -1,5 +1,5 @@
 import { type CusumRun, cusumDecades, cusumStep, dropEvidence, dropStep } from './cusum.ts';
-import { type Direction, decadesOf, scoreOf, surpriseAbove, surpriseBelow, type ValueModel, watchesDown, watchesUp } from './score.ts';
+import { type Direction, scoreOf, surpriseAbove, surpriseBelow, type ValueModel, watchesDown, watchesUp } from './score.ts';
 
 /**
  * One bucket of one key, judged: the surprise of its value in the key's directions (one bucket's
@@ -129,5 +129,3 @@ export function judge(s: JudgeSettings, input: JudgeInput, up: CusumRun, down: C
     veto,
   };
 }
-
-export { decadesOf };
