@@ -207,26 +207,37 @@ export async function drive<T, S>(
   return stats;
 }
 
+type Hooks = Pick<BacktestOptions, 'onInsight' | 'onBucket'>;
+
+/**
+ * Options whose onInsight and onBucket also hand what they see to `tap` (first), e.g. a report
+ * being collected beside the CLI's own outputs. A hook neither has stays off.
+ */
+export function tapping<O extends Hooks>(options: O, tap: Hooks): O {
+  const out: O = { ...options };
+  if (tap.onInsight || options.onInsight) {
+    out.onInsight = (insight: Insight, watermarkMs: number) => {
+      tap.onInsight?.(insight, watermarkMs);
+      options.onInsight?.(insight, watermarkMs);
+    };
+  }
+  if (tap.onBucket || options.onBucket) {
+    out.onBucket = (observation: BucketObservation) => {
+      tap.onBucket?.(observation);
+      options.onBucket?.(observation);
+    };
+  }
+  return out;
+}
+
 /** Options whose onInsight and onBucket also collect what they see, for the in-memory runs. */
-export function collecting<O extends Pick<BacktestOptions, 'onInsight' | 'onBucket'>>(
-  options: O,
-): { options: O; insights: Insight[]; series: BucketObservation[] } {
+export function collecting<O extends Hooks>(options: O): { options: O; insights: Insight[]; series: BucketObservation[] } {
   const insights: Insight[] = [];
   const series: BucketObservation[] = [];
   return {
     insights,
     series,
-    options: {
-      ...options,
-      onInsight: (insight: Insight, watermarkMs: number) => {
-        insights.push(insight);
-        options.onInsight?.(insight, watermarkMs);
-      },
-      onBucket: (observation: BucketObservation) => {
-        series.push(observation);
-        options.onBucket?.(observation);
-      },
-    },
+    options: tapping(options, { onInsight: (insight) => insights.push(insight), onBucket: (observation) => series.push(observation) }),
   };
 }
 

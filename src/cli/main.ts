@@ -15,6 +15,7 @@ Commands:
   backtest    run the detector offline over CloudTrail files, AuditEvent JSON lines or counts
   demo        local stack + detector + synthetic traffic with an injected spike
   stack       up | down | status of the local Kafka + schema registry
+  status      each running detector member: partitions, lag, keys, open Insights, config
   config      validate and print the effective configuration (secrets masked)
   rules       check | test detection rules (EventBridge patterns, Sigma) on CloudTrail records`;
 
@@ -32,6 +33,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   backtest: async () => (await import('./commands/backtest.ts')).backtestCommand,
   demo: async () => (await import('./commands/demo.ts')).demoCommand,
   stack: async () => (await import('./commands/stack.ts')).stackCommand,
+  status: async () => (await import('./commands/status.ts')).statusCommand,
   config: async () => (await import('./commands/config.ts')).configCommand,
   rules: async () => (await import('./commands/rules.ts')).rulesCommand,
   start: async () => (argv) =>

@@ -88,6 +88,11 @@ export const topicsSchema = z.strictObject({
     .min(-1)
     .refine((v) => v !== 0, 'must be -1 (keep forever) or a positive number of ms')
     .default(30 * DAY_MS),
+  /**
+   * Each running detector member's latest status (partitions, lag, keys, open Insights), keyed by
+   * group and member: compacted, one partition; what `trailwatch status` reads.
+   */
+  status: z.string().min(1).default('trailwatch.status'),
 });
 
 const directionSchema = z.enum(['up', 'down', 'both']);
@@ -351,6 +356,20 @@ export const findingsSchema = z.strictObject({
     .default({}),
 });
 
+/** Watching a running detector: the HTTP endpoints of `trailwatch run` and its status record. */
+export const observeSchema = z.strictObject({
+  /** Port of /metrics, /healthz and /readyz; 0 turns the HTTP endpoint off. Env: TRAILWATCH_OBSERVE__PORT. */
+  port: z.number().int().min(0).max(65_535).default(9464), // Prometheus exporters' customary range
+  /** Address to listen on: loopback by default; 0.0.0.0 for a scraper on another host (the endpoints have no auth). */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** /readyz answers 200 only while every assigned partition is at most this many records behind its end. */
+  readyMaxLagRecords: z.number().int().nonnegative().default(10_000),
+  /** How often lag is measured (two admin requests per topic) and the status record published. */
+  refreshMs: z.number().int().min(500).default(5_000), // five seconds
+  /** Publish the member's status record to topics.status for `trailwatch status`. */
+  publishStatus: z.boolean().default(true),
+});
+
 export const configSchema = z.strictObject({
   kafka: kafkaSchema.default(kafkaSchema.parse({})),
   registry: registrySchema.default(registrySchema.parse({})),
@@ -358,6 +377,7 @@ export const configSchema = z.strictObject({
   detector: detectorSchema.default(detectorSchema.parse({})),
   rules: rulesSchema.default(rulesSchema.parse({})),
   findings: findingsSchema.default(findingsSchema.parse({})),
+  observe: observeSchema.default(observeSchema.parse({})),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .default({ level: 'info' }),
@@ -370,4 +390,5 @@ export type RegistryConfig = z.infer<typeof registrySchema>;
 export type TopicsConfig = z.infer<typeof topicsSchema>;
 export type RulesConfig = z.infer<typeof rulesSchema>;
 export type FindingsConfig = z.infer<typeof findingsSchema>;
+export type ObserveConfig = z.infer<typeof observeSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -39,6 +39,88 @@ export interface DetectorMetrics {
   restoreMs: Record<string, number>;
   /** Records written per output topic kind, and the produce requests (rounds) their transactions took. */
   produceRounds: number;
+  /** Committed Insights by insightType, then by state (Start, End). */
+  insightsByType: Record<string, Record<string, number>>;
+  /** Committed findings by kind (finding_info.types[0]), then by activity (Create, Update). */
+  findingsByKindActivity: Record<string, Record<string, number>>;
+  /** Bytes of changelog records (keys and values) committed, and read back by restores. */
+  changelogBytesWritten: number;
+  changelogBytesRestored: number;
+}
+
+export type StageName = 'principal' | 'action';
+
+/**
+ * What the observe layer (src/observe/) is told as it happens: durations for its histograms and
+ * late events for its rate-limited log line. Everything else it reads when scraped (`view()`).
+ */
+export interface DetectorHooks {
+  /** A batch of fresh records processed and committed (restore excluded). */
+  batch?(stage: StageName, seconds: number): void;
+  /** A transaction committed, from begin to commit. */
+  transaction?(stage: StageName, seconds: number): void;
+  /** A task's state restored from its changelog. */
+  restored?(stage: StageName, seconds: number): void;
+  /** Events of one batch that came after their bucket had closed (counted by the engine, not folded in). */
+  late?(late: LateEvents): void;
+}
+
+export interface LateEvents {
+  topic: string;
+  partition: number;
+  count: number;
+  /** How far behind the closed buckets the latest of them was, and the earliest: closed-through time − event time. */
+  minLateMs: number;
+  maxLateMs: number;
+}
+
+/** One task as the observe layer sees it. */
+export interface TaskView {
+  id: string;
+  stage: StageName;
+  topic: string;
+  partition: number;
+  /** The next offset the consumer will fetch: past the last record, or past trailing transaction markers. */
+  position: bigint;
+  /** The partition's high watermark at the last fetch (-1 before one). */
+  highWatermark: bigint;
+  caughtUp: boolean;
+  activeKeys: number;
+  /**
+   * Insights started and not yet ended, from the engine's counters over the partition's whole life
+   * (restored history included); a key evicted at detector.maxKeys while in an Insight keeps
+   * counting, as no End is emitted for it.
+   */
+  openInsights: number;
+  /** Event time: the engine's watermark (null before it has one). */
+  watermarkMs: number | null;
+  /** The engine's counters over the partition's whole life (restored history included). */
+  engine: EngineMetrics;
+  /** Failed batches in a row, 0 while it commits. */
+  failingAttempts: number;
+}
+
+/** The runtime at one instant, for metrics, health and the status record. */
+export interface DetectorView {
+  /** start() has finished: topics ensured, the group joined. */
+  started: boolean;
+  stopping: boolean;
+  /** The runtime gave up (onFatal). */
+  fatal: boolean;
+  groupId: string;
+  eventsTopic: string;
+  actionsTopic: string | null;
+  /** Partitions this member owns now, of both topics. */
+  assignment: Array<{ topic: string; partition: number; stage: StageName }>;
+  /** Tasks restored and running, a subset of the assignment (a partition gets its task at its first record). */
+  tasks: TaskView[];
+  /** Partitions whose last batch failed, by task id, with attempts. */
+  failing: Array<{ id: string; attempts: number; code: string; sinceMs: number }>;
+  /** How long the serialized work in hand has run, ms; 0 when idle. */
+  busyMs: number;
+  metrics: DetectorMetrics;
+  /** Engine counters of the work this member did (as engineMetrics()), per stage. */
+  work: Record<StageName, EngineMetrics>;
 }
 
 export interface DetectorRuntimeOptions {
@@ -56,6 +138,8 @@ export interface DetectorRuntimeOptions {
    * detector.stallTimeoutMs). Default: log and exit with status 1 for a supervisor to restart.
    */
   onFatal?: (err: Error) => void;
+  /** Told of durations and late events as they happen (src/observe/). */
+  hooks?: DetectorHooks;
 }
 
 /** Broker answers that no retry of the same request can change. */
@@ -142,6 +226,28 @@ interface Task {
   lastMarker: string;
   /** The engine's counters as restored from the changelog: this member's work is what it adds to them. */
   restoredMetrics: EngineMetrics;
+  /** The consumer's position after the last fetch, and the partition's high watermark then. */
+  position: bigint;
+  highWatermark: bigint;
+}
+
+function countBy(counts: Record<string, Record<string, number>>, outer: string, inner: string): void {
+  const byInner = counts[outer] ?? {};
+  byInner[inner] = (byInner[inner] ?? 0) + 1;
+  counts[outer] = byInner;
+}
+
+function changelogBytes(records: readonly OutRecord[]): number {
+  let bytes = 0;
+  for (const r of records) {
+    if (r.key) bytes += typeof r.key === 'string' ? Buffer.byteLength(r.key) : r.key.length;
+    if (r.value) bytes += typeof r.value === 'string' ? Buffer.byteLength(r.value) : r.value.length;
+  }
+  return bytes;
+}
+
+function stageOf(task: Task): StageName {
+  return task.principal ? 'principal' : 'action';
 }
 
 /** Adds what `task`'s engine counted since it was restored to `sum`. */
@@ -171,6 +277,10 @@ export class DetectorRuntime {
     restoreMs: {},
     produceRounds: 0,
     eventsDecoded: 0,
+    insightsByType: {},
+    findingsByKindActivity: {},
+    changelogBytesWritten: 0,
+    changelogBytesRestored: 0,
   };
   private readonly opts: DetectorRuntimeOptions;
   private readonly codec: EventCodec;
@@ -184,8 +294,8 @@ export class DetectorRuntime {
   private findingSetup: FindingSetup | null = null;
   private topics: DetectorTopics | null = null;
   private readonly tasks = new Map<string, Task>();
-  /** Engine counters of the tasks this member has closed (rebalance, failed batch, stop). */
-  private readonly closedWork: EngineMetrics = emptyEngineMetrics();
+  /** Engine counters of the tasks this member has closed (rebalance, failed batch, stop), per stage. */
+  private readonly closedWork: Record<StageName, EngineMetrics> = { principal: emptyEngineMetrics(), action: emptyEngineMetrics() };
   /** Assigned partitions of the events topic, with the wall time they were assigned. */
   private readonly assigned = new Map<number, number>();
   /** Partitions whose last batch failed, by task id, until one commits. */
@@ -202,19 +312,69 @@ export class DetectorRuntime {
   private busySince: number | null = null;
   private stopping = false;
   private fatalRaised = false;
+  private started = false;
+  private readonly hooks: DetectorHooks;
 
   constructor(opts: DetectorRuntimeOptions) {
     this.opts = opts;
     this.codec = new EventCodec(opts.registry, { maxRecordBytes: opts.config.detector.maxRecordBytes });
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
+    this.hooks = opts.hooks ?? {};
   }
 
   /** Engine counters of the work this member did: every task it ran, closed or owned, since each was restored. */
   engineMetrics(): EngineMetrics {
-    const sum = { ...this.closedWork };
+    const sum = emptyEngineMetrics();
+    for (const k of Object.keys(sum) as Array<keyof EngineMetrics>) sum[k] = this.closedWork.principal[k] + this.closedWork.action[k];
     for (const t of this.tasks.values()) addWork(sum, t);
     return sum;
+  }
+
+  /** The runtime now, for the observe layer: cheap, no Kafka calls (lag needs the end offsets, which it asks for itself). */
+  view(): DetectorView {
+    const { config } = this.opts;
+    const work = { principal: { ...this.closedWork.principal }, action: { ...this.closedWork.action } };
+    const tasks: TaskView[] = [];
+    for (const t of this.tasks.values()) {
+      const stage = stageOf(t);
+      addWork(work[stage], t);
+      const engine = (t.principal ?? t.action)?.engine;
+      const m = engine?.metrics ?? emptyEngineMetrics();
+      const wm = engine?.watermarkMs ?? Number.NEGATIVE_INFINITY;
+      tasks.push({
+        id: t.id,
+        stage,
+        topic: t.topic,
+        partition: t.partition,
+        position: t.position >= 0n ? t.position : t.nextOffset,
+        highWatermark: t.highWatermark,
+        caughtUp: t.caughtUp,
+        activeKeys: engine?.activeKeys ?? 0,
+        openInsights: Math.max(0, m.insightsStarted - m.insightsEnded),
+        watermarkMs: Number.isFinite(wm) ? wm : null,
+        engine: { ...m },
+        failingAttempts: this.failing.get(t.id)?.attempts ?? 0,
+      });
+    }
+    const events = config.topics.events;
+    return {
+      started: this.started,
+      stopping: this.stopping,
+      fatal: this.fatalRaised,
+      groupId: config.detector.groupId,
+      eventsTopic: events,
+      actionsTopic: this.topics?.actions ?? null,
+      assignment: (this.stopping ? [] : (this.consumer?.assignment() ?? [])).map((tp) => ({
+        ...tp,
+        stage: tp.topic === events ? ('principal' as const) : ('action' as const),
+      })),
+      tasks,
+      failing: [...this.failing].map(([id, f]) => ({ id, attempts: f.attempts, code: f.code, sinceMs: f.sinceMs })),
+      busyMs: this.busySince === null ? 0 : Math.max(0, this.now() - this.busySince),
+      metrics: this.metrics,
+      work,
+    };
   }
 
   async start(): Promise<void> {
@@ -272,6 +432,7 @@ export class DetectorRuntime {
       void this.serialized(() => this.advanceIdle()).catch((err: unknown) => this.log.error({ err }, 'idle watermark advance failed'));
     }, IDLE_TICK_MS);
     this.idleTimer.unref();
+    this.started = true;
     this.log.info(
       {
         eventsTopic: config.topics.events,
@@ -344,7 +505,7 @@ export class DetectorRuntime {
 
   /** Closes a task; `work: false` for one whose last batch did not commit (that work is done again). */
   private async closeTask(task: Task, work = true): Promise<void> {
-    if (this.tasks.delete(task.id) && work) addWork(this.closedWork, task);
+    if (this.tasks.delete(task.id) && work) addWork(this.closedWork[stageOf(task)], task);
     await task.producer.close().catch(() => undefined);
   }
 
@@ -391,6 +552,8 @@ export class DetectorRuntime {
         caughtUp: false,
         lastMarker: '',
         restoredMetrics: emptyEngineMetrics(),
+        position: -1n,
+        highWatermark: -1n,
       };
       try {
         if (principalStage) task.principal = PrincipalStage.fromCheckpoint(config.detector, partition, restored.checkpoint, options);
@@ -405,6 +568,8 @@ export class DetectorRuntime {
       this.tasks.set(id, task);
       this.metrics.partitionsRestored++;
       this.metrics.restoreMs[id] = restored.ms;
+      this.metrics.changelogBytesRestored += restored.bytes;
+      this.hooks.restored?.(stageOf(task), restored.ms / 1000);
       this.log.info(
         {
           task: id,
@@ -434,7 +599,11 @@ export class DetectorRuntime {
     const known = this.tasks.get(`${batch.topic}:${batch.partition}`);
     // A fetch of transaction markers only: nothing to do, but it may say the partition is at its end.
     if (batch.records.length === 0) {
-      if (known) known.caughtUp = batch.nextOffset >= batch.highWatermark;
+      if (known) {
+        known.caughtUp = batch.nextOffset >= batch.highWatermark;
+        known.position = batch.nextOffset;
+        known.highWatermark = batch.highWatermark;
+      }
       return;
     }
     let task: Task | undefined;
@@ -444,11 +613,15 @@ export class DetectorRuntime {
       const fresh = from <= (batch.records[0] as InRecord).offset ? batch.records : batch.records.filter((r) => r.offset >= from);
       const last = batch.records[batch.records.length - 1] as InRecord;
       if (fresh.length > 0) {
+        const began = performance.now();
         if (task.principal) await this.principalBatch(task, batch.topic, fresh, last.offset);
         else await this.actionBatch(task, batch.topic, fresh, last.offset);
+        this.hooks.batch?.(stageOf(task), (performance.now() - began) / 1000);
       }
       task.lastRecordWallMs = this.now();
       task.caughtUp = batch.nextOffset >= batch.highWatermark;
+      task.position = batch.nextOffset;
+      task.highWatermark = batch.highWatermark;
       this.metrics.recordsConsumed += fresh.length;
       this.metrics.batches++;
       await context.heartbeat();
@@ -566,7 +739,9 @@ export class DetectorRuntime {
       }
     }
     this.metrics.eventsDecoded += events.length;
+    const before = this.hooks.late ? { late: stage.engine.metrics.lateEvents, closedThroughMs: stage.engine.meta().closedThroughMs } : null;
     const out = stage.process(events);
+    const late = before ? this.lateEvents(task, events, before) : null;
     await this.commit(
       task,
       out.insights,
@@ -575,6 +750,31 @@ export class DetectorRuntime {
       out.findings,
     );
     this.countDeadLetters(deadLetters);
+    if (late) this.hooks.late?.(late);
+  }
+
+  /**
+   * How many of a batch's events the engine found late, and how late, for the hooks: an event is
+   * late when its bucket had closed before the batch (the engine counts, the runtime measures).
+   */
+  private lateEvents(
+    task: Task,
+    events: readonly AuditEvent[],
+    before: { late: number; closedThroughMs: number | null },
+  ): LateEvents | null {
+    const stage = task.principal as PrincipalStage;
+    const count = stage.engine.metrics.lateEvents - before.late;
+    if (count <= 0 || before.closedThroughMs === null) return null;
+    const { bucketMs } = this.opts.config.detector;
+    let minLateMs = Number.POSITIVE_INFINITY;
+    let maxLateMs = 0;
+    for (const e of events) {
+      if (Math.floor(e.eventTimeMs / bucketMs) * bucketMs + bucketMs > before.closedThroughMs) continue;
+      const lateMs = before.closedThroughMs - e.eventTimeMs;
+      if (lateMs < minLateMs) minLateMs = lateMs;
+      if (lateMs > maxLateMs) maxLateMs = lateMs;
+    }
+    return { topic: task.topic, partition: task.partition, count, minLateMs: Number.isFinite(minLateMs) ? minLateMs : 0, maxLateMs };
   }
 
   /** A batch's findings, for its transaction: keyed by finding id (a Create and its Update share it), stamped with the wall clock. */
@@ -738,9 +938,11 @@ export class DetectorRuntime {
         timestampMs: stamp,
       });
     }
-    records.push(...output, ...task.writer.messages(changes, upstream, findingState));
+    const changelog = task.writer.messages(changes, upstream, findingState);
+    records.push(...output, ...changelog);
     const rounds = produceRounds(records, (topic) => this.limitOf(topic));
 
+    const began = performance.now();
     const txn = await task.producer.begin();
     try {
       for (const round of rounds) await txn.send(round);
@@ -752,6 +954,8 @@ export class DetectorRuntime {
       await txn.abort().catch(() => undefined);
       throw err;
     }
+    this.hooks.transaction?.(stageOf(task), (performance.now() - began) / 1000);
+    this.metrics.changelogBytesWritten += changelogBytes(changelog);
     this.metrics.produceRounds += rounds.length;
     this.failing.delete(task.id);
     this.metrics.transactionsCommitted++;
@@ -760,6 +964,7 @@ export class DetectorRuntime {
       const kind = f.finding_info.types[0] ?? 'unknown';
       this.metrics.findingsEmitted++;
       this.metrics.findingsByKind[kind] = (this.metrics.findingsByKind[kind] ?? 0) + 1;
+      countBy(this.metrics.findingsByKindActivity, kind, f.activity_name);
     }
     if (findings.length > 0) {
       this.log.info(
@@ -773,6 +978,7 @@ export class DetectorRuntime {
     }
     for (const i of insights) {
       this.metrics.insightsEmitted++;
+      countBy(this.metrics.insightsByType, i.insightDetails.insightType, i.insightDetails.state);
       this.log.info(
         {
           state: i.insightDetails.state,

@@ -64,6 +64,16 @@ export async function waitForTopicsReady(admin: Admin, topics: string[], timeout
   }
 }
 
+/**
+ * The status topic keeps the latest record per member (compaction) and forgets a member that
+ * stopped without its tombstone after a day (deletion); hourly segments let both happen.
+ */
+const STATUS_TOPIC_CONFIG = [
+  { name: 'cleanup.policy', value: 'compact,delete' },
+  { name: 'retention.ms', value: String(24 * 3_600_000) }, // a day
+  { name: 'segment.ms', value: String(3_600_000) }, // an hour
+];
+
 /** The detector's internal topics and the partition counts its tasks follow. */
 export interface DetectorTopics {
   actions: string;
@@ -107,6 +117,7 @@ export async function ensureDetectorTopics(admin: TransportAdmin, config: Config
     { topic: topics.findings, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.findings) },
     { topic: topics.deadLetter, numPartitions: topics.partitions, configEntries: createdTopicConfig(topics, topics.deadLetter) },
     { topic: actionsTopic(config), numPartitions: topics.partitions },
+    { topic: topics.status, numPartitions: 1, configEntries: STATUS_TOPIC_CONFIG },
   ]);
   const partitionsOf = async (topic: string) => (await admin.topicOffsets(topic)).length;
   const eventPartitions = await partitionsOf(topics.events);

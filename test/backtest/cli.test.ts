@@ -10,7 +10,16 @@ import { loadConfig } from '../../src/config/load.ts';
 import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
 import { insightJson } from '../../src/emit/insight.ts';
 import { REPO_ROOT } from '../helpers/shared.ts';
-import { BAD_LINES_JSONL, COUNTS_CSV, ensureFixtures, FIXTURE_T0, METRIC_CSV, METRIC_LEVEL_CHANGE, SPIKE_JSONL } from './fixtures.ts';
+import {
+  BACKTEST_FIXTURES,
+  BAD_LINES_JSONL,
+  COUNTS_CSV,
+  ensureFixtures,
+  FIXTURE_T0,
+  METRIC_CSV,
+  METRIC_LEVEL_CHANGE,
+  SPIKE_JSONL,
+} from './fixtures.ts';
 
 const run = promisify(execFile);
 const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
@@ -279,5 +288,61 @@ describe('trailwatch backtest: CSV rows', () => {
       assert.equal(code, 1, `${args.join(' ')}: ${stderr}`);
       assert.match(stderr, /Usage: trailwatch backtest/);
     }
+  });
+});
+
+describe('trailwatch backtest --report', () => {
+  const STRICT = join(BACKTEST_FIXTURES, 'report-strict.json');
+  const ACTION_ONLY = join(BACKTEST_FIXTURES, 'report-action-only.json');
+
+  test('one page with the charts data, the changes under --compare, and the Insights on stdout unchanged', async () => {
+    const page = join(dir, 'report.html');
+    const plain = await backtest(['--config', STRICT, SPIKE_JSONL]);
+    const { code, stdout, stderr } = await backtest(['--config', STRICT, '--report', page, '--compare', ACTION_ONLY, SPIKE_JSONL]);
+    assert.equal(code, 0, stderr);
+    assert.equal(stdout, plain.stdout, 'the report does not change what is printed');
+    assert.match(stderr, /backtest: report .*report\.html \(\d+ KiB, 4 key charts\)\n/);
+    const html = await readFile(page, 'utf8');
+    assert.match(html, /^<!doctype html>/);
+    assert.match(html, /2 Insights appear, 1 vanish; 1 stay/);
+    assert.equal(html.match(/data-chart="key"/g)?.length, 4);
+    assert.match(html, /<b>compare<\/b> [^<]*report-action-only\.json \(threshold 0\.6\)/);
+  });
+
+  test('counts input: --key charts a key that did not fire; an unmatched --key is named on stderr and in the page', async () => {
+    const page = join(dir, 'counts.html');
+    const { code, stderr } = await backtest(['--report', page, '--key', '*|login,failures', '--key', 'nothing-like-this', COUNTS_CSV]);
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /2 key charts; --key matched nothing: nothing-like-this\)/);
+    const html = await readFile(page, 'utf8');
+    assert.match(
+      html,
+      /<code>action\|call\|000000000000\|counts\|counts\|login,failures<\/code><\/h3>\n<p class="meta">peak score [0-9.]+ · 0 Insight\(s\) · asked for with --key/,
+    );
+  });
+
+  test('errors name the fix: a --compare file that is not there, an invalid one, --key without --report, an unwritable page', async () => {
+    const missing = await backtest(['--report', join(dir, 'r.html'), '--compare', join(dir, 'nope.yaml'), SPIKE_JSONL]);
+    assert.equal(missing.code, 1);
+    assert.match(
+      missing.stderr,
+      /--compare: config file not found: .*nope\.yaml \(give the path of a second trailwatch config file, as for --config\)/,
+    );
+    const invalid = join(dir, 'invalid.json');
+    await writeFile(invalid, JSON.stringify({ detector: { scoreThreshold: 3 } }));
+    const bad = await backtest(['--report', join(dir, 'r.html'), '--compare', invalid, SPIKE_JSONL]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--compare .*invalid\.json: detector\.scoreThreshold/);
+    const noReport = await backtest(['--key', '*', SPIKE_JSONL]);
+    assert.equal(noReport.code, 1);
+    assert.match(noReport.stderr, /--key shapes the HTML report: give --report FILE too/);
+    const unwritable = await backtest(['--report', join(dir, 'no-such-dir', 'r.html'), SPIKE_JSONL]);
+    assert.equal(unwritable.code, 1);
+    assert.match(unwritable.stderr, /cannot write --report .*no-such-dir/);
+  });
+
+  test('--help describes --report, --key, --compare and --report-keys', async () => {
+    const { stdout } = await backtest(['--help']);
+    for (const flag of ['--report FILE', '--key ID', '--compare FILE', '--report-keys N']) assert.ok(stdout.includes(flag), flag);
   });
 });

@@ -1,7 +1,8 @@
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { type BacktestStats, runBacktest, SERIES_HEADER, seriesLine } from '../../backtest/backtest.ts';
+import { type BacktestStats, runBacktest, SERIES_HEADER, seriesLine, tapping } from '../../backtest/backtest.ts';
 import {
   DEFAULT_VALUE_COLUMN,
   type EventFormat,
@@ -11,13 +12,15 @@ import {
   inputEvents,
   inputRows,
 } from '../../backtest/inputs.ts';
+import { buildReport, REPORT_DEFAULTS, ReportRecorder, type ReportRunLabel } from '../../backtest/report.ts';
 import { runSeriesBacktest, type SeriesStats } from '../../backtest/series.ts';
 import { loadConfig } from '../../config/load.ts';
 import type { Config, ConfigInput } from '../../config/schema.ts';
 import { findingSetupFromConfig } from '../../detect/findings.ts';
 import { findingJson } from '../../emit/finding.ts';
 import { insightJson } from '../../emit/insight.ts';
-import { ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
+import { chartAssets, type ReportData, renderReport } from '../../emit/report.ts';
+import { ConfigError, ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
 import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
 
 export const BACKTEST_USAGE = `Usage: trailwatch backtest [options] <file-or-directory>...
@@ -53,6 +56,18 @@ Options:
                        \`run\` loads them) with repeats folded, correlations, first-seen and breadth
                        (the findings.* settings); without it they are only counted (--summary).
                        Events input only: CSV rows carry no records for rules
+      --report FILE    one self-contained HTML page (charts inlined, no network needed to view
+                       it): per key that fired (and per --key) the rate against its expected
+                       band with the Insight spans, the score distribution with the threshold,
+                       Insights per day and type; at most --report-keys key charts
+      --key ID         a key to chart in the report whether it fired or not: a key id as in
+                       --series (e.g. 'action|call|123456789012|us-east-1|ec2.amazonaws.com|
+                       RunInstances') or a glob (* any run of characters, ? one), e.g.
+                       --key '*assumed-role/deploy*'; repeatable; charted first
+      --compare FILE   run the same input under a second config file too and show in the
+                       report which Insights appear or vanish under it (needs --report)
+      --report-keys N  key charts at most (default ${REPORT_DEFAULTS.maxKeys}, highest peak score first); the
+                       rest are listed by name
       --summary        print totals to stderr: events (rows for CSV), rejected, late,
                        duplicates, keys, Insights, open at end, time taken
       --presorted      inputs are already in event-time order: stream them, do not sort in
@@ -198,6 +213,10 @@ export async function backtestCommand(argv: string[]): Promise<number> {
       presorted: { type: 'boolean' },
       'batch-size': { type: 'string' },
       partitions: { type: 'string' },
+      report: { type: 'string' },
+      key: { type: 'string', multiple: true },
+      compare: { type: 'string' },
+      'report-keys': { type: 'string' },
     },
     BACKTEST_USAGE,
   );
@@ -230,7 +249,8 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     overrides.detector = { scopes: { principalAction: false }, insightTypes: { apiErrorRate: false } };
   }
   const config = loadConfig({ file: values.config, overrides });
-  const common = { positionals, batchSize, summary: values.summary ?? false, presorted: values.presorted ?? false };
+  const report = await reportPlan(values, config, overrides, format);
+  const common = { positionals, batchSize, summary: values.summary ?? false, presorted: values.presorted ?? false, report };
   if (format === 'counts') {
     return backtestRows(config, { ...common, insights: values.insights, series: values.series, valueColumn });
   }
@@ -250,6 +270,129 @@ interface RunArgs {
   presorted: boolean;
   insights: string | undefined;
   series: string | undefined;
+  report: ReportPlan | undefined;
+}
+
+/** `--report` and what goes with it, checked before the run so a typo does not cost a whole backtest. */
+interface ReportPlan {
+  file: string;
+  /** Opened for writing up front: an unwritable path fails now, not after the run. */
+  handle: FileHandle;
+  keys: string[];
+  maxKeys: number;
+  format: InputFormat;
+  base: ReportRunLabel;
+  /** The second configuration, with its label. */
+  compare: { label: ReportRunLabel; config: Config } | undefined;
+}
+
+type BacktestValues = { report?: string; key?: string[]; compare?: string; 'report-keys'?: string; config?: string };
+
+async function reportPlan(
+  values: BacktestValues,
+  config: Config,
+  overrides: ConfigInput,
+  format: InputFormat,
+): Promise<ReportPlan | undefined> {
+  const file = values.report;
+  if (file === undefined) {
+    for (const flag of ['key', 'compare', 'report-keys'] as const) {
+      if (values[flag] !== undefined) throw usageError(`--${flag} shapes the HTML report: give --report FILE too`, BACKTEST_USAGE);
+    }
+    return undefined;
+  }
+  const maxKeys = intOption(values['report-keys'], 'report-keys', BACKTEST_USAGE) ?? REPORT_DEFAULTS.maxKeys;
+  let compare: ReportPlan['compare'];
+  if (values.compare !== undefined) {
+    const path = values.compare;
+    if (!existsSync(path)) {
+      throw usageError(
+        `--compare: config file not found: ${path} (give the path of a second trailwatch config file, as for --config)`,
+        BACKTEST_USAGE,
+      );
+    }
+    let other: Config;
+    try {
+      other = loadConfig({ file: path, overrides });
+    } catch (err) {
+      if (err instanceof ConfigError) throw new ConfigError(err.problems.map((p) => `--compare ${path}: ${p}`));
+      throw err;
+    }
+    compare = { label: { label: path, threshold: other.detector.scoreThreshold }, config: other };
+  }
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'w');
+  } catch (err) {
+    throw new TrailwatchError(ErrorCodes.USAGE, `cannot write --report ${file}: ${errorMessage(err)}`, { fault: 'user' });
+  }
+  return {
+    file,
+    handle,
+    keys: values.key ?? [],
+    maxKeys,
+    format,
+    base: { label: values.config ?? 'defaults', threshold: config.detector.scoreThreshold },
+    compare,
+  };
+}
+
+/** What the page's totals table shows of a run. */
+type SummaryFacts = { read: number; rejected: number; keysCreated: number; starts: number; ends: number; openAtEnd: number };
+
+/**
+ * After the run: the compare run when asked for (`again` reruns the inputs under its detector
+ * settings, into its recorder), then the page, written to the file opened before the run.
+ */
+async function finishReport(
+  plan: ReportPlan,
+  positionals: string[],
+  config: Config,
+  recorder: ReportRecorder,
+  base: SummaryFacts,
+  what: { unit: string; valueModel: 'counts' | 'gauge' },
+  again: (detector: Config['detector'], recorder: ReportRecorder) => Promise<SummaryFacts>,
+): Promise<void> {
+  let compare: { recorder: ReportRecorder; facts: SummaryFacts } | null = null;
+  if (plan.compare) {
+    const other = new ReportRecorder();
+    compare = { recorder: other, facts: await again(plan.compare.config.detector, other) };
+  }
+  const row = (label: string, f: (s: SummaryFacts) => number): ReportData['summary'][number] =>
+    compare ? [label, n(f(base)), n(f(compare.facts))] : [label, n(f(base))];
+  const data = buildReport(
+    recorder,
+    compare?.recorder ?? null,
+    {
+      generatedAt: new Date().toISOString(),
+      inputs: positionals,
+      format: plan.format,
+      bucketMs: config.detector.bucketMs,
+      valueModel: what.valueModel,
+      base: plan.base,
+      ...(plan.compare ? { compare: plan.compare.label } : {}),
+      summary: [
+        row(`${what.unit} read`, (s) => s.read),
+        row('rejected', (s) => s.rejected),
+        row('keys', (s) => s.keysCreated),
+        row('Insights started', (s) => s.starts),
+        row('Insights ended', (s) => s.ends),
+        row('open at end', (s) => s.openAtEnd),
+      ],
+    },
+    { keys: plan.keys, maxKeys: plan.maxKeys },
+  );
+  const html = renderReport(data, chartAssets());
+  try {
+    await plan.handle.writeFile(html, 'utf8');
+  } finally {
+    await plan.handle.close();
+  }
+  const left = data.leftOutTotal > 0 ? `, ${n(data.leftOutTotal)} more over --report-keys ${n(data.maxKeys)}` : '';
+  const unmatched = data.unmatched.length > 0 ? `; --key matched nothing: ${data.unmatched.join(', ')}` : '';
+  process.stderr.write(
+    `backtest: report ${plan.file} (${n(Math.round(Buffer.byteLength(html) / 1024))} KiB, ${n(data.keys.length)} key chart${data.keys.length === 1 ? '' : 's'}${left}${unmatched})\n`,
+  );
 }
 
 /** CloudTrail deliveries or AuditEvent lines through the whole topology, findings included. */
@@ -267,6 +410,7 @@ async function backtestEventInputs(
   const seriesOut = args.series === undefined ? undefined : await openSink(args.series, '--series');
   seriesOut?.write(SERIES_HEADER);
 
+  const recorder = args.report ? new ReportRecorder() : undefined;
   const { progress, done, started } = progressLine();
   let read = 0;
   let rejected = 0;
@@ -285,17 +429,23 @@ async function backtestEventInputs(
       // Rules on request fields need the record; the rest run on the normalized event.
       keepRaw: setup.rules.needsRaw || setup.correlations.length > 0,
     });
+    const hooks = tapping(
+      {
+        onInsight: (insight) => insightsOut.write(JSON.stringify(insightJson(insight))),
+        onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
+      },
+      recorder ?? {},
+    );
     stats = await runBacktest(events, config.detector, {
+      ...hooks,
       batchSize: args.batchSize,
       partitions: args.partitions,
-      onInsight: (insight) => insightsOut.write(JSON.stringify(insightJson(insight))),
       findings: setup,
       onFinding: (finding) => {
         const kind = finding.finding_info.types[0] ?? 'unknown';
         findingKinds[kind] = (findingKinds[kind] ?? 0) + 1;
         findingsOut?.write(JSON.stringify(findingJson(finding)));
       },
-      onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
       onProgress: async (s) => {
         if (insightsOut.closed) throw new OutputClosed('the Insights output was closed');
         // Insights are few: hand them on every batch so a reader sees them as they come.
@@ -311,10 +461,43 @@ async function backtestEventInputs(
     await insightsOut.close();
     await seriesOut?.close();
     await findingsOut?.close();
+    if (stats === undefined) await args.report?.handle.close();
   }
   done();
 
   if (stats === undefined) return rejected > 0 ? 2 : 0; // stopped early: the reader of the Insights went away
+  if (args.report && recorder) {
+    const facts = (s: BacktestStats, rejectedRecords: number): SummaryFacts => ({
+      read: s.eventsIn,
+      rejected: rejectedRecords,
+      keysCreated: s.keysCreated,
+      starts: s.starts,
+      ends: s.ends,
+      openAtEnd: s.openAtEnd,
+    });
+    await finishReport(
+      args.report,
+      positionals,
+      config,
+      recorder,
+      facts(stats, rejected),
+      { unit: 'events', valueModel: 'counts' },
+      async (detector, other) => {
+        let otherRejected = 0;
+        const otherStats = await runBacktest(
+          inputEvents(positionals, { format, presorted: args.presorted, onRejected: () => otherRejected++, keepRaw: false }),
+          detector,
+          {
+            ...tapping({}, other),
+            batchSize: args.batchSize,
+            partitions: args.partitions,
+            onProgress: (s) => progress(`compare run: ${n(s.eventsIn)} events`),
+          },
+        );
+        return facts(otherStats, otherRejected);
+      },
+    );
+  }
   if (args.summary) {
     const seconds = (performance.now() - started) / 1000;
     process.stderr.write(
@@ -358,17 +541,21 @@ async function backtestRows(config: Config, args: RunArgs & { valueColumn: strin
   const seriesOut = args.series === undefined ? undefined : await openSink(args.series, '--series');
   seriesOut?.write(SERIES_HEADER);
 
+  const recorder = args.report ? new ReportRecorder() : undefined;
   const { progress, done, started } = progressLine();
   let read = 0;
   let rejected = 0;
   const firstReasons: string[] = [];
   let stats: SeriesStats | undefined;
+  const rowOptions = {
+    valueColumn: valueColumn ?? DEFAULT_VALUE_COLUMN,
+    metric,
+    allowNegative: metric && direction === 'both',
+    presorted: args.presorted,
+  };
   try {
     const rows = inputRows(positionals, {
-      valueColumn: valueColumn ?? DEFAULT_VALUE_COLUMN,
-      metric,
-      allowNegative: metric && direction === 'both',
-      presorted: args.presorted,
+      ...rowOptions,
       onRead: () => {
         if (++read % 10_000 === 0) progress(`reading: ${n(read)} rows`);
       },
@@ -378,11 +565,17 @@ async function backtestRows(config: Config, args: RunArgs & { valueColumn: strin
         process.stderr.write(`rejected ${item.error.message} [${item.error.code}]\n`);
       },
     });
+    const hooks = tapping(
+      {
+        onInsight: (insight) => insightsOut.write(JSON.stringify(insightJson(insight))),
+        onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
+      },
+      recorder ?? {},
+    );
     stats = await runSeriesBacktest(rows, config.detector, {
+      ...hooks,
       valueModel: metric ? 'gauge' : 'counts',
       batchSize: args.batchSize,
-      onInsight: (insight) => insightsOut.write(JSON.stringify(insightJson(insight))),
-      onBucket: seriesOut ? (o) => seriesOut.write(seriesLine(o)) : undefined,
       onProgress: async (s) => {
         if (insightsOut.closed) throw new OutputClosed('the Insights output was closed');
         await insightsOut.flush();
@@ -396,6 +589,7 @@ async function backtestRows(config: Config, args: RunArgs & { valueColumn: strin
   } finally {
     await insightsOut.close();
     await seriesOut?.close();
+    if (stats === undefined || stats.rowsIn === 0) await args.report?.handle.close();
   }
   done();
 
@@ -425,6 +619,35 @@ async function backtestRows(config: Config, args: RunArgs & { valueColumn: strin
         : `every row was refused (${n(rejected)} refused; first: ${firstReasons.join('; ')}${rejected > firstReasons.length ? '; …' : ''})`;
     process.stderr.write(`backtest: nothing usable in ${positionals.join(', ')}: ${why}\n`);
     return 1;
+  }
+  if (args.report && recorder) {
+    const facts = (s: SeriesStats, rejectedRows: number): SummaryFacts => ({
+      read: s.rowsIn,
+      rejected: rejectedRows,
+      keysCreated: s.keysCreated,
+      starts: s.starts,
+      ends: s.ends,
+      openAtEnd: s.openAtEnd,
+    });
+    const valueModel = metric ? 'gauge' : 'counts';
+    await finishReport(
+      args.report,
+      positionals,
+      config,
+      recorder,
+      facts(stats, rejected),
+      { unit: 'rows', valueModel },
+      async (detector, other) => {
+        let otherRejected = 0;
+        const otherStats = await runSeriesBacktest(inputRows(positionals, { ...rowOptions, onRejected: () => otherRejected++ }), detector, {
+          ...tapping({}, other),
+          valueModel,
+          batchSize: args.batchSize,
+          onProgress: (s) => progress(`compare run: ${n(s.rowsIn)} rows`),
+        });
+        return facts(otherStats, otherRejected);
+      },
+    );
   }
   return rejected > 0 ? 2 : 0;
 }
