@@ -19,6 +19,7 @@ import { Backtest } from '../../src/backtest/backtest.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config, ConfigInput, DetectorConfig } from '../../src/config/schema.ts';
 import type { AuditEvent, Insight, InsightScope, InsightType } from '../../src/contracts/types.ts';
+import type { BucketObservation } from '../../src/detect/engine.ts';
 import {
   type BenignBurst,
   buildPopulation,
@@ -113,6 +114,8 @@ export interface QualityOptions {
   /** Event time per engine batch (default 10 s), so the watermark moves as it would live. */
   batchSpanMs?: number;
   onProgress?: (p: { day: number; days: number; events: number; starts: number }) => void;
+  /** Every judged bucket of every key (diagnostics: follow a key's score through the run). */
+  onBucket?: (observation: BucketObservation) => void;
 }
 
 /** The facts of an Insight Start the scorer needs. */
@@ -413,7 +416,7 @@ export interface AnomalyKeyRate {
 }
 
 export interface QualityResult {
-  options: Omit<QualityOptions, 'detector' | 'onProgress'>;
+  options: Omit<QualityOptions, 'detector' | 'onProgress' | 'onBucket'>;
   detector: DetectorConfig;
   /** The population: its Zipf principals, the worker roles and the busy roles' rates, and everyone. */
   population: { zipf: number; workers: number; busyRates: number[]; principals: number };
@@ -455,6 +458,7 @@ export function runQuality(o: QualityOptions): QualityResult {
   const starts: StartRecord[] = [];
   const backtest = new Backtest(o.detector, {
     batchSpanMs: o.batchSpanMs ?? 10_000,
+    ...(o.onBucket ? { onBucket: o.onBucket } : {}),
     onInsight: (insight, watermarkMs) => {
       if (insight.insightDetails.state === 'Start') starts.push(startRecord(insight, watermarkMs));
     },
@@ -500,7 +504,7 @@ export function runQuality(o: QualityOptions): QualityResult {
         perMinute: volumes.before(label.principal, action) / (injectAfterDays * 1_440),
       };
     });
-  const { detector: _d, onProgress: _p, ...options } = o;
+  const { detector: _d, onProgress: _p, onBucket: _b, ...options } = o;
   return {
     options: { ...options, startMs, injectAfterDays, warmupDays, batchSpanMs: o.batchSpanMs ?? 10_000 },
     detector: o.detector,

@@ -1,9 +1,21 @@
 import type { AttributionAttribute, InsightScope, InsightType } from '../contracts/types.ts';
 import type { InsightSubject } from '../emit/insight.ts';
-import type { Direction } from './baseline/score.ts';
-import type { HeavyHitters } from './sketch.ts';
+import type { Direction, ValueModel } from './baseline/score.ts';
+import { keyId } from './signals.ts';
+import { type HeavyHitters, newHeavyHitters } from './sketch.ts';
+
+export { keyId } from './signals.ts';
 
 export type Contributors = Record<AttributionAttribute, HeavyHitters>;
+
+/** Empty contributor sketches of `capacity` values each. */
+export function newContributors(capacity: number): Contributors {
+  return {
+    userIdentityArn: newHeavyHitters(capacity),
+    userAgent: newHeavyHitters(capacity),
+    errorCode: newHeavyHitters(capacity),
+  };
+}
 
 export interface BucketAcc {
   count: number;
@@ -186,6 +198,8 @@ export class KeyState {
   dropped: boolean;
   /** Which way the key is watched (detector.direction and overrides; resolved, not stored). */
   direction: Direction;
+  /** How its values are modelled (its signal type's, or the engine's valueModel; resolved, not stored). */
+  model: ValueModel;
 
   constructor(
     identity: Pick<KeyRecord, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>,
@@ -212,6 +226,7 @@ export class KeyState {
     this.newer = null;
     this.dropped = false;
     this.direction = 'up';
+    this.model = 'counts';
   }
 
   get lastFoldedMs(): number {
@@ -287,6 +302,13 @@ export class KeyState {
   }
   set nearDay(v: number) {
     this.f[this.o + F.nearDay] = v;
+  }
+  /** Run memory: the highest average of a past sustained run upwards, fading like the burst memory. */
+  get runPeak(): number {
+    return this.f[this.o + F.runPeak] as number;
+  }
+  set runPeak(v: number) {
+    this.f[this.o + F.runPeak] = v;
   }
   get lastEventMs(): number {
     return this.f[this.o + F.lastEventMs] as number;
@@ -495,27 +517,6 @@ export function subjectOf(k: InsightSubject): InsightSubject {
     principal: k.principal,
     errorCode: k.errorCode,
   };
-}
-
-/**
- * A key's id: what it measures and where. `region` names an action key's place; a principal's key
- * is the principal's wherever it calls from. The one definition of the format: the engine builds
- * ids with it and the changelog decoding rebuilds them with it.
- */
-export function keyId(
-  scope: InsightScope,
-  insightType: InsightType,
-  accountId: string,
-  region: string,
-  principal: string | null,
-  service: string,
-  action: string,
-  errorCode: string | null,
-): string {
-  const where = scope === 'action' ? region : principal;
-  return insightType === 'ApiErrorRateInsight'
-    ? `${scope}|error|${accountId}|${where}|${service}|${action}|${errorCode}`
-    : `${scope}|call|${accountId}|${where}|${service}|${action}`;
 }
 
 /**
