@@ -9,7 +9,7 @@ export const COMMON_OPTIONS = {
 } as const satisfies ParseArgsConfig['options'];
 
 export const COMMON_HELP = `Common options:
-  -c, --config FILE   JSON config file (see README "Configuration"); env TRAILWATCH_* and
+  -c, --config FILE   config file, YAML or JSON (see README "Configuration"); env TRAILWATCH_* and
                       KAFKA_BROKERS / SCHEMA_REGISTRY_URL override it
       --log-level L   fatal|error|warn|info|debug|trace|silent (default info)
   -h, --help          this help`;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
+import { type ConfigFile, readConfigFile } from './file.ts';
 import { type Config, type ConfigInput, configSchema } from './schema.ts';
 
 export const ENV_PREFIX = 'TRAILWATCH_';
@@ -73,40 +74,79 @@ export function deepMerge(base: JsonObject, over: JsonObject): JsonObject {
 }
 
 export interface LoadConfigOptions {
-  /** A JSON config file. */
+  /** A config file: YAML (`.yaml`, `.yml`) or JSON. */
   file?: string | undefined;
   env?: NodeJS.ProcessEnv;
   /** Applied last (CLI flags, tests). */
   overrides?: ConfigInput;
 }
 
+/** One thing wrong with a config: where (its path in the config, and its line in a YAML file) and what. */
+export interface ConfigProblem {
+  /** Empty for a rule that spans several keys (the message names them). */
+  path: PropertyKey[];
+  message: string;
+  line?: number | null;
+}
+
+/** `detector.overrides[2].match.region`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : out === '' ? String(key) : `.${String(key)}`;
+  return out;
+}
+
+/** `detector.overrides[2].match.region: message`, with `(file:line)` when the line is known. */
+export function formatProblem(p: ConfigProblem, file?: string): string {
+  const text = p.path.length > 0 ? `${formatPath(p.path)}: ${p.message}` : p.message;
+  return p.line != null && file ? `${text} (${file}:${p.line})` : text;
+}
+
+/** The file's contents, parsed; a parse error is a ConfigError naming the file, line and column. */
+export function readConfigInput(file: string): ConfigFile {
+  let parsed: ConfigFile;
+  try {
+    parsed = readConfigFile(file);
+  } catch (err) {
+    throw new ConfigError([`cannot read config file ${file}: ${(err as Error).message}`]);
+  }
+  if (parsed.data === null) throw new ConfigError(parsed.errors);
+  return parsed;
+}
+
 /** Defaults ← file ← environment ← overrides, validated; every problem is reported at once. */
 export function loadConfig(options: LoadConfigOptions = {}): Config {
-  let merged: JsonObject = {};
-  if (options.file) {
-    let text: string;
-    try {
-      text = readFileSync(options.file, 'utf8');
-    } catch (err) {
-      throw new ConfigError([`cannot read config file ${options.file}: ${(err as Error).message}`]);
-    }
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (!isObject(parsed)) throw new Error('the top level must be an object');
-      merged = parsed;
-    } catch (err) {
-      throw new ConfigError([`config file ${options.file} is not valid JSON: ${(err as Error).message}`]);
-    }
-  }
+  return loadConfigFrom(options.file ? readConfigInput(options.file) : null, options);
+}
+
+/** As loadConfig, from a file already read (`run --watch` hashes what it validates). */
+export function loadConfigFrom(file: ConfigFile | null, options: Omit<LoadConfigOptions, 'file'> = {}): Config {
+  let merged: JsonObject = file?.data ? (file.data as JsonObject) : {};
   merged = deepMerge(merged, configFromEnv(options.env ?? process.env));
   if (options.overrides) merged = deepMerge(merged, options.overrides as JsonObject);
-  return validateConfig(merged);
+  const { config, problems } = checkConfig(merged);
+  if (!config) {
+    throw new ConfigError(problems.map((p) => formatProblem({ ...p, line: file ? file.lineOf(p.path) : null }, file?.path)));
+  }
+  return resolveSecrets(config);
 }
 
 export function validateConfig(input: unknown): Config {
+  const { config, problems } = checkConfig(input);
+  if (!config) throw new ConfigError(problems.map((p) => formatProblem(p)));
+  return resolveSecrets(config);
+}
+
+/** Every problem of a config (schema and cross-key rules), and the config when there is none. Secrets are not read. */
+export function checkConfig(input: unknown): { config: Config | null; problems: ConfigProblem[] } {
   const result = configSchema.safeParse(input);
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    const problems: ConfigProblem[] = result.error.issues.flatMap((i) =>
+      // One problem per unknown key, each at its own path (and line).
+      i.code === 'unrecognized_keys'
+        ? i.keys.map((k) => ({ path: [...i.path, k], message: 'unknown key' }))
+        : [{ path: [...i.path], message: i.message }],
+    );
     // Report the cross-key rules too, judged on what did validate, so one run lists every error.
     const rest = configSchema.safeParse(
       withoutPaths(
@@ -115,29 +155,40 @@ export function validateConfig(input: unknown): Config {
       ),
     );
     if (rest.success) problems.push(...semanticProblems(rest.data));
-    throw new ConfigError(problems);
+    return { config: null, problems };
   }
-  const config = result.data;
-  const problems = semanticProblems(config);
-  if (problems.length > 0) throw new ConfigError(problems);
-  return resolveSecrets(config);
+  const problems = semanticProblems(result.data);
+  return { config: problems.length > 0 ? null : result.data, problems };
+}
+
+/** Suppressions whose expiry is already past at `nowMs`: not wrong, but doing nothing. */
+export function expiredSuppressions(c: Config, nowMs: number): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  c.detector.suppressions.forEach((s, i) => {
+    if (Date.parse(s.expires) <= nowMs) {
+      out.push({ path: ['detector', 'suppressions', i, 'expires'], message: `expired at ${s.expires}: it no longer applies` });
+    }
+  });
+  return out;
 }
 
 function withoutPaths(input: unknown, paths: PropertyKey[][]): unknown {
   const copy = structuredClone(input) as JsonObject;
   for (const path of paths) {
     let node: unknown = copy;
-    for (const key of path.slice(0, -1)) node = isObject(node) ? node[String(key)] : undefined;
+    for (const key of path.slice(0, -1))
+      node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[String(key)] : undefined;
     const last = path[path.length - 1];
-    if (isObject(node) && last !== undefined) delete node[String(last)];
+    if (typeof node === 'object' && node !== null && last !== undefined) delete (node as Record<string, unknown>)[String(last)];
   }
   return copy;
 }
 
 /** Rules that span several keys. */
-function semanticProblems(c: Config): string[] {
+function semanticProblems(c: Config): ConfigProblem[] {
   const d = c.detector;
   const problems: string[] = [];
+  const located: ConfigProblem[] = [];
   if (d.startAfterBuckets * d.bucketMs > d.maxDurationMs) {
     problems.push(
       `detector.startAfterBuckets × detector.bucketMs (${d.startAfterBuckets * d.bucketMs} ms) exceeds detector.maxDurationMs (${d.maxDurationMs} ms): no Insight could ever start`,
@@ -160,7 +211,12 @@ function semanticProblems(c: Config): string[] {
   const tls = c.kafka.tls;
   if (!tls.enabled && (tls.caFile || tls.certFile || tls.keyFile)) problems.push('kafka.tls: files are set but kafka.tls.enabled is false');
   if (Boolean(tls.certFile) !== Boolean(tls.keyFile)) problems.push('kafka.tls: a client certificate needs both certFile and keyFile');
-  return problems;
+  d.overrides.forEach((o, i) => {
+    if (o.minHistoryMs !== undefined && o.minHistoryMs > d.baselineWindowMs) {
+      located.push({ path: ['detector', 'overrides', i, 'minHistoryMs'], message: 'must not exceed detector.baselineWindowMs' });
+    }
+  });
+  return [...problems.map((message) => ({ path: [], message })), ...located];
 }
 
 function resolveSecrets(c: Config): Config {

@@ -97,25 +97,46 @@ export const topicsSchema = z.strictObject({
 
 const directionSchema = z.enum(['up', 'down', 'both']);
 
+/** Globs (`*` any run of characters, `?` one) on a key's identity; at least one. */
+const matchSchema = z
+  .strictObject({
+    scope: z.string().min(1).optional(),
+    insightType: z.string().min(1).optional(),
+    accountId: z.string().min(1).optional(),
+    region: z.string().min(1).optional(),
+    service: z.string().min(1).optional(),
+    action: z.string().min(1).optional(),
+    principal: z.string().min(1).optional(),
+  })
+  .refine(
+    (m) => Object.keys(m).length > 0,
+    'name at least one field to match (scope, insightType, accountId, region, service, action, principal)',
+  );
+
+/** Per-key settings: each field absent keeps the detector-wide value. */
 const overrideSchema = z.strictObject({
-  match: z
-    .strictObject({
-      scope: z.string().min(1).optional(),
-      insightType: z.string().min(1).optional(),
-      accountId: z.string().min(1).optional(),
-      region: z.string().min(1).optional(),
-      service: z.string().min(1).optional(),
-      action: z.string().min(1).optional(),
-      principal: z.string().min(1).optional(),
-    })
-    .refine(
-      (m) => Object.keys(m).length > 0,
-      'name at least one field to match (scope, insightType, accountId, region, service, action, principal)',
-    ),
+  match: matchSchema,
+  scoreThreshold: z.number().gt(0).lt(1).optional(),
+  minEventsPerBucket: z.number().int().nonnegative().optional(),
+  minRatio: z.number().nonnegative().optional(),
+  burstMargin: z.number().nonnegative().optional(),
+  minHistoryMs: z.number().int().nonnegative().optional(),
   direction: directionSchema.optional(),
+  /** false: the key is never judged (nor learned) and never reported. */
+  enabled: z.boolean().optional(),
+});
+
+/** Keys whose Insights are not emitted until `expires` (event time); they still learn their baseline. */
+const suppressionSchema = z.strictObject({
+  match: matchSchema,
+  reason: z.string().trim().min(1),
+  author: z.string().trim().min(1),
+  /** ISO 8601 with a zone, e.g. 2026-07-01T00:00:00Z. */
+  expires: z.iso.datetime({ offset: true }),
 });
 
 export type DetectorOverride = z.infer<typeof overrideSchema>;
+export type DetectorSuppression = z.infer<typeof suppressionSchema>;
 
 export const detectorSchema = z.strictObject({
   groupId: z.string().min(1).default('trailwatch-detector'),
@@ -166,9 +187,17 @@ export const detectorSchema = z.strictObject({
   /**
    * Settings for the keys a pattern matches: `match` holds globs (`*` any run of characters, `?` one)
    * on the key's scope, insightType, accountId, region, service, action and principal; the most
-   * specific match wins (the most fields that are not `*`), the first listed among equals.
+   * specific match wins (the most fields that are not `*`), the first listed among equals. It sets
+   * any of scoreThreshold, minEventsPerBucket, minRatio, burstMargin, minHistoryMs, direction and
+   * enabled (false: the key is never judged nor reported); the rest keeps the detector-wide value.
    */
   overrides: z.array(overrideSchema).default([]),
+  /**
+   * Keys whose Insights are not emitted (counted as suppressed) while the Insight's bucket is before
+   * `expires`: `match` as in overrides, `reason` and `author` required. An expired one stops applying
+   * by itself (judged in event time, so a replay is exact) and is logged once.
+   */
+  suppressions: z.array(suppressionSchema).default([]),
   /** Consecutive anomalous buckets before a Start. */
   startAfterBuckets: z.number().int().positive().default(1),
   /** Consecutive normal buckets before an End. */
@@ -356,6 +385,64 @@ export const findingsSchema = z.strictObject({
     .default({}),
 });
 
+/** A dotted path into a JSON line, e.g. `actor.id`; keys containing dots cannot be reached. */
+const jsonPathSchema = z
+  .string()
+  .min(1)
+  .regex(/^[^.]+(?:\.[^.]+)*$/, 'a dotted path into each JSON line, e.g. "actor.id"');
+
+/**
+ * How a JSON line of a service's own audit log maps to an AuditEvent (`publish jsonl`, `backtest
+ * --format jsonl`). Values are dotted paths into each line; time, principal and action are
+ * required in every line (a line without one is a bad record naming the field). Fields not mapped,
+ * or absent from a line, take `defaults` (service must come from a path or a default).
+ */
+export const jsonlMappingSchema = z.strictObject({
+  /** Path of the event time. */
+  time: jsonPathSchema,
+  /** iso8601 (with a zone, e.g. 2024-05-01T12:00:00Z), epoch-s or epoch-ms (numbers or digit strings). */
+  timeFormat: z.enum(['iso8601', 'epoch-s', 'epoch-ms']).default('iso8601'),
+  principal: jsonPathSchema,
+  action: jsonPathSchema,
+  service: jsonPathSchema.nullable().default(null),
+  /** Unique id of the call; null: a hash of the line, so a line delivered twice is counted once. */
+  eventId: jsonPathSchema.nullable().default(null),
+  /** The error of a failed call: a string or number is the code, true is "Error", an object its `code`; absent/null/false: success. */
+  error: jsonPathSchema.nullable().default(null),
+  account: jsonPathSchema.nullable().default(null),
+  region: jsonPathSchema.nullable().default(null),
+  sourceIp: jsonPathSchema.nullable().default(null),
+  userAgent: jsonPathSchema.nullable().default(null),
+  principalType: jsonPathSchema.nullable().default(null),
+  /** A boolean (or "true"/"false") saying the call only read. */
+  readOnly: jsonPathSchema.nullable().default(null),
+  /** The AuditEvent's `source`, e.g. billing.audit. */
+  source: z.string().min(1).default('jsonl'),
+  defaults: z
+    .strictObject({
+      service: z.string().min(1).nullable().default(null),
+      account: z.string().min(1).default('default'),
+      region: z.string().min(1).default('default'),
+      principalType: z.string().min(1).default('Unknown'),
+    })
+    .default({ service: null, account: 'default', region: 'default', principalType: 'Unknown' }),
+});
+
+export type JsonlMappingConfig = z.infer<typeof jsonlMappingSchema>;
+
+/** Reading audit sources (`publish`, `backtest`): the settings of the formats that need any. */
+export const ingestSchema = z.strictObject({
+  /** JSON lines mapping; null (default): each line is an AuditEvent as the contract has it. */
+  jsonl: jsonlMappingSchema.nullable().default(null),
+  /** Kubernetes audit logs carry no cluster name: what their AuditEvents name as account and region. */
+  k8sAudit: z
+    .strictObject({
+      cluster: z.string().min(1).default('kubernetes'),
+      region: z.string().min(1).default('cluster'),
+    })
+    .default({ cluster: 'kubernetes', region: 'cluster' }),
+});
+
 /** Watching a running detector: the HTTP endpoints of `trailwatch run` and its status record. */
 export const observeSchema = z.strictObject({
   /** Port of /metrics, /healthz and /readyz; 0 turns the HTTP endpoint off. Env: TRAILWATCH_OBSERVE__PORT. */
@@ -378,6 +465,7 @@ export const configSchema = z.strictObject({
   rules: rulesSchema.default(rulesSchema.parse({})),
   findings: findingsSchema.default(findingsSchema.parse({})),
   observe: observeSchema.default(observeSchema.parse({})),
+  ingest: ingestSchema.default(ingestSchema.parse({})),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .default({ level: 'info' }),
@@ -391,4 +479,5 @@ export type TopicsConfig = z.infer<typeof topicsSchema>;
 export type RulesConfig = z.infer<typeof rulesSchema>;
 export type FindingsConfig = z.infer<typeof findingsSchema>;
 export type ObserveConfig = z.infer<typeof observeSchema>;
+export type IngestConfig = z.infer<typeof ingestSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -5,7 +5,6 @@ import type { CusumRun } from './baseline/cusum.ts';
 import type { Expectation } from './baseline/expectation.ts';
 import { type Judgement, type JudgeSettings, judge, type Veto } from './baseline/judge.ts';
 import type { BurstMemory } from './baseline/memory.ts';
-import { type Direction, decadesOf, type ValueModel } from './baseline/score.ts';
 import { signalOf } from './signals.ts';
 import { hhMerge, hhTop } from './sketch.ts';
 import {
@@ -82,11 +81,8 @@ export class Decider {
   /** Keys with a streak, shared with the engine: it judges them every bucket, even at zero, so Ends are not held back. */
   private readonly streaking: Set<string>;
   private readonly onBucket: ((observation: BucketObservation) => void) | undefined;
-  private readonly thresholdDecades: number;
   private readonly bucketMinutes: number;
   private readonly runLearningBuckets: number;
-  /** Judge settings by value model and direction: one object each, not one per bucket. */
-  private readonly settings: Record<ValueModel, Partial<Record<Direction, JudgeSettings>>> = { counts: {}, gauge: {} };
   private readonly runUp: CusumRun = { s: 0, startMs: 0, sum: 0, buckets: 0, peak: 0 };
   private readonly runDown: CusumRun = { s: 0, startMs: 0, sum: 0, buckets: 0, peak: 0 };
 
@@ -104,27 +100,13 @@ export class Decider {
     this.sketches = sketches;
     this.streaking = streaking;
     this.onBucket = onBucket;
-    this.thresholdDecades = decadesOf(config.scoreThreshold);
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
     this.runLearningBuckets = Math.min(expectation.settings.windowBuckets, Math.ceil(RUN_LEARNING_MS / config.bucketMs));
   }
 
+  /** The key's own judge settings (detector-wide, or its override's): resolved once per key by the engine. */
   private settingsFor(k: KeyState): JudgeSettings {
-    const byDirection = this.settings[k.model];
-    let s = byDirection[k.direction];
-    if (s === undefined) {
-      const c = this.config;
-      s = {
-        model: k.model,
-        direction: k.direction,
-        thresholdDecades: this.thresholdDecades,
-        minEventsPerBucket: c.minEventsPerBucket,
-        minRatio: c.minRatio,
-        burstMargin: c.burstMargin,
-      };
-      byDirection[k.direction] = s;
-    }
-    return s;
+    return k.settings.judge[k.model];
   }
 
   /**
@@ -145,7 +127,8 @@ export class Decider {
     }
     const lambda = ex.floored(k, expected);
     const cold = ex.cold(k);
-    const learning = k.observed * c.bucketMs < c.minHistoryMs;
+    const ks = k.settings;
+    const learning = k.observed * c.bucketMs < ks.minHistoryMs;
     const dispersion = ex.judgedDispersion(k);
     const up = this.memory.readRun(k, 'up', this.runUp);
     const down = this.memory.readRun(k, 'down', this.runDown);
@@ -175,7 +158,7 @@ export class Decider {
     if (upBuckets > 0 && up.buckets === 0) this.memory.rememberRun(k, upSum, upBuckets, upPeak);
     this.memory.writeRun(k, 'up', up);
     this.memory.writeRun(k, 'down', down);
-    const anomalous = j.score >= c.scoreThreshold;
+    const anomalous = j.score >= ks.scoreThreshold;
     const end = b + c.bucketMs;
     this.onBucket?.({
       keyId: k.id,
@@ -214,7 +197,7 @@ export class Decider {
       // Winsorized: a rare anomaly teaches the baseline only as much as a borderline bucket would.
       // The burst memory learns an anomaly only once it is over (below): a slow ramp must not
       // raise the bar it is measured against while it climbs.
-      const winsorize = j.direction === 'up' && j.decades >= Math.max(this.thresholdDecades, WINSOR_MIN_DECADES);
+      const winsorize = j.direction === 'up' && j.decades >= Math.max(ks.thresholdDecades, WINSOR_MIN_DECADES);
       this.learn(k, b, winsorize ? Math.min(count, ex.winsorCap(k, lambda, dispersion)) : count, 0, undefined);
     } else {
       if (s) {
@@ -340,7 +323,7 @@ export class Decider {
       baselineWindowMinutes: this.expectation.settings.windowBuckets * this.bucketMinutes,
       historyMinutes: s.baselineMinutes,
       score: state === 'Start' ? s.startScore : s.peakScore,
-      threshold: this.config.scoreThreshold,
+      threshold: k.settings.scoreThreshold,
       contributors,
     };
   }

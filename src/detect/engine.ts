@@ -19,9 +19,9 @@ import {
 } from './checkpoint.ts';
 import { type BucketObservation, Decider } from './decide.ts';
 import { type CachedKey, Interner, KeyTable, type ScopedKeys, SignalKeys, type TupleKeys } from './keys.ts';
-import { Overrides } from './overrides.ts';
+import { Overrides, placementChanged, type Tuning } from './overrides.ts';
 import { DEFAULT_CATALOG, type SensitivityCatalog } from './rules/catalog.ts';
-import { enabledSignals, type ReadFilter, type SignalType, signalOf } from './signals.ts';
+import { enabledSignals, qualifierOf, type ReadFilter, type SignalType, signalOf } from './signals.ts';
 import { hhAdd, hhTop, newHeavyHitters } from './sketch.ts';
 import {
   BaselineSketches,
@@ -78,6 +78,8 @@ export type KeyIdentity = InsightSubject & { id: string };
 export interface EngineHooks {
   /** Called for every judged bucket; keep it cheap, it is on the hot path. */
   onBucket?: (observation: BucketObservation) => void;
+  /** Called for every Start and End kept back by detector.suppressions. */
+  onSuppressed?: (facts: AnomalyFacts) => void;
 }
 
 export interface KeyView {
@@ -133,10 +135,8 @@ export class DetectionEngine {
   private readonly signals: readonly SignalType[];
   private readonly signalKeys: SignalKeys;
   private readonly reads: ReadFilter;
-  /** Per event, by signal: its qualifier (read only where `counted` has keys; reused). */
-  private readonly qualifiers: Array<string | null | undefined>;
-  /** Per event, by signal: the keys it counts towards (reused). */
-  private readonly counted: Array<ScopedKeys | null>;
+  /** Per event: the keys it counts towards, in table order (reused; only the first few entries are the event's). */
+  private readonly counted: ScopedKeys[] = [];
   private readonly scopeAction: boolean;
   private readonly scopePrincipal: boolean;
   /** First bucket seen per account: a key born later has watched zeros since then, not nothing. */
@@ -149,7 +149,12 @@ export class DetectionEngine {
   private readonly capacity: number;
   private readonly bucketMinutes: number;
   private readonly valueModel: ValueModel | undefined;
-  private readonly overrides: Overrides;
+  private readonly onSuppressed: ((facts: AnomalyFacts) => void) | undefined;
+  /** Per-key settings (overrides, suppressions); replaced by `retune`, keys re-resolved by generation. */
+  private overrides: Overrides;
+  private generation = 0;
+  /** Insights (Starts and Ends) kept back by detector.suppressions: not emitted, not in `metrics` (checkpoint shapes stay as they were). */
+  insightsSuppressed = 0;
   /** Where every key's numbers live (see state.ts): principal keys need no sketch of who called. */
   private readonly principalPool: SlotPool;
   private readonly actionPool: SlotPool;
@@ -171,8 +176,6 @@ export class DetectionEngine {
     this.scopeAction = config.scopes.action;
     this.scopePrincipal = config.scopes.principalAction;
     this.signals = enabledSignals(config.insightTypes);
-    this.qualifiers = new Array(this.signals.length).fill(undefined);
-    this.counted = new Array(this.signals.length).fill(null);
     this.reads = {
       includeReadOnly: config.includeReadOnly,
       sensitiveReads: config.sensitiveReads && !config.includeReadOnly ? (options.catalog ?? DEFAULT_CATALOG) : null,
@@ -182,6 +185,7 @@ export class DetectionEngine {
     this.capacity = config.topN * 2;
     this.bucketMinutes = config.bucketMs / MINUTE_MS;
     this.valueModel = options.valueModel;
+    this.onSuppressed = options.onSuppressed;
     this.overrides = new Overrides(config);
     this.principalPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length - 1, this.baseline.seasonal);
     this.actionPool = new SlotPool(config.topN, SKETCH_ATTRIBUTES.length, this.baseline.seasonal);
@@ -279,7 +283,7 @@ export class DetectionEngine {
     if (!k) return undefined;
     return {
       id,
-      learning: k.observed * this.config.bucketMs < this.config.minHistoryMs,
+      learning: k.observed * this.config.bucketMs < (k.settings?.minHistoryMs ?? this.config.minHistoryMs),
       coldStart: k.observed < this.baseline.seasonalAfterBuckets,
       historyMinutes: Math.max(0, k.observed) * this.bucketMinutes,
       baselinePerMinute: k.mean / this.bucketMinutes,
@@ -437,35 +441,26 @@ export class DetectionEngine {
    * eviction and expiry follow, so it must not change.
    */
   private countSignals(e: AuditEvent, bucket: number): void {
-    const { signals, qualifiers, counted, signalKeys } = this;
+    const { signals, reads, counted, signalKeys } = this;
     // The tuple is looked up only when the event counts at all (most reads do not).
     let tuple: TupleKeys | null = null;
+    let n = 0;
     for (let s = 0; s < signals.length; s++) {
-      const q = (signals[s] as SignalType).qualifierOf(e, this.reads);
-      if (q === undefined) {
-        counted[s] = null;
-        continue;
-      }
+      const signal = signals[s] as SignalType;
+      const q = qualifierOf(signal, e, reads);
+      if (q === undefined) continue;
       tuple ??= signalKeys.tuple(e);
-      qualifiers[s] = q;
-      counted[s] = signalKeys.keysOf(tuple, e, s, q);
+      counted[n++] = q === null ? signalKeys.keysOf(tuple, e, s) : signalKeys.qualifiedKeysOf(tuple, e, s, q);
     }
-    if (tuple === null) return;
-    if (this.scopeAction) {
-      for (let s = 0; s < signals.length; s++) {
-        const keys = counted[s];
-        if (keys) this.count(keys[0], 'action', signals[s] as SignalType, qualifiers[s] as string | null, e, bucket);
-      }
-    }
+    if (n === 0) return;
+    if (this.scopeAction)
+      for (let i = 0; i < n; i++) this.count((counted[i] as ScopedKeys).action, 'action', counted[i] as ScopedKeys, e, bucket);
     if (this.scopePrincipal) {
-      for (let s = 0; s < signals.length; s++) {
-        const keys = counted[s];
-        if (keys) this.count(keys[1], 'principalAction', signals[s] as SignalType, qualifiers[s] as string | null, e, bucket);
-      }
+      for (let i = 0; i < n; i++) this.count((counted[i] as ScopedKeys).principal, 'principalAction', counted[i] as ScopedKeys, e, bucket);
     }
   }
 
-  private count(cached: CachedKey, scope: InsightScope, signal: SignalType, qualifier: string | null, e: AuditEvent, bucket: number): void {
+  private count(cached: CachedKey, scope: InsightScope, keys: ScopedKeys, e: AuditEvent, bucket: number): void {
     let k = cached.key;
     if (k === null || k.dropped) {
       k =
@@ -473,13 +468,13 @@ export class DetectionEngine {
         this.create(
           cached.id,
           scope,
-          signal,
+          keys.signal,
           e.accountId,
           e.region,
           e.service,
           e.action,
           scope === 'principalAction' ? e.principal : null,
-          qualifier,
+          keys.qualifier,
           bucket,
           e.eventTimeMs,
         );
@@ -557,11 +552,30 @@ export class DetectionEngine {
     return k;
   }
 
-  /** The key's direction (overrides) and value model (its signal's, or the engine's); a key watched for drops is judged every bucket. */
+  /**
+   * The key's settings (overrides, suppressions), direction and value model (its signal's, or the
+   * engine's); a key watched for drops is judged every bucket.
+   */
   private place(k: KeyState): void {
-    k.direction = this.overrides.directionOf(k);
+    const settings = this.overrides.resolve(k);
+    k.settings = settings;
+    k.generation = this.generation;
+    k.direction = settings.direction;
     k.model = this.valueModel ?? signalOf(k.insightType).valueModel;
-    if (!k.forward && watchesDown(k.direction)) this.watchingDown.add(k.id);
+    if (!k.forward && settings.enabled && watchesDown(k.direction)) this.watchingDown.add(k.id);
+    else this.watchingDown.delete(k.id);
+  }
+
+  /**
+   * New per-key settings (a config applied while running), from the next bucket closed on. Keys
+   * take them lazily, when next judged; all at once only when a key's direction or on/off could
+   * change, as those decide which keys are judged at all.
+   */
+  retune(tuning: Tuning): void {
+    const eager = placementChanged(this.overrides.tuning, tuning);
+    this.overrides = new Overrides(tuning);
+    this.generation++;
+    if (eager) for (const k of this.keys.order()) this.place(k);
   }
 
   /** Bookkeeping of a key that an event (or a partial) just reached. */
@@ -639,8 +653,25 @@ export class DetectionEngine {
         if (acc) this.partials.push(toPartial(k, b, acc));
         continue;
       }
+      if (k.generation !== this.generation) this.place(k);
+      const settings = k.settings;
+      if (!settings.enabled) {
+        // Switched off while in a streak (a config applied live): forgotten, not judged to its End.
+        if (k.streak) {
+          k.streak = null;
+          this.streaking.delete(id);
+        }
+        continue;
+      }
       if (k.observed === UNBORN) this.born(k, b);
+      if (settings.suppressions.length === 0 && k.streak?.suppressed === undefined) {
+        this.decider.decide(k, b, acc, facts);
+        continue;
+      }
+      const from = facts.length;
+      const wasSuppressed = k.streak?.suppressed === true;
       this.decider.decide(k, b, acc, facts);
+      this.suppress(k, b, facts, from, wasSuppressed);
     }
     if (facts.length === 0) return;
     for (const f of facts) {
@@ -649,6 +680,30 @@ export class DetectionEngine {
       out.push(buildInsight(f));
     }
     facts.length = 0;
+  }
+
+  /**
+   * Takes the key's Insights suppressed at bucket `b` out of `facts` (from `from` on): a Start is
+   * suppressed when its bucket is before a matching suppression's expiry (event time, so a replay
+   * is exact), and its End goes with it, whatever the config says by then.
+   */
+  private suppress(k: KeyState, b: number, facts: AnomalyFacts[], from: number, wasSuppressed: boolean): void {
+    let suppressed = wasSuppressed;
+    let to = from;
+    for (let i = from; i < facts.length; i++) {
+      const f = facts[i] as AnomalyFacts;
+      if (f.state === 'Start') suppressed = b < k.settings.suppressedUntilMs;
+      if (suppressed) {
+        this.insightsSuppressed++;
+        this.onSuppressed?.(f);
+      } else facts[to++] = f;
+    }
+    facts.length = to;
+    const s = k.streak;
+    if (s?.started) {
+      if (suppressed) s.suppressed = true;
+      else delete s.suppressed;
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../contracts/types.ts';
-import { keyId, type SignalType } from './signals.ts';
+import { type SignalType, signalKeyId } from './signals.ts';
 import type { KeyState } from './state.ts';
 
 /**
@@ -42,13 +42,33 @@ export class Interner {
 }
 
 /** A key id and, once looked up, its state (until the key is dropped): no map lookup per event. */
-export interface CachedKey {
-  id: string;
-  key: KeyState | null;
+export class CachedKey {
+  readonly id: string;
+  key: KeyState | null = null;
+
+  constructor(id: string) {
+    this.id = id;
+  }
 }
 
-/** A signal's keys for one tuple (and qualifier), by scope: per action, then per principal. */
-export type ScopedKeys = [CachedKey, CachedKey];
+/**
+ * A signal's keys for one tuple (and qualifier), by scope: per action and per principal. Carries
+ * what creating either key needs, so counting an event passes one object, not a signal and a
+ * qualifier beside it.
+ */
+export class ScopedKeys {
+  readonly signal: SignalType;
+  readonly qualifier: string | null;
+  readonly action: CachedKey;
+  readonly principal: CachedKey;
+
+  constructor(signal: SignalType, qualifier: string | null, action: CachedKey, principal: CachedKey) {
+    this.signal = signal;
+    this.qualifier = qualifier;
+    this.action = action;
+    this.principal = principal;
+  }
+}
 
 /**
  * The key ids an event tuple (account, region, principal, service, action) counts towards, built
@@ -70,6 +90,8 @@ export class SignalKeys {
   private readonly scopePrincipal: boolean;
   private readonly strings: Interner;
   private readonly maxTuples: number;
+  /** A new tuple's bySignal: a packed array of nulls, copied. */
+  private readonly noKeys: null[];
   /** principal → action → the key ids of its tuples. */
   private readonly cache = new Map<string, Map<string, TupleKeys>>();
   private cached = 0;
@@ -85,6 +107,7 @@ export class SignalKeys {
     this.scopePrincipal = scopes.principalAction;
     this.strings = strings;
     this.maxTuples = maxTuples;
+    this.noKeys = signals.map(() => null);
   }
 
   /** Entries (tuples and qualified key pairs) cached now. */
@@ -113,7 +136,7 @@ export class SignalKeys {
       accountId: this.strings.intern(e.accountId),
       region: this.strings.intern(e.region),
       service: this.strings.intern(e.service),
-      bySignal: new Array(this.signals.length).fill(null),
+      bySignal: this.noKeys.slice(),
       next: head,
     };
     this.cached++;
@@ -122,42 +145,44 @@ export class SignalKeys {
     return t;
   }
 
-  /** The keys of signal `s` (an index into the table the cache was built with) for the event's tuple, under `qualifier`. */
-  keysOf(t: TupleKeys, e: AuditEvent, s: number, qualifier: string | null): ScopedKeys {
-    const signal = this.signals[s] as SignalType;
-    const held = t.bySignal[s];
-    if (!signal.qualified) {
-      if (held != null) return held as ScopedKeys;
-      const keys = this.build(signal, e, null);
-      t.bySignal[s] = keys;
-      return keys;
-    }
-    let byQualifier = held as Map<string, ScopedKeys> | null;
+  /** The keys of the unqualified signal `s` (an index into the table the cache was built with) for the event's tuple. */
+  keysOf(t: TupleKeys, e: AuditEvent, s: number): ScopedKeys {
+    const held = t.bySignal[s] as ScopedKeys | null;
+    if (held !== null) return held;
+    const keys = this.build(this.signals[s] as SignalType, e, null);
+    t.bySignal[s] = keys;
+    return keys;
+  }
+
+  /** The keys of the qualified signal `s` for the event's tuple, under `qualifier`. */
+  qualifiedKeysOf(t: TupleKeys, e: AuditEvent, s: number, qualifier: string): ScopedKeys {
+    let byQualifier = t.bySignal[s] as Map<string, ScopedKeys> | null;
     if (byQualifier === null) {
       byQualifier = new Map();
       t.bySignal[s] = byQualifier;
     }
-    const q = qualifier as string;
-    let keys = byQualifier.get(q);
+    let keys = byQualifier.get(qualifier);
     if (keys === undefined) {
-      keys = this.build(signal, e, q);
+      // The pair keeps the pooled copy, not the event's.
+      const q = this.strings.intern(qualifier);
+      keys = this.build(this.signals[s] as SignalType, e, q);
       this.cached++;
-      byQualifier.set(this.strings.intern(q), keys);
+      byQualifier.set(q, keys);
     }
     return keys;
   }
 
   private build(signal: SignalType, e: AuditEvent, qualifier: string | null): ScopedKeys {
     const { accountId, region, principal, service, action } = e;
-    const type = signal.insightType;
     // Only the scopes counted: an id built for nothing would be kept for nothing.
-    return [
-      { id: this.scopeAction ? keyId('action', type, accountId, region, null, service, action, qualifier) : '', key: null },
-      {
-        id: this.scopePrincipal ? keyId('principalAction', type, accountId, region, principal, service, action, qualifier) : '',
-        key: null,
-      },
-    ];
+    return new ScopedKeys(
+      signal,
+      qualifier,
+      new CachedKey(this.scopeAction ? signalKeyId('action', signal, accountId, region, null, service, action, qualifier) : ''),
+      new CachedKey(
+        this.scopePrincipal ? signalKeyId('principalAction', signal, accountId, region, principal, service, action, qualifier) : '',
+      ),
+    );
   }
 }
 

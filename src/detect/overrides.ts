@@ -1,20 +1,61 @@
-import type { DetectorConfig, DetectorOverride } from '../config/schema.ts';
+import type { DetectorConfig, DetectorOverride, DetectorSuppression } from '../config/schema.ts';
 import type { InsightSubject } from '../emit/insight.ts';
-import type { Direction } from './baseline/score.ts';
+import type { JudgeSettings } from './baseline/judge.ts';
+import { type Direction, decadesOf, type ValueModel } from './baseline/score.ts';
 
 /**
- * Per-key settings from `detector.overrides`: each override matches keys by globs on their
- * identity; the most specific match (the most fields that are not a bare `*`) wins, the first
- * listed among equals. Resolved once per key, when the key is created or restored.
+ * Per-key settings from `detector.overrides` and `detector.suppressions`: each matches keys by
+ * globs on their identity. Of the overrides the most specific match (the most fields that are not
+ * a bare `*`) wins, the first listed among equals; every matching suppression applies. Resolved
+ * once per key (when it is created or restored, or the tuning changes) into one of a few shared
+ * `KeySettings` objects, so the hot path reads a field, never a pattern.
  */
 
-const FIELDS = ['scope', 'insightType', 'accountId', 'region', 'service', 'action', 'principal'] as const;
-type Field = (typeof FIELDS)[number];
+export const MATCH_FIELDS = ['scope', 'insightType', 'accountId', 'region', 'service', 'action', 'principal'] as const;
+type Field = (typeof MATCH_FIELDS)[number];
+type Match = DetectorOverride['match'];
+
+/** What can change while the detector runs (`run --watch`): the per-key settings and what sets them. */
+export type Tuning = Pick<
+  DetectorConfig,
+  'scoreThreshold' | 'minEventsPerBucket' | 'minRatio' | 'burstMargin' | 'minHistoryMs' | 'direction' | 'overrides' | 'suppressions'
+>;
+export const TUNING_FIELDS = [
+  'scoreThreshold',
+  'minEventsPerBucket',
+  'minRatio',
+  'burstMargin',
+  'minHistoryMs',
+  'direction',
+  'overrides',
+  'suppressions',
+] as const satisfies ReadonlyArray<keyof Tuning>;
+
+/** One key's resolved settings: shared by every key with the same override and suppressions. */
+export interface KeySettings {
+  scoreThreshold: number;
+  /** Surprise (decades) of scoreThreshold. */
+  thresholdDecades: number;
+  minEventsPerBucket: number;
+  minRatio: number;
+  burstMargin: number;
+  minHistoryMs: number;
+  direction: Direction;
+  /** false: never judged, never reported. */
+  enabled: boolean;
+  /** Index of the override that applies in detector.overrides, −1 for none. */
+  override: number;
+  /** Indexes of the suppressions that match in detector.suppressions. */
+  suppressions: readonly number[];
+  /** An Insight starting in a bucket before this time (event time, ms) is suppressed; −∞ when none applies. */
+  suppressedUntilMs: number;
+  /** What the judge reads, by value model. */
+  judge: Record<ValueModel, JudgeSettings>;
+}
 
 interface Compiled {
   tests: Array<[Field, RegExp]>;
   specificity: number;
-  override: DetectorOverride;
 }
 
 /** A glob as a whole-string regular expression: `*` any run of characters, `?` one, everything else literal. */
@@ -28,38 +69,110 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${out}$`, 's');
 }
 
-export class Overrides {
-  private readonly compiled: Compiled[];
-  private readonly direction: Direction;
+function compile(match: Match): Compiled {
+  const tests: Array<[Field, RegExp]> = [];
+  for (const field of MATCH_FIELDS) {
+    const glob = match[field];
+    if (glob !== undefined && glob !== '*') tests.push([field, globToRegExp(glob)]);
+  }
+  return { tests, specificity: tests.length };
+}
 
-  constructor(config: Pick<DetectorConfig, 'direction' | 'overrides'>) {
-    this.direction = config.direction;
-    this.compiled = config.overrides.map((override) => {
-      const tests: Array<[Field, RegExp]> = [];
-      for (const field of FIELDS) {
-        const glob = override.match[field];
-        if (glob !== undefined && glob !== '*') tests.push([field, globToRegExp(glob)]);
-      }
-      return { tests, specificity: tests.length, override };
-    });
+function matches(c: Compiled, subject: InsightSubject): boolean {
+  return c.tests.every(([field, re]) => re.test(subject[field] ?? ''));
+}
+
+export class Overrides {
+  readonly tuning: Tuning;
+  private readonly overrides: Compiled[];
+  private readonly suppressions: Compiled[];
+  private readonly expiresMs: number[];
+  /** The resolved settings, by override index and matching suppressions: a handful of objects. */
+  private readonly table = new Map<string, KeySettings>();
+
+  constructor(tuning: Tuning) {
+    this.tuning = tuning;
+    this.overrides = tuning.overrides.map((o) => compile(o.match));
+    this.suppressions = tuning.suppressions.map((s) => compile(s.match));
+    this.expiresMs = tuning.suppressions.map((s) => Date.parse(s.expires));
   }
 
   get empty(): boolean {
-    return this.compiled.length === 0;
+    return this.overrides.length === 0 && this.suppressions.length === 0;
+  }
+
+  /** Index of the most specific override matching the key, or −1. */
+  matchIndex(subject: InsightSubject): number {
+    let best = -1;
+    let bestSpecificity = -1;
+    this.overrides.forEach((c, i) => {
+      if (c.specificity > bestSpecificity && matches(c, subject)) {
+        best = i;
+        bestSpecificity = c.specificity;
+      }
+    });
+    return best;
   }
 
   /** The most specific override matching the key, or null. */
   match(subject: InsightSubject): DetectorOverride | null {
-    let best: Compiled | null = null;
-    for (const c of this.compiled) {
-      if (best !== null && c.specificity <= best.specificity) continue;
-      if (c.tests.every(([field, re]) => re.test(subject[field] ?? ''))) best = c;
-    }
-    return best?.override ?? null;
+    return this.tuning.overrides[this.matchIndex(subject)] ?? null;
+  }
+
+  /** Indexes of every suppression matching the key (expired or not). */
+  suppressionsOf(subject: InsightSubject): number[] {
+    const out: number[] = [];
+    this.suppressions.forEach((c, i) => {
+      if (matches(c, subject)) out.push(i);
+    });
+    return out;
   }
 
   directionOf(subject: InsightSubject): Direction {
-    if (this.compiled.length === 0) return this.direction;
-    return this.match(subject)?.direction ?? this.direction;
+    return this.resolve(subject).direction;
+  }
+
+  /** The key's settings: one shared object per distinct override and set of suppressions. */
+  resolve(subject: InsightSubject): KeySettings {
+    const o = this.overrides.length === 0 ? -1 : this.matchIndex(subject);
+    const sup = this.suppressions.length === 0 ? [] : this.suppressionsOf(subject);
+    const id = sup.length === 0 ? `${o}` : `${o}|${sup.join(',')}`;
+    let s = this.table.get(id);
+    if (s === undefined) {
+      s = this.build(o, sup);
+      this.table.set(id, s);
+    }
+    return s;
+  }
+
+  private build(o: number, sup: number[]): KeySettings {
+    const t = this.tuning;
+    const over: Partial<DetectorOverride> = t.overrides[o] ?? {};
+    const scoreThreshold = over.scoreThreshold ?? t.scoreThreshold;
+    const base = {
+      direction: over.direction ?? t.direction,
+      thresholdDecades: decadesOf(scoreThreshold),
+      minEventsPerBucket: over.minEventsPerBucket ?? t.minEventsPerBucket,
+      minRatio: over.minRatio ?? t.minRatio,
+      burstMargin: over.burstMargin ?? t.burstMargin,
+    };
+    return {
+      ...base,
+      scoreThreshold,
+      minHistoryMs: over.minHistoryMs ?? t.minHistoryMs,
+      enabled: over.enabled ?? true,
+      override: o,
+      suppressions: sup,
+      suppressedUntilMs: sup.reduce((max, i) => Math.max(max, this.expiresMs[i] as number), Number.NEGATIVE_INFINITY),
+      judge: { counts: { model: 'counts', ...base }, gauge: { model: 'gauge', ...base } },
+    };
   }
 }
+
+/** Whether two tunings could place a key differently in the engine's per-bucket sets (direction, on/off). */
+export function placementChanged(a: Tuning, b: Tuning): boolean {
+  const of = (t: Tuning) => JSON.stringify([t.direction, t.overrides.map((o) => [o.match, o.direction, o.enabled])]);
+  return of(a) !== of(b);
+}
+
+export type { DetectorSuppression };

@@ -27,15 +27,18 @@ export interface SignalType {
   readonly insightType: InsightType;
   /** Names the type in key ids: `scope|tag|account|where|service|action`, then `|qualifier` when qualified. */
   readonly tag: string;
-  /** One key per qualifier of an event tuple (the error rate: per error code), not one per tuple. */
-  readonly qualified: boolean;
+  /**
+   * Counts only the calls the read filter lets through (writes; reads per detector.includeReadOnly
+   * and the sensitivity catalog), not every call.
+   */
+  readonly readFiltered: boolean;
+  /**
+   * The event field that qualifies its keys: one key per value of it for an event tuple (the error
+   * rate: per error code), and an event without a value does not count. null: one key per tuple.
+   */
+  readonly qualifier: 'errorCode' | null;
   /** Whether detector.insightTypes turns it on. */
   readonly enabled: (insightTypes: DetectorConfig['insightTypes']) => boolean;
-  /**
-   * What an event counts under: its qualifier (a qualified type), null (an unqualified one), or
-   * undefined when the event does not count. On the hot path: no allocation.
-   */
-  readonly qualifierOf: (e: AuditEvent, reads: ReadFilter) => string | null | undefined;
   /** How a bucket's value is modelled (an engine's valueModel option overrides it, for metric series). */
   readonly valueModel: ValueModel;
   /** Attributions its Insights report, in this order (the error rate's error code is the key itself, so not one of them). */
@@ -46,22 +49,18 @@ export const SIGNALS: readonly SignalType[] = [
   {
     insightType: 'ApiCallRateInsight',
     tag: 'call',
-    qualified: false,
+    readFiltered: true,
+    qualifier: null,
     enabled: (t) => t.apiCallRate,
-    // CloudTrail counts writes; reads too with includeReadOnly, and the catalog's sensitive reads always.
-    qualifierOf: (e, reads) =>
-      reads.includeReadOnly || e.readOnly === false || reads.sensitiveReads?.isSensitiveRead(e.service, e.action) === true
-        ? null
-        : undefined,
     valueModel: 'counts',
     attributes: ['userIdentityArn', 'userAgent', 'errorCode'],
   },
   {
     insightType: 'ApiErrorRateInsight',
     tag: 'error',
-    qualified: true,
+    readFiltered: false,
+    qualifier: 'errorCode',
     enabled: (t) => t.apiErrorRate,
-    qualifierOf: (e) => (e.errorCode ? e.errorCode : undefined),
     valueModel: 'counts',
     attributes: ['userIdentityArn', 'userAgent'],
   },
@@ -81,6 +80,24 @@ export function enabledSignals(insightTypes: DetectorConfig['insightTypes']): Si
   return SIGNALS.filter((s) => s.enabled(insightTypes));
 }
 
+/** Whether the read filter lets the call through: CloudTrail counts writes; reads too with includeReadOnly, and the catalog's sensitive reads always. */
+export function passesReads(e: AuditEvent, reads: ReadFilter): boolean {
+  return reads.includeReadOnly || e.readOnly === false || reads.sensitiveReads?.isSensitiveRead(e.service, e.action) === true;
+}
+
+/**
+ * What an event counts under for a signal type: its qualifier (a qualified type), null (an
+ * unqualified one), or undefined when the event does not count. On the hot path: a plain function
+ * of the table's fields (no per-type closure to call), no allocation.
+ */
+export function qualifierOf(signal: SignalType, e: AuditEvent, reads: ReadFilter): string | null | undefined {
+  if (signal.readFiltered && !passesReads(e, reads)) return undefined;
+  if (signal.qualifier === null) return null;
+  // A named load per field (a keyed load by a field name read from the table is slower).
+  const q = signal.qualifier === 'errorCode' ? e.errorCode : null;
+  return q ? q : undefined;
+}
+
 /**
  * A key's id: what it measures and where. `region` names an action key's place; a principal's key
  * is the principal's wherever it calls from. The one definition of the format: the engine builds
@@ -96,9 +113,22 @@ export function keyId(
   action: string,
   errorCode: string | null,
 ): string {
+  return signalKeyId(scope, signalOf(insightType), accountId, region, principal, service, action, errorCode);
+}
+
+/** keyId for a signal already looked up (the key-id cache builds ids with it). */
+export function signalKeyId(
+  scope: InsightScope,
+  signal: SignalType,
+  accountId: string,
+  region: string,
+  principal: string | null,
+  service: string,
+  action: string,
+  errorCode: string | null,
+): string {
   const where = scope === 'action' ? region : principal;
-  const signal = signalOf(insightType);
-  return signal.qualified
+  return signal.qualifier !== null
     ? `${scope}|${signal.tag}|${accountId}|${where}|${service}|${action}|${errorCode}`
     : `${scope}|${signal.tag}|${accountId}|${where}|${service}|${action}`;
 }

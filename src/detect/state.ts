@@ -1,6 +1,7 @@
 import type { AttributionAttribute, InsightScope, InsightType } from '../contracts/types.ts';
 import type { InsightSubject } from '../emit/insight.ts';
 import type { Direction, ValueModel } from './baseline/score.ts';
+import type { KeySettings } from './overrides.ts';
 import { keyId } from './signals.ts';
 import { type HeavyHitters, newHeavyHitters } from './sketch.ts';
 
@@ -45,6 +46,8 @@ export interface Streak {
   started: boolean;
   /** Which way the key left its expectation (absent in older checkpoints: up). */
   direction?: 'up' | 'down';
+  /** Its Start was suppressed (detector.suppressions), so its End is too; absent when not. */
+  suppressed?: true;
   /** Attribution baselines as they stood at Start, so the End reports the same (absent in older checkpoints). */
   baselineTop?: Partial<Record<AttributionAttribute, Array<{ value: string; count: number }>>>;
 }
@@ -200,6 +203,9 @@ export class KeyState {
   direction: Direction;
   /** How its values are modelled (its signal type's, or the engine's valueModel; resolved, not stored). */
   model: ValueModel;
+  /** Its settings (detector-wide, override, suppressions; resolved, not stored), and the tuning generation they were resolved in. */
+  settings!: KeySettings;
+  generation: number;
 
   constructor(
     identity: Pick<KeyRecord, 'id' | 'scope' | 'insightType' | 'accountId' | 'region' | 'service' | 'action' | 'principal' | 'errorCode'>,
@@ -227,6 +233,7 @@ export class KeyState {
     this.dropped = false;
     this.direction = 'up';
     this.model = 'counts';
+    this.generation = -1;
   }
 
   get lastFoldedMs(): number {

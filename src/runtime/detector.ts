@@ -1,3 +1,4 @@
+import { type ConfigVersion, type LiveConfig, tuningOf } from '../config/live.ts';
 import type { Config } from '../config/schema.ts';
 import type { AuditEvent, Finding, Insight } from '../contracts/types.ts';
 import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
@@ -27,6 +28,8 @@ export interface DetectorMetrics {
   eventsDecoded: number;
   deadLetters: Record<string, number>;
   insightsEmitted: number;
+  /** Insight Starts and Ends kept back by detector.suppressions (counted as judged; a retried batch counts again). */
+  insightsSuppressed: number;
   /** Findings committed to topics.findings (rules, correlations, first-seen, breadth). */
   findingsEmitted: number;
   /** The same, by kind (finding_info.types[0]). */
@@ -133,6 +136,8 @@ export interface DetectorRuntimeOptions {
   onInsight?: (insight: Insight) => void;
   /** Wall clock, replaceable in tests. */
   now?: () => number;
+  /** The config applied while running (`run --watch`): its tuning reaches every task at the next batch boundary. */
+  live?: LiveConfig;
   /**
    * The detector cannot go on (the consumer crashed for good, or work stalled past
    * detector.stallTimeoutMs). Default: log and exit with status 1 for a supervisor to restart.
@@ -268,6 +273,7 @@ export class DetectorRuntime {
     recordsConsumed: 0,
     deadLetters: {},
     insightsEmitted: 0,
+    insightsSuppressed: 0,
     findingsEmitted: 0,
     findingsByKind: {},
     batches: 0,
@@ -314,6 +320,8 @@ export class DetectorRuntime {
   private fatalRaised = false;
   private started = false;
   private readonly hooks: DetectorHooks;
+  /** Suppressions already logged as expired (by content). */
+  private readonly expiredAnnounced = new Set<string>();
 
   constructor(opts: DetectorRuntimeOptions) {
     this.opts = opts;
@@ -321,6 +329,9 @@ export class DetectorRuntime {
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
     this.hooks = opts.hooks ?? {};
+    opts.live?.onChange((config, version) => {
+      void this.serialized(async () => this.retune(config, version));
+    });
   }
 
   /** Engine counters of the work this member did: every task it ran, closed or owned, since each was restored. */
@@ -479,6 +490,7 @@ export class DetectorRuntime {
         return await fn();
       } finally {
         this.busySince = null;
+        this.announceExpiredSuppressions();
       }
     });
     this.chain = run.then(
@@ -486,6 +498,30 @@ export class DetectorRuntime {
       () => undefined,
     );
     return run;
+  }
+
+  /** A config applied live (LiveConfig): every task's engine takes its tuning now, between batches. */
+  private retune(config: Config, version: ConfigVersion): void {
+    const tuning = tuningOf(config.detector);
+    for (const t of this.tasks.values()) (t.principal ?? t.action)?.engine.retune(tuning);
+    this.log.info({ configVersion: version.id, tasks: this.tasks.size }, 'config applied');
+  }
+
+  /** Logs each suppression once, when the event time of this member's partitions passes its expiry. */
+  private announceExpiredSuppressions(): void {
+    const suppressions = (this.opts.live?.detector ?? this.opts.config.detector).suppressions;
+    if (suppressions.length === 0) return;
+    let watermark = Number.NEGATIVE_INFINITY;
+    for (const t of this.tasks.values()) watermark = Math.max(watermark, (t.principal ?? t.action)?.engine.watermarkMs ?? watermark);
+    for (const [index, s] of suppressions.entries()) {
+      const id = JSON.stringify(s);
+      if (this.expiredAnnounced.has(id) || !(Date.parse(s.expires) <= watermark)) continue;
+      this.expiredAnnounced.add(id);
+      this.log.info(
+        { suppression: index, match: s.match, reason: s.reason, author: s.author, expires: s.expires, watermarkMs: watermark },
+        'suppression expired: its keys are reported again',
+      );
+    }
   }
 
   private async rebalanced(): Promise<void> {
@@ -533,7 +569,15 @@ export class DetectorRuntime {
         groupId: config.detector.groupId,
         heartbeat,
       });
-      const options = { trackChanges: true, ...(this.findingSetup ? { findings: this.findingSetup } : {}) };
+      const options = {
+        trackChanges: true,
+        onSuppressed: () => {
+          this.metrics.insightsSuppressed++;
+        },
+        ...(this.findingSetup ? { findings: this.findingSetup } : {}),
+      };
+      // With the tuning applied live so far (LiveConfig); the rest of the detector config never changes while running.
+      const detector = this.opts.live?.detector ?? config.detector;
       const task: Task = {
         id,
         topic,
@@ -556,8 +600,8 @@ export class DetectorRuntime {
         highWatermark: -1n,
       };
       try {
-        if (principalStage) task.principal = PrincipalStage.fromCheckpoint(config.detector, partition, restored.checkpoint, options);
-        else task.action = ActionStage.fromCheckpoint(config.detector, partition, topics.eventPartitions, restored.checkpoint, options);
+        if (principalStage) task.principal = PrincipalStage.fromCheckpoint(detector, partition, restored.checkpoint, options);
+        else task.action = ActionStage.fromCheckpoint(detector, partition, topics.eventPartitions, restored.checkpoint, options);
       } catch (err) {
         throw stateCorrupt(changelog, partition, `its state does not load (${errorMessage(err)})`, err);
       }

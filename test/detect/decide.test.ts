@@ -7,6 +7,7 @@ import { Expectation, expectationSettings } from '../../src/detect/baseline/expe
 import { BurstMemory } from '../../src/detect/baseline/memory.ts';
 import { decadesOf } from '../../src/detect/baseline/score.ts';
 import { type BucketObservation, Decider } from '../../src/detect/decide.ts';
+import { Overrides } from '../../src/detect/overrides.ts';
 import { hhAdd } from '../../src/detect/sketch.ts';
 import { BaselineSketches, type BucketAcc, KeyState, newContributors, SlotPool } from '../../src/detect/state.ts';
 import type { AnomalyFacts } from '../../src/emit/insight.ts';
@@ -47,6 +48,7 @@ function setup(config: DetectorConfig, insightType: InsightType = 'ApiCallRateIn
     false,
     pool.alloc(),
   );
+  k.settings = new Overrides(config).resolve(k);
   k.lastFoldedMs = T0 - MINUTE;
   k.observed = 0;
   k.prevPeakMinute = -1;

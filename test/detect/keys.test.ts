@@ -64,24 +64,27 @@ describe('the key ids of event tuples', () => {
     const keys = new SignalKeys(SIGNALS, both, new Interner());
     const e = event({ errorCode: 'AccessDenied' });
     const t = keys.tuple(e);
-    const calls = keys.keysOf(t, e, 0, null);
-    assert.equal(keys.keysOf(t, e, 0, null), calls);
+    const calls = keys.keysOf(t, e, 0);
+    assert.equal(keys.keysOf(t, e, 0), calls);
     assert.deepEqual(
-      calls.map((c) => c.id),
+      [calls.action.id, calls.principal.id],
       ['action|call|A|us-east-1|ec2.amazonaws.com|RunInstances', 'principalAction|call|A|P|ec2.amazonaws.com|RunInstances'],
     );
-    const denied = keys.keysOf(t, e, 1, 'AccessDenied');
-    assert.equal(keys.keysOf(t, e, 1, 'AccessDenied'), denied);
-    const throttled = keys.keysOf(t, e, 1, 'Throttling');
+    const denied = keys.qualifiedKeysOf(t, e, 1, 'AccessDenied');
+    assert.equal(keys.qualifiedKeysOf(t, e, 1, 'AccessDenied'), denied);
+    const throttled = keys.qualifiedKeysOf(t, e, 1, 'Throttling');
     assert.notEqual(throttled, denied);
-    assert.equal(throttled[0].id, 'action|error|A|us-east-1|ec2.amazonaws.com|RunInstances|Throttling');
-    assert.equal(denied[1].key, null, 'no state until the engine looks it up');
+    assert.equal(throttled.action.id, 'action|error|A|us-east-1|ec2.amazonaws.com|RunInstances|Throttling');
+    assert.equal(denied.principal.key, null, 'no state until the engine looks it up');
+    assert.equal(denied.qualifier, 'AccessDenied');
+    assert.equal(denied.signal, SIGNALS[1]);
+    assert.equal(calls.qualifier, null);
   });
 
   test('only the scopes counted get ids', () => {
     const keys = new SignalKeys(SIGNALS, { action: false, principalAction: true }, new Interner());
     const e = event();
-    const [perAction, perPrincipal] = keys.keysOf(keys.tuple(e), e, 0, null);
+    const { action: perAction, principal: perPrincipal } = keys.keysOf(keys.tuple(e), e, 0);
     assert.equal(perAction.id, '');
     assert.equal(perPrincipal.id, 'principalAction|call|A|P|ec2.amazonaws.com|RunInstances');
   });
@@ -96,7 +99,7 @@ describe('the key ids of event tuples', () => {
     assert.notEqual(again, t);
     const e = event();
     assert.deepEqual(
-      keys.keysOf(again, e, 0, null).map((c) => c.id),
+      [keys.keysOf(again, e, 0).action.id, keys.keysOf(again, e, 0).principal.id],
       ['action|call|A|us-east-1|ec2.amazonaws.com|RunInstances', 'principalAction|call|A|P|ec2.amazonaws.com|RunInstances'],
     );
   });

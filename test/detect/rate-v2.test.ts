@@ -191,6 +191,7 @@ describe('overrides', () => {
     assert.ok(globToRegExp('s3.amazonaws.com').test('s3.amazonaws.com'));
     assert.ok(!globToRegExp('s3.amazonaws.com').test('s3xamazonawsxcom'));
     const o = new Overrides({
+      ...detector(),
       direction: 'up',
       overrides: [
         { match: { principal: '*svc-*' }, direction: 'both' },
@@ -216,7 +217,7 @@ describe('overrides', () => {
   test('a config override that matches nothing is refused with its path', () => {
     assert.throws(
       () => loadConfig({ env: {}, overrides: { detector: { overrides: [{ match: {}, direction: 'both' }] } } }),
-      /detector\.overrides\.0\.match/,
+      /detector\.overrides\[0\]\.match/,
     );
   });
 });

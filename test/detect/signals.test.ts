@@ -4,7 +4,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import type { AuditEvent } from '../../src/contracts/types.ts';
 import { DetectionEngine } from '../../src/detect/engine.ts';
 import { DEFAULT_CATALOG } from '../../src/detect/rules/catalog.ts';
-import { enabledSignals, keyId, type ReadFilter, SIGNALS, signalOf } from '../../src/detect/signals.ts';
+import { enabledSignals, keyId, qualifierOf, type ReadFilter, SIGNALS, signalOf } from '../../src/detect/signals.ts';
 
 const T0 = Date.UTC(2026, 0, 5);
 
@@ -63,20 +63,20 @@ describe('the signal table', () => {
   });
 
   test('the call rate counts writes; reads with includeReadOnly, and the catalog’s sensitive reads always', () => {
-    assert.equal(call.qualifierOf(event(), writesOnly), null);
-    assert.equal(call.qualifierOf(event({ readOnly: true }), writesOnly), undefined);
-    assert.equal(call.qualifierOf(event({ readOnly: true }), { includeReadOnly: true, sensitiveReads: null }), null);
+    assert.equal(qualifierOf(call, event(), writesOnly), null);
+    assert.equal(qualifierOf(call, event({ readOnly: true }), writesOnly), undefined);
+    assert.equal(qualifierOf(call, event({ readOnly: true }), { includeReadOnly: true, sensitiveReads: null }), null);
     const secret = event({ readOnly: true, service: 'secretsmanager.amazonaws.com', action: 'GetSecretValue' });
-    assert.equal(call.qualifierOf(secret, writesOnly), undefined);
-    assert.equal(call.qualifierOf(secret, { includeReadOnly: false, sensitiveReads: DEFAULT_CATALOG }), null);
-    assert.equal(call.qualifierOf(event({ readOnly: true }), { includeReadOnly: false, sensitiveReads: DEFAULT_CATALOG }), undefined);
+    assert.equal(qualifierOf(call, secret, writesOnly), undefined);
+    assert.equal(qualifierOf(call, secret, { includeReadOnly: false, sensitiveReads: DEFAULT_CATALOG }), null);
+    assert.equal(qualifierOf(call, event({ readOnly: true }), { includeReadOnly: false, sensitiveReads: DEFAULT_CATALOG }), undefined);
   });
 
   test('the error rate counts an event under its error code, reads and writes alike', () => {
-    assert.equal(error.qualifierOf(event(), writesOnly), undefined);
-    assert.equal(error.qualifierOf(event({ errorCode: '' }), writesOnly), undefined);
-    assert.equal(error.qualifierOf(event({ errorCode: 'AccessDenied', readOnly: true }), writesOnly), 'AccessDenied');
-    assert.ok(error.qualified && !call.qualified);
+    assert.equal(qualifierOf(error, event(), writesOnly), undefined);
+    assert.equal(qualifierOf(error, event({ errorCode: '' }), writesOnly), undefined);
+    assert.equal(qualifierOf(error, event({ errorCode: 'AccessDenied', readOnly: true }), writesOnly), 'AccessDenied');
+    assert.ok(error.qualifier === 'errorCode' && call.qualifier === null);
   });
 
   test('attributions: the error rate leaves out the error code (it is the key)', () => {

@@ -8,6 +8,7 @@ export function fakeView(over: Partial<DetectorView> = {}): DetectorView {
     eventsDecoded: 0,
     deadLetters: {},
     insightsEmitted: 0,
+    insightsSuppressed: 0,
     findingsEmitted: 0,
     findingsByKind: {},
     batches: 0,
