@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { Producer as PlatformaticProducer, ProduceAcks } from '@platformatic/kafka';
 import { Kafka, logLevel, type Message } from 'kafkajs';
 import { auditEventType } from '../src/contracts/schemas.ts';
-import { normalizeDeliveries, readCloudTrailDeliveries } from '../src/ingest/files.ts';
+import { normalizeDeliveries, readCloudTrailDeliveries } from '../src/ingest/sources/cloudtrail.ts';
 import { stackStatus } from '../src/stack/local.ts';
 import { machine } from './lib/common.ts';
 import { generateTree } from './publish/generate.ts';

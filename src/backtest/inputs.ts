@@ -1,9 +1,10 @@
 /**
- * What `trailwatch backtest` reads: CloudTrail deliveries, AuditEvent JSON lines, or
- * pre-aggregated rows: counts (`timestamp,key,count`) or a metric series (`timestamp,key,<value
- * column>`, e.g. a metric export). Like the delivery reader, nothing here throws for bad input: a
- * path that cannot be read or a line that does not parse becomes an error item carrying file and
- * index, so a run reports it and goes on.
+ * What `trailwatch backtest` reads: any audit source (src/ingest/sources/: CloudTrail deliveries
+ * and S3 trees, EventBridge events, CloudWatch Logs payloads, Kubernetes audit logs, JSON lines),
+ * or pre-aggregated rows: counts (`timestamp,key,count`) or a metric series (`timestamp,key,<value
+ * column>`, e.g. a metric export). Like the sources, nothing here throws for bad input: a path that
+ * cannot be read or a line that does not parse becomes an error item carrying file and position,
+ * so a run reports it and goes on.
  */
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
@@ -11,26 +12,21 @@ import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { assertAuditEvent } from '../contracts/schemas.ts';
 import type { AuditEvent } from '../contracts/types.ts';
 import { BadRecordError, type ErrorCode, ErrorCodes, errorMessage } from '../errors.ts';
-import {
-  CLOUDTRAIL_EXTENSIONS,
-  type DeliveryErrorItem,
-  expandInputPaths,
-  locateJsonError,
-  type NormalizedItem,
-  normalizeDeliveries,
-  readCloudTrailDeliveries,
-} from '../ingest/files.ts';
+import { CLOUDTRAIL_EXTENSIONS, type DeliveryErrorItem, expandInputPaths, type NormalizedItem } from '../ingest/files.ts';
+import { inRange, OPEN_RANGE, outcomeOf, planInputs, readPlanned, type TimeRange } from '../ingest/inputs.ts';
+import { FORMATS, type Format, positionNumber } from '../ingest/source.ts';
+import { createSource, type SourceSpec, sniffFormat } from '../ingest/sources/index.ts';
+import { JSONL_EXTENSIONS } from '../ingest/sources/jsonl.ts';
 
-export type InputFormat = 'cloudtrail' | 'jsonl' | 'counts';
+export type InputFormat = Format | 'counts';
 /** The formats read as events; counts are rows, one pre-aggregated value per key and bucket (see series.ts). */
-export type EventFormat = Exclude<InputFormat, 'counts'>;
+export type EventFormat = Format;
 
-export const INPUT_FORMATS: readonly InputFormat[] = ['cloudtrail', 'jsonl', 'counts'];
+export const INPUT_FORMATS: readonly InputFormat[] = [...FORMATS, 'counts'];
 
-export const JSONL_EXTENSIONS: readonly string[] = ['.jsonl', '.ndjson', '.jsonl.gz', '.ndjson.gz'];
+export { JSONL_EXTENSIONS };
 export const COUNTS_EXTENSIONS: readonly string[] = ['.csv', '.csv.gz'];
 
 /** The synthetic identity of a counts or metric input's keys: one service, one account, one region. */
@@ -70,20 +66,57 @@ export interface CountsReadOptions {
 
 export type CountsItem = { kind: 'row'; row: CountsRow } | DeliveryErrorItem;
 
-/** The format a path implies by its name; directories are CloudTrail delivery trees. null when the name says nothing. */
+/**
+ * The format of a path: a file by its first bytes (an EventBridge event, a CloudWatch Logs payload,
+ * a Kubernetes audit event, a delivery, an AuditEvent line), else by its name; directories are
+ * CloudTrail delivery trees. null when neither says.
+ */
 export async function formatOfPath(path: string): Promise<InputFormat | null> {
   const lower = path.toLowerCase();
-  if (CLOUDTRAIL_EXTENSIONS.some((ext) => lower.endsWith(ext))) return 'cloudtrail';
-  if (JSONL_EXTENSIONS.some((ext) => lower.endsWith(ext))) return 'jsonl';
   if (COUNTS_EXTENSIONS.some((ext) => lower.endsWith(ext))) return 'counts';
   const info = await stat(path).catch(() => null);
-  return info?.isDirectory() ? 'cloudtrail' : null;
+  if (info?.isDirectory()) return 'cloudtrail';
+  if (info?.isFile()) {
+    const sniffed = await sniffFormat(path);
+    if (sniffed !== null) return sniffed;
+  }
+  if (CLOUDTRAIL_EXTENSIONS.some((ext) => lower.endsWith(ext))) return 'cloudtrail';
+  if (JSONL_EXTENSIONS.some((ext) => lower.endsWith(ext))) return 'jsonl';
+  return null;
 }
 
-/** Events (and error items) of every input, in file order then record order: not sorted by time. */
-export async function* readInputs(paths: string[], format: EventFormat, options: { raw?: boolean } = {}): AsyncGenerator<InputItem> {
-  if (format === 'cloudtrail') yield* normalizeDeliveries(readCloudTrailDeliveries(paths), options);
-  else yield* readJsonLines(paths);
+export interface ReadInputsOptions extends Omit<SourceSpec, 'format'> {
+  /** --since/--until: files by the time in their names where they carry one, events by their time otherwise. */
+  range?: TimeRange;
+  /** Called for each record read that is not an API call (and each file skipped by name), with the reason. */
+  onSkipped?: (reason: string, count: number) => void;
+}
+
+/** Events (and error items) of every input, in reading order (see planInputs): not sorted by event time. */
+export async function* readInputs(paths: string[], format: EventFormat, options: ReadInputsOptions = {}): AsyncGenerator<InputItem> {
+  const { range = OPEN_RANGE, onSkipped, ...spec } = options;
+  const source = createSource({ ...spec, format });
+  const plan = await planInputs(paths, source, range);
+  for (const [reason, count] of Object.entries(plan.skippedFiles)) onSkipped?.(reason, count);
+  if (plan.outOfRangeFiles > 0) onSkipped?.('outside --since/--until (by the time in the file name; not opened)', plan.outOfRangeFiles);
+  const byEventTime = range.sinceMs !== null || range.untilMs !== null;
+  const timed = new Set(plan.entries.flatMap((e) => (e.kind === 'file' && e.timeMs !== null ? [e.file] : [])));
+  for await (const { file, items } of readPlanned(plan.entries, source)) {
+    // Files whose names carry a time were chosen by it already; the rest are judged by event time.
+    const filterEvents = byEventTime && !timed.has(file);
+    for (const item of items) {
+      const o = outcomeOf(source, item);
+      const index = positionNumber(item.at);
+      if (o.kind === 'event') {
+        if (filterEvents && !inRange(o.event.eventTimeMs, range)) {
+          onSkipped?.('outside --since/--until (by event time)', 1);
+          continue;
+        }
+        yield { kind: 'event', file, index: index ?? 0, event: o.event };
+      } else if (o.kind === 'skip') onSkipped?.(o.reason, 1);
+      else yield { kind: 'error', file, index, error: o.error };
+    }
+  }
 }
 
 /** Expands the paths and reads each file with `read`; a path that cannot be read is an error item. */
@@ -95,41 +128,6 @@ async function* eachFile<T>(
   for (const entry of await expandInputPaths(paths, exts)) {
     if (entry.kind === 'error') yield entry;
     else yield* read(entry.file);
-  }
-}
-
-/** AuditEvents, one JSON object a line (plain or gzipped); blank lines are skipped. */
-export function readJsonLines(paths: string[]): AsyncGenerator<InputItem> {
-  return eachFile(paths, JSONL_EXTENSIONS, jsonLinesOf);
-}
-
-async function* jsonLinesOf(file: string): AsyncGenerator<InputItem> {
-  for await (const item of readLines(file)) {
-    if (item.kind === 'error') {
-      yield item;
-      continue;
-    }
-    const { line, text } = item;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (err) {
-      const at = locateJsonError(text);
-      const reason = at ? `malformed JSON at column ${at.column}: ${at.reason}` : `malformed JSON: ${errorMessage(err)}`;
-      yield lineError(file, line, ErrorCodes.DESERIALIZE, reason, err);
-      continue;
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
-      yield lineError(file, line, ErrorCodes.DESERIALIZE, `not a JSON object (got ${got})`);
-      continue;
-    }
-    try {
-      yield { kind: 'event', file, index: line, event: assertAuditEvent(value) };
-    } catch (err) {
-      if (!(err instanceof BadRecordError)) throw err;
-      yield lineError(file, line, err.code, err.message, err);
-    }
   }
 }
 
@@ -271,7 +269,7 @@ export function* countsEvents(row: Pick<CountsRow, 'key' | 'timestampMs' | 'valu
   }
 }
 
-export interface InputEventsOptions {
+export interface InputEventsOptions extends Pick<ReadInputsOptions, 'range' | 'jsonl' | 'k8sAudit' | 'onSkipped'> {
   format: EventFormat;
   /**
    * The inputs are already in event-time order across files: stream them instead of loading
@@ -297,7 +295,8 @@ export interface InputEventsOptions {
 export async function* inputEvents(paths: string[], options: InputEventsOptions): AsyncGenerator<AuditEvent> {
   const { format, presorted = false, onRejected, onRead } = options;
   const events: AuditEvent[] = [];
-  for await (const item of readInputs(paths, format, { raw: options.keepRaw === true })) {
+  const { range, jsonl, k8sAudit, onSkipped } = options;
+  for await (const item of readInputs(paths, format, { raw: options.keepRaw === true, range, jsonl, k8sAudit, onSkipped })) {
     onRead?.();
     if (item.kind === 'error') {
       onRejected?.(item);

@@ -1,17 +1,21 @@
 /**
- * Reads CloudTrail S3 deliveries from disk: files or directories of `{"Records":[…]}` documents,
- * plain or gzipped. Nothing here throws for bad input: a missing path, a corrupt file or a bad
- * record becomes an error item carrying file and index, so a publish run reports it and goes on.
+ * Reading inputs from disk, for every source (sources/): walking paths, whole documents gunzipped
+ * by content (a truncated gzip keeps what came before the cut), lines streamed, JSON values run
+ * together split apart, and where a JSON document goes wrong. Nothing here throws for bad input:
+ * a missing path, a corrupt file or a bad line becomes an error item carrying file and position,
+ * so a run reports it and goes on.
  */
 import { isAscii } from 'node:buffer';
+import { once } from 'node:events';
 import type { Dirent, Stats } from 'node:fs';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
+import { createGunzip, gunzip, gunzipSync, constants as zlibConstants } from 'node:zlib';
 import type { AuditEvent } from '../contracts/types.ts';
 import { BadRecordError, ErrorCodes, errorMessage } from '../errors.ts';
-import { type NormalizeOptions, normalizeCloudTrail } from './cloudtrail.ts';
 
 const gunzipAsync = promisify(gunzip);
 const GUNZIP_CHUNK_BYTES = 256 * 1024;
@@ -19,11 +23,6 @@ const GUNZIP_CHUNK_BYTES = 256 * 1024;
 export const CLOUDTRAIL_EXTENSIONS: readonly string[] = ['.json', '.json.gz'];
 
 export const DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024; // 256 MiB uncompressed: far above a real delivery (a few MB)
-
-export interface ReadDeliveriesOptions {
-  /** Largest file accepted, in bytes after decompression. Default 256 MiB. */
-  maxFileBytes?: number;
-}
 
 export type DeliveryItem =
   | { kind: 'record'; file: string; index: number; record: unknown }
@@ -42,7 +41,11 @@ export type ExpandedPath = { kind: 'file'; file: string } | DeliveryErrorItem;
  * a file named explicitly is read whatever its name. A path that cannot be read becomes an error
  * item. A file reached twice (e.g. named, and inside a named directory) is listed once.
  */
-export async function expandInputPaths(paths: readonly string[], exts: readonly string[]): Promise<ExpandedPath[]> {
+export async function expandInputPaths(
+  paths: readonly string[],
+  exts: readonly string[],
+  options: { /** A directory inside a walk for which this is true is not listed. */ skipDir?: (dir: string) => boolean } = {},
+): Promise<ExpandedPath[]> {
   const out: ExpandedPath[] = [];
   const seenFiles = new Set<string>();
   const seenDirs = new Set<string>();
@@ -72,8 +75,9 @@ export async function expandInputPaths(paths: readonly string[], exts: readonly 
       } catch {
         continue; // a dangling symlink inside a directory is not an input anyone asked for
       }
-      if (info.isDirectory()) await walk(full);
-      else if (info.isFile() && exts.some((ext) => name.endsWith(ext))) await addFile(full);
+      if (info.isDirectory()) {
+        if (!options.skipDir?.(full)) await walk(full);
+      } else if (info.isFile() && exts.some((ext) => name.endsWith(ext))) await addFile(full);
     }
   };
 
@@ -91,98 +95,6 @@ export async function expandInputPaths(paths: readonly string[], exts: readonly 
     else out.push(fileError(path, null, 'not a regular file or directory'));
   }
   return out;
-}
-
-/**
- * Yields every record of every CloudTrail delivery under `paths`, in file order then record
- * order, and an error item for each path, file or document that cannot be read.
- */
-export async function* readCloudTrailDeliveries(paths: string[], options: ReadDeliveriesOptions = {}): AsyncGenerator<DeliveryItem> {
-  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const entries = await expandInputPaths(paths, CLOUDTRAIL_EXTENSIONS);
-  // The next file is read and gunzipped (in libuv's thread pool) while this one's records are
-  // parsed and used: reading overlaps with the work on the main thread.
-  const load = (i: number): Promise<Delivery | DeliveryErrorItem> | null => {
-    const entry = entries[i];
-    return entry?.kind === 'file' ? readDelivery(entry.file, maxFileBytes) : null;
-  };
-  let next = load(0);
-  for (let i = 0; i < entries.length; i++) {
-    const entry = entries[i] as ExpandedPath;
-    const current = next;
-    next = load(i + 1);
-    if (entry.kind === 'error') {
-      yield entry;
-      continue;
-    }
-    const delivery = await (current as Promise<Delivery | DeliveryErrorItem>);
-    if (delivery.kind === 'error') {
-      yield delivery;
-      continue;
-    }
-    const { file, records } = delivery;
-    for (let index = 0; index < records.length; index++) {
-      yield { kind: 'record', file, index, record: records[index] };
-    }
-  }
-}
-
-/** The records of one CloudTrail delivery file. */
-export interface Delivery {
-  kind: 'delivery';
-  file: string;
-  records: unknown[];
-}
-
-/**
- * Reads, gunzips (by content) and parses one delivery file: its `Records`, or an error item
- * saying why the file cannot be used.
- */
-export async function readDelivery(file: string, maxFileBytes: number = DEFAULT_MAX_FILE_BYTES): Promise<Delivery | DeliveryErrorItem> {
-  const bytes = await loadBytes(file, maxFileBytes);
-  const loaded = 'error' in bytes ? bytes : parseDocument(file, bytes.bytes);
-  if ('error' in loaded) return loaded.error;
-  const doc = loaded.value;
-  const records = typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as { Records?: unknown }).Records : undefined;
-  if (!Array.isArray(records)) {
-    const what =
-      typeof doc === 'object' && doc !== null && !Array.isArray(doc)
-        ? `top-level keys: ${Object.keys(doc).slice(0, 5).join(', ') || 'none'}`
-        : `top level is ${Array.isArray(doc) ? 'an array' : doc === null ? 'null' : `a ${typeof doc}`}`;
-    return fileError(file, null, `not a CloudTrail delivery: no "Records" array (${what})`);
-  }
-  return { kind: 'delivery', file, records };
-}
-
-/**
- * Maps record items through normalizeCloudTrail. A record that cannot be normalized becomes an
- * error item whose message reads `file:index: reason`; error items pass through unchanged.
- */
-export async function* normalizeDeliveries(
-  items: AsyncIterable<DeliveryItem> | Iterable<DeliveryItem>,
-  options: NormalizeOptions = {},
-): AsyncGenerator<NormalizedItem> {
-  for await (const item of items) {
-    if (item.kind === 'error') {
-      yield item;
-      continue;
-    }
-    try {
-      yield { kind: 'event', file: item.file, index: item.index, event: normalizeCloudTrail(item.record, options) };
-    } catch (err) {
-      // Only bad input is turned into an item; anything else is a bug and should surface.
-      if (!(err instanceof BadRecordError)) throw err;
-      yield {
-        kind: 'error',
-        file: item.file,
-        index: item.index,
-        error: new BadRecordError(err.code, `${item.file}:${item.index}: ${err.message}`, {
-          cause: err,
-          details: { ...err.details, file: item.file, index: item.index, reason: err.message },
-        }),
-      };
-    }
-  }
 }
 
 /** Where a JSON document stops being valid, for messages a person can act on. */
@@ -329,10 +241,18 @@ export function locateJsonError(text: string): JsonErrorLocation | null {
   }
 }
 
-type Loaded = { value: unknown } | { error: DeliveryErrorItem };
-type LoadedBytes = { bytes: Buffer } | { error: DeliveryErrorItem };
+export type Loaded = { value: unknown } | { error: DeliveryErrorItem };
+export type LoadedBytes = { bytes: Buffer; truncated?: DeliveryErrorItem } | { error: DeliveryErrorItem };
 
-/** The file's bytes, gunzipped when they are gzip. */
+/**
+ * The file's bytes, gunzipped when they are gzip (decided by content). A gzip stream cut short (a
+ * download interrupted, a disk full) gives the bytes before the cut and, in `truncated`, the error
+ * to report: the caller keeps what it can parse of them.
+ */
+export async function loadFileBytes(file: string, maxFileBytes: number = DEFAULT_MAX_FILE_BYTES): Promise<LoadedBytes> {
+  return loadBytes(file, maxFileBytes);
+}
+
 async function loadBytes(file: string, maxFileBytes: number): Promise<LoadedBytes> {
   let raw: Buffer;
   try {
@@ -346,41 +266,281 @@ async function loadBytes(file: string, maxFileBytes: number): Promise<LoadedByte
   } catch (err) {
     return { error: fileError(file, null, `cannot read: ${ioReason(err)}`, err) };
   }
-
-  let bytes = raw;
-  // Decided by content, not name: S3 downloads often keep `.json.gz` content under `.json`.
-  const gzipped = raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b;
-  if (gzipped) {
-    try {
-      // 256 KiB output chunks, not zlib's 16 KiB: a delivery inflates to megabytes, and a callback
-      // and a copy per small chunk cost over twice the CPU of inflating itself.
-      bytes = await gunzipAsync(raw, { maxOutputLength: maxFileBytes, chunkSize: GUNZIP_CHUNK_BYTES });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const reason =
-        code === 'ERR_BUFFER_TOO_LARGE'
-          ? `decompresses to more than the limit of ${maxFileBytes} bytes`
-          : code === 'Z_BUF_ERROR'
-            ? `truncated gzip: the compressed data ends early (${errorMessage(err)})`
-            : `corrupt gzip: ${errorMessage(err)}`;
-      return { error: fileError(file, null, reason, err, { limit: maxFileBytes }) };
-    }
-  } else if (file.endsWith('.gz')) {
-    return { error: fileError(file, null, 'named .gz but not gzip data') };
-  }
-
-  return { bytes };
+  return gunzipBytes(file, raw, maxFileBytes);
 }
 
-function parseDocument(file: string, bytes: Buffer): Loaded {
-  let text: string;
-  try {
-    // ASCII (what CloudTrail writes, non-ASCII escaped) is UTF-8 that decodes byte for byte: the
-    // one-byte copy is several times faster than decoding, and gives JSON.parse a one-byte string.
-    text = isAscii(bytes) ? bytes.toString('latin1') : new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
-  } catch (err) {
-    return { error: fileError(file, null, 'not valid UTF-8 text', err) };
+/** `raw` gunzipped when it is gzip (several members are read one after the other); see loadFileBytes. */
+export async function gunzipBytes(file: string, raw: Buffer, maxFileBytes: number = DEFAULT_MAX_FILE_BYTES): Promise<LoadedBytes> {
+  // Decided by content, not name: S3 downloads often keep `.json.gz` content under `.json`.
+  if (!isGzip(raw)) {
+    if (file.endsWith('.gz')) return { error: fileError(file, null, 'named .gz but not gzip data') };
+    return { bytes: raw };
   }
+  try {
+    // 256 KiB output chunks, not zlib's 16 KiB: a delivery inflates to megabytes, and a callback
+    // and a copy per small chunk cost over twice the CPU of inflating itself.
+    return { bytes: await gunzipAsync(raw, { maxOutputLength: maxFileBytes, chunkSize: GUNZIP_CHUNK_BYTES }) };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'Z_BUF_ERROR') {
+      // Inflate again without asking for the end of the stream: zlib then hands over what it has.
+      let partial: Buffer;
+      try {
+        partial = gunzipSync(raw, { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: maxFileBytes });
+      } catch {
+        partial = Buffer.alloc(0);
+      }
+      const truncated = fileError(
+        file,
+        null,
+        `truncated gzip: the compressed data ends early after ${partial.length} bytes of content (${errorMessage(err)}); the records before the cut were read, the rest are lost: fetch the file again`,
+        err,
+        { bytesBeforeCut: partial.length },
+      );
+      return { bytes: partial, truncated };
+    }
+    const reason =
+      code === 'ERR_BUFFER_TOO_LARGE'
+        ? `decompresses to more than the limit of ${maxFileBytes} bytes`
+        : `corrupt gzip: ${errorMessage(err)}`;
+    return { error: fileError(file, null, reason, err, { limit: maxFileBytes }) };
+  }
+}
+
+export function isGzip(bytes: Uint8Array): boolean {
+  return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+}
+
+/**
+ * Bytes as text: ASCII (what CloudTrail writes, non-ASCII escaped) is UTF-8 that decodes byte for
+ * byte, and the one-byte copy is several times faster than decoding and gives JSON.parse a
+ * one-byte string. null when the bytes are not UTF-8.
+ */
+export function decodeUtf8(bytes: Uint8Array): string | null {
+  if (isAscii(bytes)) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+/** One JSON value of a text holding several, and the 1-based line it starts on. */
+export interface JsonValueText {
+  text: string;
+  line: number;
+}
+
+/**
+ * Splits a text of JSON values written one after the other (JSON lines, or objects run together
+ * with no separator, as Firehose writes EventBridge events and CloudWatch Logs payloads to S3)
+ * into the text of each value. Only objects and arrays are split on; scanning stops at the first
+ * place that is neither whitespace nor the start of one, or at an unterminated value, which then
+ * comes back in `rest` with its line (a truncated file's last value).
+ */
+export function splitJsonValues(text: string, firstLine = 1): { values: JsonValueText[]; rest: JsonValueText | null } {
+  const values: JsonValueText[] = [];
+  const n = text.length;
+  let i = 0;
+  let line = firstLine;
+  for (;;) {
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === 0x0a) line++;
+      else if (c !== 0x20 && c !== 0x09 && c !== 0x0d) break;
+      i++;
+    }
+    if (i >= n) return { values, rest: null };
+    const start = i;
+    const startLine = line;
+    const open = text.charCodeAt(i);
+    if (open !== 0x7b && open !== 0x5b) return { values, rest: { text: text.slice(start), line: startLine } };
+    let depth = 0;
+    let inString = false;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (inString) {
+        if (c === 0x5c) i++;
+        else if (c === 0x22) inString = false;
+        continue;
+      }
+      if (c === 0x22) inString = true;
+      else if (c === 0x7b || c === 0x5b) depth++;
+      else if (c === 0x7d || c === 0x5d) {
+        if (--depth === 0) {
+          i++;
+          break;
+        }
+      } else if (c === 0x0a) line++;
+    }
+    if (depth !== 0 || inString) return { values, rest: { text: text.slice(start), line: startLine } };
+    values.push({ text: text.slice(start, i), line: startLine });
+  }
+}
+
+/**
+ * The complete elements of the array under `"Records"` in a delivery cut short: each element that
+ * was written to its end, in order. What `JSON.parse` cannot give for a truncated document.
+ */
+export function salvageRecords(text: string): unknown[] {
+  const key = /"Records"\s*:\s*\[/.exec(text);
+  if (!key) return [];
+  const out: unknown[] = [];
+  let i = key.index + key[0].length;
+  for (;;) {
+    i = text.indexOf('{', i);
+    if (i < 0) return out;
+    const end = objectEnd(text, i);
+    if (end < 0) return out;
+    try {
+      out.push(JSON.parse(text.slice(i, end)));
+    } catch {
+      return out;
+    }
+    i = end;
+  }
+}
+
+/** Where the object or array starting at `i` ends (exclusive), or -1 when the text ends first. */
+function objectEnd(text: string, i: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let k = i; k < text.length; k++) {
+    const c = text.charCodeAt(k);
+    if (inString) {
+      if (c === 0x5c) k++;
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) depth++;
+    else if ((c === 0x7d || c === 0x5d) && --depth === 0) return k + 1;
+  }
+  return -1;
+}
+
+/** A batch of lines read from a file; blank lines are left out (they carry nothing in any line format). */
+export interface LineBatch {
+  lines: Array<{ line: number; text: string }>;
+  /** Set on the last batch when the file could not be read to its end: what went wrong. */
+  error?: DeliveryErrorItem;
+}
+
+const LINES_PER_BATCH = 512;
+const READ_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * Streams a text file's lines in batches, gunzipped when its content is gzip. Memory is one batch
+ * and one line, whatever the file's size. A file cut short keeps every line before the cut; the
+ * partial last line is reported in the closing error, with the line it starts on.
+ */
+export async function* readLineBatches(file: string, maxLineBytes: number = DEFAULT_MAX_FILE_BYTES): AsyncGenerator<LineBatch> {
+  let gzipped: boolean;
+  try {
+    const fh = await open(file);
+    try {
+      const head = Buffer.alloc(2);
+      const { bytesRead } = await fh.read(head, 0, 2, 0);
+      gzipped = isGzip(head.subarray(0, bytesRead));
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : `cannot read: ${ioReason(err)}`;
+    yield { lines: [], error: fileError(file, null, reason, err) };
+    return;
+  }
+  if (!gzipped && file.endsWith('.gz')) {
+    yield { lines: [], error: fileError(file, null, 'named .gz but not gzip data') };
+    return;
+  }
+  const raw = createReadStream(file, { highWaterMark: READ_CHUNK_BYTES });
+  let input: Readable = raw;
+  if (gzipped) {
+    const gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES });
+    raw.on('error', (err) => gunzip.destroy(err));
+    input = raw.pipe(gunzip);
+  }
+  let line = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let batch: LineBatch['lines'] = [];
+  const push = (bytes: Buffer): DeliveryErrorItem | null => {
+    line++;
+    let end = bytes.length;
+    if (end > 0 && bytes[end - 1] === 0x0d) end--; // CRLF
+    const text = decodeUtf8(bytes.subarray(0, end));
+    if (text === null) return fileError(file, line, 'not valid UTF-8 text', undefined, { line });
+    if (text.trim() !== '') batch.push({ line, text });
+    return null;
+  };
+  const lineErrors: DeliveryErrorItem[] = [];
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      let start = 0;
+      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
+        const piece = chunk.subarray(start, nl);
+        const whole = pendingBytes === 0 ? piece : Buffer.concat([...pending, piece]);
+        pending = [];
+        pendingBytes = 0;
+        const bad = push(whole);
+        if (bad) lineErrors.push(bad);
+        start = nl + 1;
+      }
+      if (start < chunk.length) {
+        pending.push(chunk.subarray(start));
+        pendingBytes += chunk.length - start;
+        if (pendingBytes > maxLineBytes) {
+          throw new LineTooLong(line + 1, maxLineBytes);
+        }
+      }
+      if (batch.length >= LINES_PER_BATCH || lineErrors.length > 0) {
+        yield { lines: batch };
+        batch = [];
+        for (const e of lineErrors.splice(0)) yield { lines: [], error: e };
+      }
+    }
+    if (pendingBytes > 0) {
+      const bad = push(Buffer.concat(pending));
+      if (bad) lineErrors.push(bad);
+    }
+    yield { lines: batch };
+    for (const e of lineErrors) yield { lines: [], error: e };
+  } catch (err) {
+    if (batch.length > 0) yield { lines: batch };
+    for (const e of lineErrors) yield { lines: [], error: e };
+    const code = (err as NodeJS.ErrnoException).code;
+    const cut = pendingBytes > 0 ? `; the partial line ${line + 1} (${pendingBytes} bytes) is lost` : '';
+    const reason =
+      err instanceof LineTooLong
+        ? err.message
+        : code === 'Z_BUF_ERROR'
+          ? `truncated gzip: the compressed data ends early after line ${line}${cut}; the lines before the cut were read: fetch the file again`
+          : `cannot read after line ${line}: ${ioReason(err)}`;
+    yield { lines: [], error: fileError(file, null, reason, err, { line }) };
+  } finally {
+    if (!raw.destroyed) {
+      raw.destroy();
+      await once(raw, 'close').catch(() => undefined);
+    }
+  }
+}
+
+class LineTooLong extends Error {
+  constructor(line: number, max: number) {
+    super(`line ${line} is longer than the limit of ${max} bytes: is this a line format?`);
+  }
+}
+
+/** Parses a whole document, or says where and why it is not JSON. */
+export function parseDocument(file: string, bytes: Buffer): Loaded {
+  const text = decodeUtf8(bytes);
+  if (text === null) return { error: fileError(file, null, 'not valid UTF-8 text') };
+  return parseJsonText(file, text);
+}
+
+/** Parses a whole document's text, or says where and why it is not JSON. */
+export function parseJsonText(file: string, text: string): Loaded {
   try {
     return { value: JSON.parse(text) };
   } catch (err) {
@@ -396,7 +556,7 @@ function parseDocument(file: string, bytes: Buffer): Loaded {
   }
 }
 
-function fileError(
+export function fileError(
   file: string,
   index: number | null,
   reason: string,

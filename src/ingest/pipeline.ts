@@ -13,7 +13,10 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
-import { CLOUDTRAIL_EXTENSIONS, DEFAULT_MAX_FILE_BYTES, expandInputPaths } from './files.ts';
+import { DEFAULT_MAX_FILE_BYTES } from './files.ts';
+import { type PlannedEntry, planInputs, type TimeRange } from './inputs.ts';
+import { cloudTrailSource } from './sources/cloudtrail.ts';
+import type { SourceSpec } from './sources/index.ts';
 
 /** What a worker needs to encode as the publisher would. */
 export interface EncodeSettings {
@@ -29,15 +32,24 @@ export interface EncodeSettings {
   maxFileBytes?: number;
   /** Keep each source record as JSON in the event's `raw`, for rules (default true). */
   raw?: boolean;
+  /** The source the files are read with (its `raw` is `raw` above); default CloudTrail deliveries. */
+  source?: Omit<SourceSpec, 'raw'>;
+  /** Events outside it are counted as `outOfRange` and not encoded (formats whose file names carry no time). */
+  eventRange?: TimeRange;
 }
 
 /** A path, file or record that could not be used, as `publish` reports it. */
 export interface RecordError {
   file: string;
+  /** The line of a line format, else the index in the document; null for the whole file. */
   index: number | null;
+  /** `file:index`, `file:line` or `file:line[index]` (see formatPosition). */
+  position: string;
   code: string;
-  /** Leads with `file` or `file:index`. */
+  /** Leads with the position. */
   message: string;
+  /** The rejected input as text (the record's JSON, the line), for the dead-letter topic; null when the whole file failed. */
+  value: string | null;
 }
 
 /** The part of one file in a chunk: its encoded records (consecutive in the chunk), then its errors. */
@@ -45,6 +57,10 @@ export interface FileSegment {
   file: string;
   records: number;
   errors: RecordError[];
+  /** Records read that are not API calls (a k8s RequestReceived stage, a control message), by reason. */
+  skipped: Record<string, number> | null;
+  /** Events outside `eventRange`. */
+  outOfRange: number;
 }
 
 /** Fields of `meta` per record. */
@@ -91,24 +107,35 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(2, availableParallelism() - 1));
 }
 
-/** Reads, normalizes and encodes every record under `paths`, yielding chunks in read order. */
+/** Reads, normalizes and encodes every CloudTrail record under `paths`, yielding chunks in read order. */
 export async function* encodeDeliveries(
   paths: string[],
   settings: EncodeSettings,
   options: EncodeOptions = {},
 ): AsyncGenerator<EncodedChunk> {
-  const entries = await expandInputPaths(paths, CLOUDTRAIL_EXTENSIONS);
+  const plan = await planInputs(paths, cloudTrailSource());
+  yield* encodeInputs(plan.entries, settings, options);
+}
+
+/** Reads, normalizes (with `settings.source`) and encodes the planned files, yielding chunks in read order. */
+export async function* encodeInputs(
+  entries: readonly PlannedEntry[],
+  settings: EncodeSettings,
+  options: EncodeOptions = {},
+): AsyncGenerator<EncodedChunk> {
   const blocks: Array<{ block: number; entries: WorkerEntry[] }> = [];
   for (let i = 0; i < entries.length; i += BLOCK_ENTRIES) {
     blocks.push({
       block: blocks.length,
-      entries: entries
-        .slice(i, i + BLOCK_ENTRIES)
-        .map((e) =>
+      entries: entries.slice(i, i + BLOCK_ENTRIES).map(
+        (e): WorkerEntry =>
           e.kind === 'file'
-            ? e
-            : { kind: 'error' as const, error: { file: e.file, index: e.index, code: e.error.code, message: e.error.message } },
-        ),
+            ? { kind: 'file', file: e.file }
+            : {
+                kind: 'error',
+                error: { file: e.file, index: e.index, position: e.file, code: e.error.code, message: e.error.message, value: null },
+              },
+      ),
     });
   }
   if (blocks.length === 0) return;

@@ -1,14 +1,16 @@
 /**
- * The ingest worker thread (started by pipeline.ts): reads, gunzips, parses, normalizes and
- * encodes its blocks of deliveries into chunks of wire-format records, posted with their
- * ArrayBuffers transferred. A chunk ends when its buffers are full or its block ends.
+ * The ingest worker thread (started by pipeline.ts): reads its blocks of files with the source
+ * named in its settings (sources/), normalizes and encodes their records into chunks of
+ * wire-format records, posted with their ArrayBuffers transferred. A chunk ends when its buffers
+ * are full or its block ends.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AuditEvent } from '../contracts/types.ts';
-import { BadRecordError } from '../errors.ts';
-import { normalizeCloudTrail } from './cloudtrail.ts';
-import { type Delivery, type DeliveryErrorItem, readDelivery } from './files.ts';
-import { type ChunkMessage, type FileSegment, META_FIELDS, type RecordError, type WorkerEntry, type WorkerInput } from './pipeline.ts';
+import { BadRecordError, type ErrorCode } from '../errors.ts';
+import { inRange, type PlannedEntry, readPlanned } from './inputs.ts';
+import { type ChunkMessage, type FileSegment, META_FIELDS, type RecordError, type WorkerInput } from './pipeline.ts';
+import { formatPosition, type Position, positionNumber, type ReadItem, Skip } from './source.ts';
+import { createSource } from './sources/index.ts';
 import { BATCH_OVERHEAD_BYTES, eventKey, KeyRoutes, recordBytes, recordTooLarge, wireHeader, wireValue, writeWireValue } from './wire.ts';
 
 const DATA_BYTES = 1024 * 1024;
@@ -22,7 +24,9 @@ const { settings } = input;
 const header = wireHeader(settings.schemaId);
 const routes = new KeyRoutes(settings.partitions);
 const maxFileBytes = settings.maxFileBytes as number;
-const normalizeOptions = { raw: settings.raw !== false };
+const source = createSource({ format: 'cloudtrail', ...settings.source, raw: settings.raw !== false });
+const range = settings.eventRange ?? null;
+const ranged = range !== null && (range.sinceMs !== null || range.untilMs !== null);
 
 let ahead = 0;
 let wake: (() => void) | null = null;
@@ -66,7 +70,7 @@ function copyOf(b: Buffer): ArrayBuffer {
 
 function segmentOf(file: string): FileSegment {
   if (segment?.file !== file) {
-    segment = { file, records: 0, errors: [] };
+    segment = { file, records: 0, errors: [], skipped: null, outOfRange: 0 };
     segments.push(segment);
   }
   return segment;
@@ -77,7 +81,8 @@ function reject(file: string, error: RecordError): void {
 }
 
 /** Encodes one event at the end of the chunk; false when the chunk has no room for it. */
-function encodeAt(e: AuditEvent, file: string, index: number): boolean {
+function encodeAt(e: AuditEvent, file: string, at: Position): boolean {
+  const index = positionNumber(at) ?? 0;
   const route = routes.get(eventKey(e));
   const keyBytes = route.key.length;
   let end = -1;
@@ -89,13 +94,13 @@ function encodeAt(e: AuditEvent, file: string, index: number): boolean {
     // Larger than an empty chunk: its own buffer, unless it is too large to send anyway.
     const value = wireValue(e, header);
     valueBytes = value.length;
-    if (!tooLarge(e, file, index, keyBytes, valueBytes)) {
+    if (!tooLarge(e, file, at, keyBytes, valueBytes)) {
       data = Buffer.allocUnsafe(keyBytes + valueBytes);
       value.copy(data, keyBytes);
       end = data.length;
     }
   }
-  if (end < 0 || tooLarge(e, file, index, keyBytes, valueBytes)) return true;
+  if (end < 0 || tooLarge(e, file, at, keyBytes, valueBytes)) return true;
   route.key.copy(data, pos);
   const m = count * META_FIELDS;
   meta[m] = keyBytes;
@@ -109,61 +114,92 @@ function encodeAt(e: AuditEvent, file: string, index: number): boolean {
   return true;
 }
 
-function tooLarge(e: AuditEvent, file: string, index: number, keyBytes: number, valueBytes: number): boolean {
+function tooLarge(e: AuditEvent, file: string, at: Position, keyBytes: number, valueBytes: number): boolean {
   if (recordBytes(keyBytes, valueBytes) + BATCH_OVERHEAD_BYTES <= settings.maxMessageBytes) return false;
   const err = recordTooLarge(`event ${e.eventId}`, keyBytes, valueBytes, settings.maxMessageBytes);
-  reject(file, { file, index, code: err.code, message: `${file}:${index}: ${err.message}` });
+  // No value for the dead letter: a record too large for the events topic is too large there too.
+  reject(file, { ...recordError(at, err, null), message: `${formatPosition(at)}: ${err.message}` });
   return true;
 }
 
-async function records(block: number, file: string, list: unknown[]): Promise<void> {
-  for (let index = 0; index < list.length; index++) {
-    let event: AuditEvent;
-    try {
-      event = normalizeCloudTrail(list[index], normalizeOptions);
-    } catch (err) {
-      if (!(err instanceof BadRecordError)) throw err;
-      reject(file, { file, index, code: err.code, message: `${file}:${index}: ${err.message}` });
+/** A rejected item as publish reports and dead-letters it. */
+function recordError(at: Position, error: BadRecordError, value: string | null): RecordError {
+  return { file: at.origin, index: positionNumber(at), position: formatPosition(at), code: error.code, message: error.message, value };
+}
+
+/** The input behind a rejected record, as text; capped: a dead letter says what was wrong, the file holds the rest. */
+function inputText(item: ReadItem): string | null {
+  const MAX = 256 * 1024;
+  let text: string | null = null;
+  if (item.kind === 'record') text = typeof item.record === 'string' ? item.record : (JSON.stringify(item.record) ?? null);
+  else if (item.kind === 'error') text = item.text ?? null;
+  return text !== null && text.length > MAX ? text.slice(0, MAX) : text;
+}
+
+async function items(block: number, file: string, list: ReadItem[]): Promise<void> {
+  for (const item of list) {
+    if (item.kind === 'skip') {
+      skip(file, item.reason);
+      continue;
+    }
+    if (item.kind === 'error') {
+      reject(file, recordError(item.at, item.error, inputText(item)));
+      continue;
+    }
+    const n = source.normalize(item.record);
+    if (n instanceof BadRecordError) {
+      const where = formatPosition(item.at);
+      reject(file, { ...recordError(item.at, n, inputText(item)), message: `${where}: ${n.message}` });
+      continue;
+    }
+    if (n instanceof Skip) {
+      skip(file, n.reason);
+      continue;
+    }
+    const event: AuditEvent = n;
+    if (ranged && !inRange(event.eventTimeMs, range)) {
+      segmentOf(file).outOfRange++;
       continue;
     }
     try {
-      if (!encodeAt(event, file, index)) {
+      if (!encodeAt(event, file, item.at)) {
         await post(block, false);
-        encodeAt(event, file, index);
+        encodeAt(event, file, item.at);
       }
     } catch (err) {
       if (!(err instanceof BadRecordError)) throw err;
-      reject(file, { file, index, code: err.code, message: `${file}:${index}: ${err.message}` });
+      const where = formatPosition(item.at);
+      reject(file, { ...recordError(item.at, err, inputText(item)), message: `${where}: ${err.message}` });
     }
   }
 }
 
-type Loaded = Delivery | DeliveryErrorItem | { kind: 'failed'; error: RecordError };
+function skip(file: string, reason: string): void {
+  const seg = segmentOf(file);
+  seg.skipped ??= {};
+  seg.skipped[reason] = (seg.skipped[reason] ?? 0) + 1;
+}
 
 async function main(): Promise<void> {
-  const queue: Array<{ block: number; entry: WorkerEntry; last: boolean }> = [];
+  // Block boundaries by entry: a chunk is posted when the last entry of its block is done.
+  const entries: PlannedEntry[] = [];
+  const blockOf: number[] = [];
+  const lastOfBlock = new Set<number>();
   for (const b of input.blocks) {
     b.entries.forEach((entry, i) => {
-      queue.push({ block: b.block, entry, last: i === b.entries.length - 1 });
+      if (entry.kind === 'file') entries.push({ kind: 'file', file: entry.file, timeMs: null });
+      else {
+        const { file, index, code, message } = entry.error;
+        entries.push({ kind: 'error', file, index, error: new BadRecordError(code as ErrorCode, message) });
+      }
+      blockOf.push(b.block);
+      if (i === b.entries.length - 1) lastOfBlock.add(entries.length - 1);
     });
   }
-  // The next file is read and gunzipped (in libuv's pool) while this one is encoded.
-  const load = (i: number): Promise<Loaded> | null => {
-    const item = queue[i];
-    if (!item) return null;
-    return item.entry.kind === 'file'
-      ? readDelivery(item.entry.file, maxFileBytes)
-      : Promise.resolve({ kind: 'failed', error: item.entry.error });
-  };
-  let next = load(0);
-  for (let i = 0; i < queue.length; i++) {
-    const { block, last } = queue[i] as (typeof queue)[number];
-    const loaded = await (next as Promise<Loaded>);
-    next = load(i + 1);
-    if (loaded.kind === 'delivery') await records(block, loaded.file, loaded.records);
-    else if (loaded.kind === 'failed') reject(loaded.error.file, loaded.error);
-    else reject(loaded.file, { file: loaded.file, index: loaded.index, code: loaded.error.code, message: loaded.error.message });
-    if (last) await post(block, true);
+  for await (const batch of readPlanned(entries, source, maxFileBytes)) {
+    const block = blockOf[batch.entry] as number;
+    if (!batch.end) await items(block, batch.file, batch.items);
+    else if (lastOfBlock.has(batch.entry)) await post(block, true);
   }
   port?.unref(); // done: the thread ends once its last chunk is posted
 }

@@ -14,6 +14,10 @@ export const DLQ_HEADERS = {
   truncated: 'tw.value.truncated',
   /** Set when the original headers were dropped to fit: their size in bytes. */
   headersDropped: 'tw.headers.dropped',
+  /** A record rejected while reading files (publish): the file, the place in it, the input format. */
+  file: 'tw.source.file',
+  position: 'tw.source.position',
+  format: 'tw.source.format',
 } as const;
 
 export interface DeadLetter {
@@ -82,6 +86,46 @@ export function deadLetterMessages(
   });
 }
 
+/** A record `publish` could not use: where it is, why, and its text when there is one. */
+export interface InputRejection {
+  file: string;
+  /** `file:index`, `file:line` or `file:line[index]`. */
+  position: string;
+  code: string;
+  message: string;
+  /** The rejected input (the record's JSON, the line); null when the whole file failed. */
+  value: string | null;
+}
+
+/**
+ * The dead letter of a record rejected while reading files: the input's text as the value (no
+ * source topic: `dlq replay` passes it over unless told `--to`, since it is not an AuditEvent),
+ * the reason headers, and the file, position and format it came from. Cut to `maxBytes` as above.
+ */
+export function inputDeadLetter(
+  deadLetterTopic: string,
+  r: InputRejection,
+  format: string,
+  nowMs = Date.now(),
+  maxBytes = Number.POSITIVE_INFINITY,
+): Message & { topic: string } {
+  const headers: IHeaders = {
+    [DLQ_HEADERS.code]: r.code,
+    [DLQ_HEADERS.reason]: r.message.slice(0, MAX_REASON_CHARS),
+    [DLQ_HEADERS.file]: r.file,
+    [DLQ_HEADERS.position]: r.position,
+    [DLQ_HEADERS.format]: format,
+    [DLQ_HEADERS.failedAt]: new Date(nowMs).toISOString(),
+  };
+  let value = r.value === null ? null : Buffer.from(r.value);
+  if (value !== null && recordBytes({ key: null, value, headers }) > maxBytes) {
+    const room = Math.max(0, maxBytes - 256 - recordBytes({ key: null, value: null, headers }));
+    headers[DLQ_HEADERS.truncated] = String(value.length);
+    value = value.subarray(0, room);
+  }
+  return { topic: deadLetterTopic, key: null, value, headers, timestamp: String(nowMs) };
+}
+
 export function headerString(headers: IHeaders | undefined, name: string): string | undefined {
   const v = headers?.[name];
   if (v === undefined) return undefined;
@@ -102,6 +146,8 @@ export interface DeadLetterRecord {
   code: string;
   reason: string;
   source: { topic: string | undefined; partition: number | undefined; offset: string | undefined };
+  /** Set on a record rejected while reading files (publish): where in which file, and its format. */
+  input: { file: string; position: string; format: string | undefined } | null;
   key: Buffer | null;
   value: Buffer | null;
   /** The original value's size when the letter carries only its first bytes (`tw.value.truncated`), else null. */
@@ -130,6 +176,14 @@ export function readDeadLetter(
       partition: Number.isInteger(sourcePartition) && headerString(h, DLQ_HEADERS.partition) !== undefined ? sourcePartition : undefined,
       offset: headerString(h, DLQ_HEADERS.offset),
     },
+    input:
+      headerString(h, DLQ_HEADERS.file) === undefined
+        ? null
+        : {
+            file: headerString(h, DLQ_HEADERS.file) as string,
+            position: headerString(h, DLQ_HEADERS.position) ?? (headerString(h, DLQ_HEADERS.file) as string),
+            format: headerString(h, DLQ_HEADERS.format),
+          },
     key: message.key,
     value: message.value,
     truncatedFromBytes: headerString(h, DLQ_HEADERS.truncated) === undefined ? null : Number(headerString(h, DLQ_HEADERS.truncated)),

@@ -289,3 +289,38 @@ describe('helpers', () => {
     assert.equal(typeof parseTimestamp('2026-13-45T10:00:00Z'), 'string');
   });
 });
+
+describe('backtest reads every source through the same sources as publish', () => {
+  const K8S = join(FIXTURES_DIR, 'k8s-audit/audit.jsonl');
+  const EVENTBRIDGE = join(FIXTURES_DIR, 'eventbridge/cloudtrail-events.jsonl');
+
+  test('the format of a file whose name says nothing is sniffed from its content', async () => {
+    assert.equal(await formatOfPath(K8S), 'k8s-audit');
+    assert.equal(await formatOfPath(EVENTBRIDGE), 'eventbridge');
+    assert.equal(await formatOfPath(join(FIXTURES_DIR, 'cwlogs/data-message.json')), 'cwlogs');
+    assert.equal(await formatOfPath(join(FIXTURES_DIR, 'cloudtrail/deliveries/gaps.json')), 'cloudtrail');
+  });
+
+  test('k8s-audit: events, skips counted apart, --since/--until by event time', async () => {
+    const skipped = new Map<string, number>();
+    const onSkipped = (reason: string, n: number): void => {
+      skipped.set(reason, (skipped.get(reason) ?? 0) + n);
+    };
+    const all = await collect(readInputs([K8S], 'k8s-audit', { onSkipped }));
+    assert.equal(all.filter((i) => i.kind === 'event').length, 8);
+    assert.deepEqual(errors(all), []);
+    assert.equal(
+      [...skipped.values()].reduce((a, b) => a + b, 0),
+      3,
+    );
+    assert.equal(all[0]?.kind === 'event' ? all[0].index : null, 2, 'the line of the first ResponseComplete');
+    skipped.clear();
+    const range = { sinceMs: Date.parse('2024-05-14T09:13:00Z'), untilMs: Date.parse('2024-05-14T09:15:05Z') };
+    const some = await collect(readInputs([K8S], 'k8s-audit', { range, onSkipped }));
+    assert.deepEqual(
+      some.flatMap((i) => (i.kind === 'event' ? [i.event.action] : [])),
+      ['create:pods/exec', 'patch:deployments', 'delete:configmaps'],
+    );
+    assert.equal(skipped.get('outside --since/--until (by event time)'), 5);
+  });
+});

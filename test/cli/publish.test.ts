@@ -34,14 +34,14 @@ describe('trailwatch publish cloudtrail', { timeout: 180_000 }, () => {
   test('--help explains the command', async () => {
     const r = await cli(['publish', '--help']);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, /Usage: trailwatch publish cloudtrail/);
+    assert.match(r.stdout, /Usage: trailwatch publish <format>/);
     assert.match(r.stdout, /Exit status/);
   });
 
   test('bad usage names the fix', async () => {
     const r = await cli(['publish', 'syslog', 'x']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /unknown input format "syslog" \(supported: cloudtrail\)/);
+    assert.match(r.stderr, /unknown input format "syslog" \(supported: cloudtrail, eventbridge, cwlogs, k8s-audit, jsonl\)/);
   });
 
   test('publishes every record of the shared CloudTrail sample, and the topic holds them all', async (t) => {

@@ -5,14 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { ErrorCodes } from '../../src/errors.ts';
-import {
-  type DeliveryItem,
-  expandInputPaths,
-  locateJsonError,
-  type NormalizedItem,
-  normalizeDeliveries,
-  readCloudTrailDeliveries,
-} from '../../src/ingest/files.ts';
+import { type DeliveryItem, expandInputPaths, locateJsonError, type NormalizedItem } from '../../src/ingest/files.ts';
+import { normalizeDeliveries, readCloudTrailDeliveries } from '../../src/ingest/sources/cloudtrail.ts';
 import { FIXTURES_DIR, INVICTUS_DIR, loadDeliveriesDirectly, sharedCloudTrailMissing } from '../helpers/shared.ts';
 
 const DELIVERIES = join(FIXTURES_DIR, 'cloudtrail/deliveries');
@@ -80,7 +74,10 @@ describe('readCloudTrailDeliveries on the fixture directory', () => {
   test('a document without a Records array is an error, not an empty file', async () => {
     const item = onlyError(await collect(readCloudTrailDeliveries([NO_RECORDS])));
     assert.equal(item.error.code, ErrorCodes.INPUT_FILE);
-    assert.equal(item.error.message, `${NO_RECORDS}: not a CloudTrail delivery: no "Records" array (top-level keys: records, note)`);
+    assert.equal(
+      item.error.message,
+      `${NO_RECORDS}: not a CloudTrail delivery: no "Records" array (top-level keys: records, note); for other inputs pass --format`,
+    );
   });
 
   test('a path that does not exist is an error item, and the other paths are still read', async () => {
@@ -221,7 +218,7 @@ describe('readCloudTrailDeliveries on generated files', () => {
     await writeFile(array, JSON.stringify([tiny('a')]));
     assert.equal(
       onlyError(await collect(readCloudTrailDeliveries([array]))).error.message,
-      `${array}: not a CloudTrail delivery: no "Records" array (top level is an array)`,
+      `${array}: not a CloudTrail delivery: no "Records" array (top level is an array); for other inputs pass --format`,
     );
   });
 

@@ -21,16 +21,22 @@ import { findingJson } from '../../emit/finding.ts';
 import { insightJson } from '../../emit/insight.ts';
 import { chartAssets, type ReportData, renderReport } from '../../emit/report.ts';
 import { ConfigError, ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
-import { COMMON_HELP, intOption, parse, usageError } from '../args.ts';
+import type { TimeRange } from '../../ingest/inputs.ts';
+import { COMMON_HELP, intOption, parse, sinceOption, usageError } from '../args.ts';
 
 export const BACKTEST_USAGE = `Usage: trailwatch backtest [options] <file-or-directory>...
 
 Runs the detector offline over history with the given configuration (no Kafka): the same
 engine as \`trailwatch run\`, fed in event-time order. Prints the Insights it would have emitted.
 
-Inputs (--format, default by name):
+Inputs (--format, default by content, else by name):
   cloudtrail  .json / .json.gz CloudTrail deliveries; directories are walked recursively
-  jsonl       .jsonl / .ndjson AuditEvents, one JSON object a line (optionally gzipped)
+              (S3 trees: digest files and CloudTrail-Insight deliveries are skipped)
+  eventbridge EventBridge events (detail-type "AWS API Call via CloudTrail"), one a line
+  cwlogs      CloudWatch Logs subscription payloads (gzip JSON, logEvents[].message = a record)
+  k8s-audit   Kubernetes audit events (audit.k8s.io/v1 JSON lines; ResponseComplete counted)
+  jsonl       .jsonl / .ndjson AuditEvents, one JSON object a line (optionally gzipped), or a
+              service's own log mapped by ingest.jsonl in the config
   counts      .csv pre-aggregated rows with a header: timestamp,key,count (timestamp ISO-8601
               or epoch ms); each row is the count of calls to an action named by the key in
               the row's bucket (rows of one key and bucket add up), handed to the engine as
@@ -68,6 +74,9 @@ Options:
                        report which Insights appear or vanish under it (needs --report)
       --report-keys N  key charts at most (default ${REPORT_DEFAULTS.maxKeys}, highest peak score first); the
                        rest are listed by name
+      --since T        only from T (ISO time, or a duration back from now: 2d); CloudTrail files by
+                       the delivery time in their names (never opened outside), others by event time
+      --until T        only before T (same forms)
       --summary        print totals to stderr: events (rows for CSV), rejected, late,
                        duplicates, keys, Insights, open at end, time taken
       --presorted      inputs are already in event-time order: stream them, do not sort in
@@ -205,6 +214,8 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     argv,
     {
       format: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
       'value-column': { type: 'string' },
       insights: { type: 'string' },
       series: { type: 'string' },
@@ -250,7 +261,15 @@ export async function backtestCommand(argv: string[]): Promise<number> {
   }
   const config = loadConfig({ file: values.config, overrides });
   const report = await reportPlan(values, config, overrides, format);
-  const common = { positionals, batchSize, summary: values.summary ?? false, presorted: values.presorted ?? false, report };
+  const nowMs = Date.now();
+  const range: TimeRange = {
+    sinceMs: sinceOption(values.since, nowMs, BACKTEST_USAGE, 'since') ?? null,
+    untilMs: sinceOption(values.until, nowMs, BACKTEST_USAGE, 'until') ?? null,
+  };
+  if (format === 'counts' && (range.sinceMs !== null || range.untilMs !== null)) {
+    throw usageError('--since/--until read audit records, not CSV rows', BACKTEST_USAGE);
+  }
+  const common = { positionals, batchSize, summary: values.summary ?? false, presorted: values.presorted ?? false, report, range };
   if (format === 'counts') {
     return backtestRows(config, { ...common, insights: values.insights, series: values.series, valueColumn });
   }
@@ -265,6 +284,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
 
 interface RunArgs {
   positionals: string[];
+  range: TimeRange;
   batchSize: number;
   summary: boolean;
   presorted: boolean;
@@ -414,11 +434,16 @@ async function backtestEventInputs(
   const { progress, done, started } = progressLine();
   let read = 0;
   let rejected = 0;
+  const skipped = new Map<string, number>();
   let stats: BacktestStats | undefined;
   try {
     const events = inputEvents(positionals, {
       format,
       presorted: args.presorted,
+      range: args.range,
+      jsonl: config.ingest.jsonl,
+      k8sAudit: config.ingest.k8sAudit,
+      onSkipped: (reason, count) => skipped.set(reason, (skipped.get(reason) ?? 0) + count),
       onRead: () => {
         if (++read % 1000 === 0) progress(`reading: ${n(read)} records`);
       },
@@ -464,6 +489,7 @@ async function backtestEventInputs(
     if (stats === undefined) await args.report?.handle.close();
   }
   done();
+  for (const [reason, count] of skipped) process.stderr.write(`skipped ${n(count)}: ${reason}\n`);
 
   if (stats === undefined) return rejected > 0 ? 2 : 0; // stopped early: the reader of the Insights went away
   if (args.report && recorder) {
@@ -485,7 +511,15 @@ async function backtestEventInputs(
       async (detector, other) => {
         let otherRejected = 0;
         const otherStats = await runBacktest(
-          inputEvents(positionals, { format, presorted: args.presorted, onRejected: () => otherRejected++, keepRaw: false }),
+          inputEvents(positionals, {
+            format,
+            presorted: args.presorted,
+            range: args.range,
+            jsonl: config.ingest.jsonl,
+            k8sAudit: config.ingest.k8sAudit,
+            onRejected: () => otherRejected++,
+            keepRaw: false,
+          }),
           detector,
           {
             ...tapping({}, other),

@@ -321,6 +321,7 @@ function byFailureTime(a: DeadLetterRecord, b: DeadLetterRecord): number {
 }
 
 function source(letter: DeadLetterRecord): string {
+  if (letter.input) return `${letter.input.position}${letter.input.format ? ` (${letter.input.format})` : ''}`;
   const s = letter.source;
   return `${s.topic ?? '?'}/${s.partition ?? '?'}/${s.offset ?? '?'}`;
 }
@@ -347,6 +348,7 @@ export function deadLetterJson(letter: DeadLetterRecord): Record<string, unknown
     code: letter.code,
     reason: letter.reason,
     source: letter.source,
+    ...(letter.input ? { input: letter.input } : {}),
     deadLetter: letter.dlq,
     key: previewBytes(letter.key, 40),
     valueBytes: letter.value?.length ?? 0,
