@@ -121,6 +121,8 @@ for (const client of CLIENTS) {
       logDir = await mkdtemp(join(tmpdir(), 'tw-crash-'));
       const input: ConfigInput = {
         kafka: { client },
+        // Several members on one host: no metrics endpoint (they would all ask for the same port).
+        observe: { port: 0 },
         topics: {
           events: `tw-crash-${run}.events`,
           alerts: `tw-crash-${run}.insights`,
