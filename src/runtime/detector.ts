@@ -262,14 +262,9 @@ function addWork(sum: EngineMetrics, task: Task): void {
   for (const k of Object.keys(sum) as Array<keyof EngineMetrics>) sum[k] += m[k] - task.restoredMetrics[k];
 }
 
-/**
- * The live detector: one consumer group reading the events topic (first stage, per principal)
- * and the action-keyed repartition topic (second stage, per action), each partition a task with
- * its state in a changelog topic and its output committed with Kafka transactions, so a crash,
- * a rebalance or a broker restart neither loses nor repeats an Insight.
- */
-export class DetectorRuntime {
-  readonly metrics: DetectorMetrics = {
+/** Every counter at zero: a runtime's start, and a test's view of one. */
+export function emptyDetectorMetrics(): DetectorMetrics {
+  return {
     recordsConsumed: 0,
     deadLetters: {},
     insightsEmitted: 0,
@@ -288,6 +283,16 @@ export class DetectorRuntime {
     changelogBytesWritten: 0,
     changelogBytesRestored: 0,
   };
+}
+
+/**
+ * The live detector: one consumer group reading the events topic (first stage, per principal)
+ * and the action-keyed repartition topic (second stage, per action), each partition a task with
+ * its state in a changelog topic and its output committed with Kafka transactions, so a crash,
+ * a rebalance or a broker restart neither loses nor repeats an Insight.
+ */
+export class DetectorRuntime {
+  readonly metrics: DetectorMetrics = emptyDetectorMetrics();
   private readonly opts: DetectorRuntimeOptions;
   private readonly codec: EventCodec;
   private consumer: GroupConsumer | null = null;

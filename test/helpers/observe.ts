@@ -1,27 +1,9 @@
 import { emptyEngineMetrics } from '../../src/detect/engine.ts';
-import type { DetectorMetrics, DetectorView, TaskView } from '../../src/runtime/detector.ts';
+import { type DetectorView, emptyDetectorMetrics, type TaskView } from '../../src/runtime/detector.ts';
 
 /** A runtime view as DetectorRuntime.view() gives it, for the observe layer's unit tests. */
 export function fakeView(over: Partial<DetectorView> = {}): DetectorView {
-  const metrics: DetectorMetrics = {
-    recordsConsumed: 0,
-    eventsDecoded: 0,
-    deadLetters: {},
-    insightsEmitted: 0,
-    insightsSuppressed: 0,
-    findingsEmitted: 0,
-    findingsByKind: {},
-    batches: 0,
-    transactionsCommitted: 0,
-    transactionsAborted: 0,
-    partitionsRestored: 0,
-    restoreMs: {},
-    produceRounds: 0,
-    insightsByType: {},
-    findingsByKindActivity: {},
-    changelogBytesWritten: 0,
-    changelogBytesRestored: 0,
-  };
+  const metrics = emptyDetectorMetrics();
   return {
     started: true,
     stopping: false,
