@@ -39,12 +39,28 @@ export PATH
 NODE_OPTIONS="--disable-warning=TimeoutNegativeWarning ${NODE_OPTIONS:-}"
 export NODE_OPTIONS
 
-# Install dependencies when they are missing or older than the lock file.
-if [ ! -d "$root/node_modules" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
-  # `npm install` installs the locked versions; `npm ci` would refuse this lock file because npm 11
-  # leaves other platforms' optional packages (biome's binaries) out of it.
-  echo "trailwatch: installing dependencies (npm install, locked versions)" >&2
-  (cd "$root" && npm install --no-audit --no-fund --loglevel=error >&2)
+# Install the locked dependencies when they are missing, or older than package.json or the lock
+# file. Neither way writes package-lock.json: `npm install` would rewrite it whenever the npm
+# version differs from the one that made it (npm 10 drops the `libc` fields npm 11 writes), leaving
+# a fresh clone modified.
+npm_quiet="--no-audit --no-fund --loglevel=error"
+if [ ! -d "$root/node_modules" ]; then
+  echo "trailwatch: installing dependencies (npm ci: exactly package-lock.json)" >&2
+  # shellcheck disable=SC2086
+  if ! (cd "$root" && npm ci $npm_quiet >&2); then
+    if [ -n "${CI:-}" ]; then
+      echo "trailwatch: npm ci failed (above); when it says package.json and package-lock.json are out of sync, run npm install and commit package-lock.json" >&2
+      exit 1
+    fi
+    echo "trailwatch: npm ci failed (above); trying npm install --no-save, which leaves package-lock.json as it is. When package.json changed, run npm install and commit package-lock.json" >&2
+    # shellcheck disable=SC2086
+    (cd "$root" && npm install --no-save $npm_quiet >&2)
+  fi
+elif [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ] || [ "$root/package.json" -nt "$root/node_modules/.package-lock.json" ]; then
+  # In place rather than `npm ci` (which deletes node_modules first): commands may be running from it.
+  echo "trailwatch: updating dependencies to package-lock.json (npm install --no-save)" >&2
+  # shellcheck disable=SC2086
+  (cd "$root" && npm install --no-save $npm_quiet >&2)
 fi
 
 exec "$@"

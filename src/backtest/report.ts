@@ -11,7 +11,6 @@
  * buckets holds about 160 MB for the report.
  */
 import type { Insight } from '../contracts/types.ts';
-import { dispersionAlpha, squaredResidual } from '../detect/baseline/dispersion.ts';
 import { decadesOf, surpriseAbove, surpriseBelow, type ValueModel } from '../detect/baseline/score.ts';
 import type { BucketObservation } from '../detect/engine.ts';
 import { globToRegExp } from '../detect/overrides.ts';
@@ -31,20 +30,12 @@ export const REPORT_DEFAULTS = {
   leftOutListed: 200,
 } as const satisfies Record<string, number>;
 
-/**
- * The engine's expectation floor for counts, calls per minute, and the over-dispersion it assumes
- * at least for a key's first two days (engine.ts MEAN_FLOOR_PER_MINUTE, COLD_DISPERSION and
- * seasonalAfterBuckets, not exported): the band is drawn as the engine judges.
- */
-const MEAN_FLOOR_PER_MINUTE = 0.05;
-const COLD_DISPERSION = 4;
-const COLD_MS = 2 * DAY_MS;
-
 /** One key's judged buckets in columns, in the order they were judged (time order). */
 export class KeyColumns {
   t = new Float64Array(16);
   value = new Float32Array(16);
   expected = new Float32Array(16);
+  dispersion = new Float32Array(16);
   score = new Float32Array(16);
   length = 0;
   peak = 0;
@@ -55,6 +46,7 @@ export class KeyColumns {
     this.t[i] = o.bucketStartMs;
     this.value[i] = o.count;
     this.expected[i] = o.expected;
+    this.dispersion[i] = o.dispersion;
     this.score[i] = o.score;
     if (o.score > this.peak) this.peak = o.score;
   }
@@ -64,7 +56,7 @@ export class KeyColumns {
     const t = new Float64Array(size);
     t.set(this.t);
     this.t = t;
-    for (const name of ['value', 'expected', 'score'] as const) {
+    for (const name of ['value', 'expected', 'dispersion', 'score'] as const) {
       const next = new Float32Array(size);
       next.set(this[name]);
       this[name] = next;
@@ -285,9 +277,9 @@ export function downsampleIndices(values: ArrayLike<number>, length: number, max
 const round4 = (x: number): number => (x === 0 || !Number.isFinite(x) ? x : Number(x.toPrecision(4)));
 
 /**
- * A key's chart series: the dispersion re-learned along all its buckets as the engine learns it
- * (quiet buckets of a counts key folded as zeros), the band where each drawn point was judged, and
- * the quiet stretches between judged buckets shown as zero (counts) or as a gap (a metric).
+ * A key's chart series: the band where each drawn point was judged (the expectation and dispersion
+ * the engine judged it with), and the quiet stretches between judged buckets shown as zero (counts:
+ * judged against the last expectation) or as a gap (a metric: no reading).
  */
 export function keySeries(
   columns: KeyColumns,
@@ -296,31 +288,9 @@ export function keySeries(
   threshold: number,
   maxPoints: number,
 ): { series: ReportSeries; points: number } {
-  const { length, t, value, expected } = columns;
+  const { length, t, value, expected, dispersion } = columns;
   const decades = decadesOf(threshold);
-  const meanFloor = MEAN_FLOOR_PER_MINUTE * (bucketMs / 60_000);
   const counts = model === 'counts';
-  // Dispersion before each bucket was folded in: what the bucket was judged with.
-  const before = new Float64Array(length);
-  let dispersion = counts ? 1 : 0;
-  const firstMs = t[0] ?? 0;
-  let history = 0;
-  const fold = (v: number, e: number): void => {
-    dispersion += dispersionAlpha(history, bucketMs) * (squaredResidual(v, e, dispersion, model, meanFloor, history) - dispersion);
-    history++;
-  };
-  for (let i = 0; i < length; i++) {
-    const ti = t[i] as number;
-    if (i > 0 && counts) {
-      // Quiet buckets: folded as zeros against the last expectation (a week of them at most: the engine forgets past its window).
-      const quiet = Math.min(Math.round((ti - (t[i - 1] as number)) / bucketMs) - 1, Math.round((7 * DAY_MS) / bucketMs));
-      for (let q = 0; q < quiet; q++) fold(0, Math.max(expected[i - 1] as number, meanFloor));
-    }
-    const cold = counts && ti - firstMs < COLD_MS;
-    before[i] = cold ? Math.max(dispersion, COLD_DISPERSION) : dispersion;
-    fold(value[i] as number, counts ? Math.max(expected[i] as number, meanFloor) : (expected[i] as number));
-  }
-
   const keep = downsampleIndices(value, length, maxPoints);
   const series: ReportSeries = { t: [], value: [], expected: [], low: [], high: [] };
   const push = (ms: number, v: number | null, e: number | null, low: number | null, high: number | null): void => {
@@ -348,7 +318,7 @@ export function keySeries(
       }
     }
     const e = expected[i] as number;
-    const band = bandEdges(counts ? Math.max(e, meanFloor) : e, before[i] as number, model, decades);
+    const band = bandEdges(e, dispersion[i] as number, model, decades);
     push(ti, value[i] as number, e, band.low, band.high);
     last = { e, ...band };
     prev = i;

@@ -15,8 +15,22 @@ type JsonObject = { [key: string]: Json };
  * as the Kafka ecosystem spells them.
  */
 export function configFromEnv(env: NodeJS.ProcessEnv): JsonObject {
+  return readEnv(env).config;
+}
+
+/** One environment variable that set part of the config: what it set, and as what. */
+interface EnvSetting {
+  name: string;
+  raw: string;
+  path: string[];
+  value: Json;
+}
+
+function readEnv(env: NodeJS.ProcessEnv): { config: JsonObject; settings: EnvSetting[] } {
   const out: JsonObject = {};
-  const set = (path: string[], value: Json): void => {
+  const settings: EnvSetting[] = [];
+  const set = (name: string, raw: string, path: string[], value: Json): void => {
+    settings.push({ name, raw, path, value });
     let node = out;
     for (const key of path.slice(0, -1)) {
       const next = node[key];
@@ -25,17 +39,17 @@ export function configFromEnv(env: NodeJS.ProcessEnv): JsonObject {
     }
     node[path[path.length - 1] as string] = value;
   };
-  if (env.KAFKA_BROKERS) set(['kafka', 'brokers'], splitList(env.KAFKA_BROKERS));
-  if (env.SCHEMA_REGISTRY_URL) set(['registry', 'url'], env.SCHEMA_REGISTRY_URL);
+  if (env.KAFKA_BROKERS) set('KAFKA_BROKERS', env.KAFKA_BROKERS, ['kafka', 'brokers'], splitList(env.KAFKA_BROKERS));
+  if (env.SCHEMA_REGISTRY_URL) set('SCHEMA_REGISTRY_URL', env.SCHEMA_REGISTRY_URL, ['registry', 'url'], env.SCHEMA_REGISTRY_URL);
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || raw === undefined) continue;
     const rest = name.slice(ENV_PREFIX.length);
     // Variables that are not configuration (cache dir, stack ports, log level shortcut).
     if (!rest.includes('__')) continue;
     const path = rest.split('__').map(snakeToCamel);
-    set(path, parseEnvValue(path, raw));
+    set(name, raw, path, parseEnvValue(path, raw));
   }
-  return out;
+  return { config: out, settings };
 }
 
 function splitList(value: string): string[] {
@@ -96,10 +110,14 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-/** `detector.overrides[2].match.region: message`, with `(file:line)` when the line is known. */
-export function formatProblem(p: ConfigProblem, file?: string): string {
+/**
+ * `detector.overrides[2].match.region: message`, after where the value came from when known: the
+ * file (`config.yaml:12`, as `config check` prints it) or the environment variable
+ * (`TRAILWATCH_DETECTOR__SCORE_THRESHOLD=abc`).
+ */
+export function formatProblem(p: ConfigProblem, source?: string | null): string {
   const text = p.path.length > 0 ? `${formatPath(p.path)}: ${p.message}` : p.message;
-  return p.line != null && file ? `${text} (${file}:${p.line})` : text;
+  return source ? `${source}: ${text}` : text;
 }
 
 /** The file's contents, parsed; a parse error is a ConfigError naming the file, line and column. */
@@ -123,12 +141,74 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 export function loadConfigFrom(file: ConfigFile | null, options: Omit<LoadConfigOptions, 'file'> = {}): Config {
   let merged: JsonObject = file?.data ? (file.data as JsonObject) : {};
   merged = deepMerge(merged, configFromEnv(options.env ?? process.env));
+  const env = readEnv(options.env ?? process.env);
+  merged = deepMerge(merged, env.config);
   if (options.overrides) merged = deepMerge(merged, options.overrides as JsonObject);
   const { config, problems } = checkConfig(merged);
   if (!config) {
-    throw new ConfigError(problems.map((p) => formatProblem({ ...p, line: file ? file.lineOf(p.path) : null }, file?.path)));
+    const sourceOf = problemSource(file, env.settings, (options.overrides ?? {}) as JsonObject);
+    throw new ConfigError(problems.map((p) => formatProblem(p, sourceOf(p.path))));
   }
   return resolveSecrets(config);
+}
+
+/**
+ * How far `path` reaches into `layer`: Infinity when the layer sets the value at `path` (itself,
+ * or an array or scalar above it, which merging replaces whole), else how many of its keys the
+ * layer has (a missing key is found in the object that should hold it).
+ */
+function reach(layer: Json | undefined, path: readonly PropertyKey[]): number {
+  let node: Json | undefined = layer;
+  for (let depth = 0; depth < path.length; depth++) {
+    if (node === undefined) return depth - 1;
+    if (typeof node !== 'object' || node === null || Array.isArray(node)) return Number.POSITIVE_INFINITY;
+    node = node[String(path[depth])];
+  }
+  return node === undefined ? path.length - 1 : Number.POSITIVE_INFINITY;
+}
+
+/** reach() for one variable: its value placed at its path. */
+function reachSetting(s: EnvSetting, path: readonly PropertyKey[]): number {
+  const shared = s.path.findIndex((key, i) => path[i] !== key);
+  if (shared !== -1) return shared;
+  if (s.path.length >= path.length) return Number.POSITIVE_INFINITY;
+  const below = reach(s.value, path.slice(s.path.length));
+  return below === Number.POSITIVE_INFINITY ? below : s.path.length + below;
+}
+
+/** `KAFKA_BROKERS=a:9092`, the value masked for a secret and a URL's credentials left out. */
+function envText(s: EnvSetting): string {
+  const value = /password|secret|token/i.test(s.name) ? '****' : s.raw.replace(/\/\/[^/@\s]*@/, '//****@');
+  const shown = value.length > 80 ? `${value.slice(0, 77)}...` : value;
+  // Quoted as a shell would need it, so the line can be pasted back.
+  const quoted = /^[\w.:,/@[\]*+-]*$/.test(shown) ? shown : shown.includes("'") ? JSON.stringify(shown) : `'${shown}'`;
+  return `${s.name}=${quoted}`;
+}
+
+/**
+ * Where the value a problem is about came from, by the order they were merged: flags and
+ * overrides (nothing to name: the caller's own), then the environment, then the file. For a key
+ * that is missing, the layer holding the object it is missing from. Null for a default or a rule
+ * across keys.
+ */
+function problemSource(file: ConfigFile | null, env: EnvSetting[], overrides: JsonObject) {
+  return (path: readonly PropertyKey[]): string | null => {
+    if (path.length === 0 || reach(overrides, path) === Number.POSITIVE_INFINITY) return null;
+    // The last variable first: it won the merge (TRAILWATCH_KAFKA__BROKERS over KAFKA_BROKERS).
+    const layers = [...env].reverse().map((s) => ({ depth: reachSetting(s, path), name: () => envText(s) }));
+    if (file?.data) {
+      const name = () => {
+        const line = file.lineOf(path);
+        return line === null ? file.path : `${file.path}:${line}`;
+      };
+      layers.push({ depth: reach(file.data as JsonObject, path), name });
+    }
+    const owner = layers.find((l) => l.depth === Number.POSITIVE_INFINITY);
+    if (owner) return owner.name();
+    let best: (typeof layers)[number] | undefined;
+    for (const l of layers) if (l.depth >= path.length - 1 && l.depth > (best?.depth ?? -1)) best = l;
+    return best ? best.name() : null;
+  };
 }
 
 export function validateConfig(input: unknown): Config {

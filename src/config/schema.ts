@@ -25,9 +25,22 @@ const tlsSchema = z.strictObject({
   rejectUnauthorized: z.boolean().default(true),
 });
 
+/**
+ * A bootstrap broker: `host:port`, the host a name, an IPv4 address or a bracketed IPv6 one
+ * (`[::1]:9092`). Checked here so a mistyped KAFKA_BROKERS fails at start, naming itself, instead
+ * of as a connection timeout later.
+ */
+const brokerSchema = z.string().refine(
+  (b) => {
+    const m = /^(?:\[[0-9A-Fa-f:.]+(?:%[\w.-]+)?\]|[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?):(\d{1,5})$/.exec(b);
+    return m !== null && Number(m[1]) >= 1 && Number(m[1]) <= 65_535;
+  },
+  { error: (issue) => `${JSON.stringify(issue.input)} is not host:port (e.g. localhost:9092)` },
+);
+
 export const kafkaSchema = z.strictObject({
-  /** Bootstrap brokers. Empty means: the local stack (`trailwatch stack up`). */
-  brokers: z.array(z.string().min(1)).default([]),
+  /** Bootstrap brokers, each host:port. Empty means: the local stack (`trailwatch stack up`). */
+  brokers: z.array(brokerSchema).default([]),
   clientId: z.string().default('trailwatch'),
   connectionTimeoutMs: z.number().int().positive().default(10_000), // ten seconds
   requestTimeoutMs: z.number().int().positive().default(30_000), // thirty seconds
@@ -93,6 +106,13 @@ export const topicsSchema = z.strictObject({
    * group and member: compacted, one partition; what `trailwatch status` reads.
    */
   status: z.string().min(1).default('trailwatch.status'),
+  /**
+   * Versions of the detection tuning (`trailwatch config apply`), one record per version, kept
+   * forever (compacted, one partition); running members follow it (detector.configPollMs).
+   */
+  config: z.string().min(1).default('trailwatch.config'),
+  /** False- and true-positive verdicts on Insights and findings (`trailwatch feedback`). */
+  feedback: z.string().min(1).default('trailwatch.feedback'),
 });
 
 const directionSchema = z.enum(['up', 'down', 'both']);
@@ -126,14 +146,19 @@ const overrideSchema = z.strictObject({
   enabled: z.boolean().optional(),
 });
 
+/** What `match` names is not emitted until `expires` (event time); `reason` and `author` say why and who. */
+function suppressionOf<M extends z.ZodType>(match: M) {
+  return z.strictObject({
+    match,
+    reason: z.string().trim().min(1),
+    author: z.string().trim().min(1),
+    /** ISO 8601 with a zone, e.g. 2026-07-01T00:00:00Z. */
+    expires: z.iso.datetime({ offset: true }),
+  });
+}
+
 /** Keys whose Insights are not emitted until `expires` (event time); they still learn their baseline. */
-const suppressionSchema = z.strictObject({
-  match: matchSchema,
-  reason: z.string().trim().min(1),
-  author: z.string().trim().min(1),
-  /** ISO 8601 with a zone, e.g. 2026-07-01T00:00:00Z. */
-  expires: z.iso.datetime({ offset: true }),
-});
+const suppressionSchema = suppressionOf(matchSchema);
 
 export type DetectorOverride = z.infer<typeof overrideSchema>;
 export type DetectorSuppression = z.infer<typeof suppressionSchema>;
@@ -277,6 +302,11 @@ export const detectorSchema = z.strictObject({
     .default(5 * 60_000), // five minutes
   /** A member silent this long is dropped from the group and its partitions move (broker minimum: 6 s). */
   sessionTimeoutMs: z.number().int().positive().default(30_000), // thirty seconds
+  /**
+   * How often a running member (not `run --watch`) looks for a new version on topics.config (one
+   * ListOffsets request; the topic is read only when it grew); 0: do not follow the config topic.
+   */
+  configPollMs: z.number().int().nonnegative().default(5_000), // five seconds
 });
 
 export const rulesSchema = z.strictObject({
@@ -297,6 +327,42 @@ const profileSchema = z.strictObject({
   baseSeverity: severitySchema.optional(),
   catalogShift: z.number().int().min(-4).max(4).optional(),
 });
+
+/** The detector families of findings, as a finding names them in finding_info.types[0]. */
+export const FINDING_KINDS = ['rule', 'correlation', 'first-seen', 'breadth'] as const;
+
+/**
+ * Globs (`*` any run of characters, `?` one) on a finding; at least one. `rule` is the analytic's
+ * id or name (finding_info.analytic: a rule's id such as cis-aws-4.1-unauthorized-api-calls,
+ * trailwatch-first-seen, trailwatch-breadth, trailwatch-breadth-denied), `kind` one of
+ * FINDING_KINDS, `service` and `action` the finding's API call (empty when it spans several).
+ */
+const findingMatchSchema = z
+  .strictObject({
+    rule: z.string().min(1).optional(),
+    kind: z.enum(FINDING_KINDS).optional(),
+    accountId: z.string().min(1).optional(),
+    region: z.string().min(1).optional(),
+    service: z.string().min(1).optional(),
+    action: z.string().min(1).optional(),
+    principal: z.string().min(1).optional(),
+  })
+  .refine((m) => Object.keys(m).length > 0, 'name at least one field to match (rule, kind, accountId, region, service, action, principal)');
+
+/** Per finding: each field absent leaves the finding as its detector made it. */
+const findingOverrideSchema = z.strictObject({
+  match: findingMatchSchema,
+  /** false: the finding is dropped (counted), never emitted. */
+  enabled: z.boolean().optional(),
+  /** Replaces the finding's severity (severity_id and severity). */
+  severity: severitySchema.optional(),
+});
+
+/** Findings not emitted until `expires` (their event time). */
+const findingSuppressionSchema = suppressionOf(findingMatchSchema);
+
+export type FindingOverride = z.infer<typeof findingOverrideSchema>;
+export type FindingSuppression = z.infer<typeof findingSuppressionSchema>;
 
 export const findingsSchema = z.strictObject({
   /**
@@ -383,6 +449,20 @@ export const findingsSchema = z.strictObject({
       remove: z.array(z.string()).optional(),
     })
     .default({}),
+  /**
+   * Settings for the findings a pattern matches (`match` as in findingMatchSchema); the most
+   * specific match wins (the most fields that are not `*`), the first listed among equals. It sets
+   * `enabled` (false: the finding is dropped, counted) and `severity` (replaces the finding's).
+   * Judged on each finding as it is made, live and in a backtest alike; applied live (`config
+   * apply`, `run --watch`) at the next batch boundary.
+   */
+  overrides: z.array(findingOverrideSchema).default([]),
+  /**
+   * Findings not emitted (counted as suppressed) while their event time (`time`, the latest
+   * evidence) is before `expires`: `match` as in overrides, `reason` and `author` required. An
+   * expired one stops applying by itself (judged in event time, so a replay is exact).
+   */
+  suppressions: z.array(findingSuppressionSchema).default([]),
 });
 
 /** A dotted path into a JSON line, e.g. `actor.id`; keys containing dots cannot be reached. */
@@ -441,6 +521,34 @@ export const ingestSchema = z.strictObject({
       region: z.string().min(1).default('cluster'),
     })
     .default({ cluster: 'kubernetes', region: 'cluster' }),
+  /**
+   * `trailwatch ingest`: the raw topics it reads (forwarders write CloudTrail, CloudWatch Logs,
+   * Kubernetes audit messages there). Env: TRAILWATCH_INGEST__RAW_TOPICS=a,b.
+   */
+  rawTopics: z
+    .preprocess(
+      (v) =>
+        typeof v === 'string'
+          ? v
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : v,
+      z.array(z.string().min(1)).min(1),
+    )
+    .default(['trailwatch.raw']),
+  /** How `trailwatch ingest` reads a raw message: one format, or auto (each message sniffed on its own). */
+  format: z.enum(['auto', 'cloudtrail', 'eventbridge', 'cwlogs', 'k8s-audit', 'jsonl']).default('auto'),
+  /** Consumer group of `trailwatch ingest`; also names its transactional ids. */
+  groupId: z.string().min(1).default('trailwatch-ingest'),
+  /** A raw message larger than this, as received or once gunzipped, is dead-lettered (TW_RECORD_TOO_LARGE) undecoded. */
+  maxMessageBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(16 * 1024 * 1024), // 16 MiB: a CloudWatch Logs payload is at most 1 MiB gzipped
+  /** Port of /metrics, /healthz, /readyz of `trailwatch ingest` (on observe.host); 0 turns them off. A detector on the same host has observe.port. */
+  observePort: z.number().int().min(0).max(65_535).default(9465),
 });
 
 /** Watching a running detector: the HTTP endpoints of `trailwatch run` and its status record. */
@@ -457,6 +565,17 @@ export const observeSchema = z.strictObject({
   publishStatus: z.boolean().default(true),
 });
 
+/**
+ * What `trailwatch feedback` does with false positives: this many on one Insight key within
+ * withinDays (and no true positive there) become a suppression of the key for suppressForDays,
+ * written as a new config version by author `feedback-policy`. 0 turns the policy off.
+ */
+export const feedbackSchema = z.strictObject({
+  falsePositivesToSuppress: z.number().int().nonnegative().default(3),
+  withinDays: z.number().positive().default(14),
+  suppressForDays: z.number().positive().default(7),
+});
+
 export const configSchema = z.strictObject({
   kafka: kafkaSchema.default(kafkaSchema.parse({})),
   registry: registrySchema.default(registrySchema.parse({})),
@@ -466,6 +585,7 @@ export const configSchema = z.strictObject({
   findings: findingsSchema.default(findingsSchema.parse({})),
   observe: observeSchema.default(observeSchema.parse({})),
   ingest: ingestSchema.default(ingestSchema.parse({})),
+  feedback: feedbackSchema.default(feedbackSchema.parse({})),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .default({ level: 'info' }),
@@ -480,4 +600,5 @@ export type RulesConfig = z.infer<typeof rulesSchema>;
 export type FindingsConfig = z.infer<typeof findingsSchema>;
 export type ObserveConfig = z.infer<typeof observeSchema>;
 export type IngestConfig = z.infer<typeof ingestSchema>;
+export type FeedbackConfig = z.infer<typeof feedbackSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -93,6 +93,8 @@ export interface TrailwatchInsightFields {
   bucketMs: number;
   /** History the key really had behind its baseline when the anomaly started, minutes; null on records written before it existed. */
   historyMinutes: number | null;
+  /** The config topic's version the detector ran when it produced the Insight; null without one (file and environment config). */
+  configVersion: number | null;
 }
 
 /** An Insight event as CloudTrail Insights writes it, plus `trailwatch` (schemas/Insight.avsc). */

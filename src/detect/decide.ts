@@ -1,9 +1,9 @@
 import type { DetectorConfig } from '../config/schema.ts';
 import type { AttributionAttribute } from '../contracts/types.ts';
 import type { AnomalyFacts, ContributorAverages } from '../emit/insight.ts';
-import type { CusumRun } from './baseline/cusum.ts';
+import { CUSUM_REFERENCE, type CusumRun, riseAlternative, riseEvidence, sparseRises } from './baseline/cusum.ts';
 import type { Expectation } from './baseline/expectation.ts';
-import { type Judgement, type JudgeSettings, judge, type Veto } from './baseline/judge.ts';
+import { type Judgement, type JudgeSettings, judge, runRatio, type Veto } from './baseline/judge.ts';
 import type { BurstMemory } from './baseline/memory.ts';
 import { signalOf } from './signals.ts';
 import { hhMerge, hhTop } from './sketch.ts';
@@ -47,6 +47,8 @@ export interface BucketObservation {
   baselineMean: number;
   /** What the bucket was judged against: the hour's expectation once the key has its profile, else the mean (floored for counts). */
   expected: number;
+  /** The dispersion the bucket was judged with (counts: variance / mean, at least a cold key's; gauge: the variance). */
+  dispersion: number;
   /** The decision score: what the Start/End machine reads (0 when a floor vetoes the bucket). */
   score: number;
   /** The score before the floors. */
@@ -166,6 +168,7 @@ export class Decider {
       count,
       baselineMean: k.mean,
       expected: lambda,
+      dispersion,
       score: j.score,
       rawScore: j.rawScore,
       veto: j.veto,
@@ -240,9 +243,19 @@ export class Decider {
       const from = bucket - gap * bucketMs;
       this.memory.foldZeros(k, from, gap, bucketMs);
       this.expectation.learnZeros(k, from, gap);
-      this.memory.drainRise(k, gap);
+      this.memory.drainRise(k, gap, this.emptyRiseCost(k, bucket));
     }
     k.lastFoldedMs = bucket - bucketMs;
+  }
+
+  /** What an empty bucket takes from the key's run upwards, in the run's own units (see judge.ts and cusum.ts). */
+  private emptyRiseCost(k: KeyState, bucket: number): number {
+    const js = this.settingsFor(k);
+    const expected = this.expectation.floored(k, this.expectation.expected(k, bucket));
+    const ratio = runRatio(js);
+    if (!sparseRises(expected, ratio, js.minEventsPerBucket)) return 2 * CUSUM_REFERENCE;
+    const alternative = riseAlternative(expected, ratio, js.minEventsPerBucket);
+    return -riseEvidence(0, expected, this.expectation.judgedDispersion(k), alternative);
   }
 
   /** One bucket learned: `value` (winsorized when it fired) by the expectation, `raw` by the burst memory. */
@@ -291,6 +304,17 @@ export class Decider {
     k.streak = s;
     this.streaking.add(k.id);
     return s;
+  }
+
+  /**
+   * The key was switched off (a config applied while running): an Insight it had open ends at its
+   * last anomalous bucket (a suppressed one ends unseen, as its Start was), a candidate is forgotten.
+   */
+  switchedOff(k: KeyState, out: AnomalyFacts[]): void {
+    const s = k.streak;
+    if (s?.started && s.suppressed !== true) out.push(this.facts(k, s, 'End'));
+    k.streak = null;
+    this.streaking.delete(k.id);
   }
 
   private end(k: KeyState, s: Streak, out: AnomalyFacts[]): void {

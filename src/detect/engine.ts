@@ -656,11 +656,9 @@ export class DetectionEngine {
       if (k.generation !== this.generation) this.place(k);
       const settings = k.settings;
       if (!settings.enabled) {
-        // Switched off while in a streak (a config applied live): forgotten, not judged to its End.
-        if (k.streak) {
-          k.streak = null;
-          this.streaking.delete(id);
-        }
+        // Switched off while in a streak (a config applied live): an open Insight ends where it
+        // stood (subscribers must not be left with a Start and no End), a candidate is forgotten.
+        if (k.streak) this.decider.switchedOff(k, facts);
         continue;
       }
       if (k.observed === UNBORN) this.born(k, b);

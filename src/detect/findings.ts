@@ -2,6 +2,7 @@ import type { FindingsConfig, RulesConfig } from '../config/schema.ts';
 import type { AuditEvent, Finding } from '../contracts/types.ts';
 import { buildFinding, type FindingSeverity, MAX_EVIDENCES, techniquesFromSigmaTags } from '../emit/finding.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
+import { type FindingHeld, FindingOverrides, type FindingTuning } from './finding-overrides.ts';
 import { BreadthDetector, type BreadthFinding } from './rules/breadth.ts';
 import { type CatalogOverrides, DEFAULT_CATALOG, mergeCatalog, type SensitivityCatalog, severityRank } from './rules/catalog.ts';
 import { CorrelationEngine, type CorrelationHit } from './rules/correlation.ts';
@@ -24,6 +25,10 @@ import type { SigmaRule } from './rules/sigma.ts';
  * `finding_info.uid`). A match arriving after its window closed is a finding of its own. A rule
  * with a `minCount` (an alarm threshold, as CIS pairs its metric filters with alarms) is a Create
  * at its minCount-th match in the window, and nothing when the window closes short of it.
+ *
+ * Tuning: every finding made passes `findings.overrides` and `findings.suppressions` on its way
+ * out (src/detect/finding-overrides.ts), so state (folds, first-seen, breadth) is the same whatever
+ * the tuning and a retune applies from the next finding on.
  */
 
 /** What a stage needs, loaded once per process (rule files, catalog): shared by every partition. */
@@ -34,6 +39,8 @@ export interface FindingSetup {
   catalog: SensitivityCatalog;
   /** Topic name the findings go to (OCSF metadata.log_name). */
   logName: string;
+  /** Hears of each finding the tuning held back (the runtime's metrics). */
+  onHeld?: (kind: string, held: FindingHeld) => void;
 }
 
 /** Rules from rules.paths and the default pack (refused whole on a problem), the catalog with its overrides. */
@@ -97,6 +104,10 @@ export interface FindingStageCounters {
   breadth: number;
   /** Raw records that were not JSON objects (matched as the normalized record). */
   rawUnparsed: number;
+  /** Findings dropped by a findings.overrides entry with enabled: false. */
+  disabled: number;
+  /** Findings held back by findings.suppressions (their event time before the expiry). */
+  suppressed: number;
 }
 
 export class FindingStage {
@@ -109,8 +120,12 @@ export class FindingStage {
     firstSeenBelowSeverity: 0,
     breadth: 0,
     rawUnparsed: 0,
+    disabled: 0,
+    suppressed: 0,
   };
   private readonly setup: FindingSetup;
+  /** findings.overrides and suppressions; replaced by `retune`. */
+  private tuning: FindingOverrides;
   private readonly rulesById: Map<string, Rule>;
   private readonly folds = new Map<string, Fold>();
   private readonly correlation: CorrelationEngine | null;
@@ -128,6 +143,7 @@ export class FindingStage {
     parts: { correlation: CorrelationEngine | null; firstSeen: FirstSeenDetector | null; breadth: BreadthDetector | null },
   ) {
     this.setup = setup;
+    this.tuning = new FindingOverrides(setup.config);
     this.rulesById = new Map(setup.rules.rules.map((r) => [r.id, r]));
     this.correlation = parts.correlation;
     this.correlationBases = new RuleIndex(correlationRules(setup.correlations).bases.map((b) => sigmaRuleKeys(b)));
@@ -180,8 +196,38 @@ export class FindingStage {
     return stage;
   }
 
+  /** New findings overrides and suppressions (a config applied while running): from the next finding on. */
+  retune(tuning: FindingTuning): void {
+    this.tuning = new FindingOverrides(tuning);
+  }
+
   /** Findings of a batch: rule Creates, correlation hits and breadth at once; first-seen waits for `advance`. */
   process(events: readonly AuditEvent[]): Finding[] {
+    return this.tuned(this.made(events));
+  }
+
+  /** Event time moved on: first-seen windows, correlations judged at close, fold Updates. */
+  advance(watermarkMs: number): Finding[] {
+    return this.tuned(this.advanced(watermarkMs));
+  }
+
+  /** What the tuning lets out of `made`, held-back ones counted. */
+  private tuned(made: Finding[]): Finding[] {
+    if (made.length === 0 || this.tuning.empty) return made;
+    const out: Finding[] = [];
+    for (const f of made) {
+      const j = this.tuning.judge(f);
+      if (j.finding) {
+        out.push(j.finding);
+        continue;
+      }
+      this.counters[j.held]++;
+      this.setup.onHeld?.(f.finding_info.types[0] ?? '', j.held);
+    }
+    return out;
+  }
+
+  private made(events: readonly AuditEvent[]): Finding[] {
     const out: Finding[] = [];
     const correlation = this.correlation;
     for (const e of events) {
@@ -198,8 +244,7 @@ export class FindingStage {
     return out;
   }
 
-  /** Event time moved on: first-seen windows, correlations judged at close, fold Updates. */
-  advance(watermarkMs: number): Finding[] {
+  private advanced(watermarkMs: number): Finding[] {
     if (!(watermarkMs > this.watermarkMs)) return [];
     this.watermarkMs = watermarkMs;
     this.metaChanged = true;

@@ -53,10 +53,13 @@ export interface KeySettings {
   judge: Record<ValueModel, JudgeSettings>;
 }
 
-interface Compiled {
-  tests: Array<[Field, RegExp]>;
+/** A match's globs, compiled: one whole-string test per field that is not a bare `*`. */
+export interface CompiledMatch<F extends string> {
+  tests: Array<[F, RegExp]>;
+  /** How many fields it names (not counting bare `*`): the more, the more specific. */
   specificity: number;
 }
+type Compiled = CompiledMatch<Field>;
 
 /** A glob as a whole-string regular expression: `*` any run of characters, `?` one, everything else literal. */
 export function globToRegExp(glob: string): RegExp {
@@ -69,17 +72,49 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${out}$`, 's');
 }
 
-function compile(match: Match): Compiled {
-  const tests: Array<[Field, RegExp]> = [];
-  for (const field of MATCH_FIELDS) {
+/** `match`'s globs on `fields`; shared by detector and findings overrides and suppressions. */
+export function compileMatch<F extends string>(match: Partial<Record<F, string>>, fields: readonly F[]): CompiledMatch<F> {
+  const tests: Array<[F, RegExp]> = [];
+  for (const field of fields) {
     const glob = match[field];
     if (glob !== undefined && glob !== '*') tests.push([field, globToRegExp(glob)]);
   }
   return { tests, specificity: tests.length };
 }
 
+/** Whether every glob matches its field; a field with several values (an id and a name) matches when any does. */
+export function matchesSubject<F extends string>(
+  c: CompiledMatch<F>,
+  subject: Readonly<Record<F, string | readonly string[] | null | undefined>>,
+): boolean {
+  return c.tests.every(([field, re]) => {
+    const v = subject[field];
+    return typeof v === 'string' || v === null || v === undefined ? re.test(v ?? '') : v.some((x) => re.test(x));
+  });
+}
+
+/** Index of the most specific match (the first listed among equals), or −1. */
+export function mostSpecific<F extends string>(
+  compiled: readonly CompiledMatch<F>[],
+  subject: Readonly<Record<F, string | readonly string[] | null | undefined>>,
+): number {
+  let best = -1;
+  let bestSpecificity = -1;
+  compiled.forEach((c, i) => {
+    if (c.specificity > bestSpecificity && matchesSubject(c, subject)) {
+      best = i;
+      bestSpecificity = c.specificity;
+    }
+  });
+  return best;
+}
+
+function compile(match: Match): Compiled {
+  return compileMatch(match, MATCH_FIELDS);
+}
+
 function matches(c: Compiled, subject: InsightSubject): boolean {
-  return c.tests.every(([field, re]) => re.test(subject[field] ?? ''));
+  return matchesSubject(c, subject);
 }
 
 export class Overrides {
@@ -103,15 +138,7 @@ export class Overrides {
 
   /** Index of the most specific override matching the key, or −1. */
   matchIndex(subject: InsightSubject): number {
-    let best = -1;
-    let bestSpecificity = -1;
-    this.overrides.forEach((c, i) => {
-      if (c.specificity > bestSpecificity && matches(c, subject)) {
-        best = i;
-        bestSpecificity = c.specificity;
-      }
-    });
-    return best;
+    return mostSpecific(this.overrides, subject);
   }
 
   /** The most specific override matching the key, or null. */

@@ -19,7 +19,7 @@ export const SEVERITY_IDS: Readonly<Record<FindingSeverity, number>> = {
   high: 4,
   critical: 5,
 };
-const SEVERITY_LABELS: Readonly<Record<FindingSeverity, string>> = {
+export const SEVERITY_LABELS: Readonly<Record<FindingSeverity, string>> = {
   informational: 'Informational',
   low: 'Low',
   medium: 'Medium',
@@ -266,4 +266,16 @@ function dropNulls(value: unknown): unknown {
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value)) if (v !== null && v !== undefined) out[key] = dropNulls(v);
   return out;
+}
+
+/** The `unmapped` key under which a finding names the config topic's version that produced it. */
+export const CONFIG_VERSION_KEY = 'configVersion';
+
+/**
+ * The finding as produced under config version `version`: named in `unmapped.configVersion`
+ * (OCSF has no field for it); null (the file and environment config) leaves the finding as it is.
+ */
+export function findingWithConfigVersion(f: Finding, version: number | null): Finding {
+  if (version === null) return f;
+  return { ...f, unmapped: { ...f.unmapped, [CONFIG_VERSION_KEY]: String(version) } };
 }

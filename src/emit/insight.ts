@@ -132,8 +132,16 @@ export function buildInsight(f: AnomalyFacts): Insight {
       endTimeMs,
       bucketMs: f.bucketMs,
       historyMinutes: Math.round(f.historyMinutes),
+      // The engine knows no versions: the runtime stamps the one it ran (withConfigVersion).
+      configVersion: null,
     },
   };
+}
+
+/** The Insight as produced under config version `version` (null: the file and environment config). */
+export function withConfigVersion(insight: Insight, version: number | null): Insight {
+  if (insight.trailwatch.configVersion === version) return insight;
+  return { ...insight, trailwatch: { ...insight.trailwatch, configVersion: version } };
 }
 
 /**

@@ -3,19 +3,20 @@
  * by content (a truncated gzip keeps what came before the cut), lines streamed, JSON values run
  * together split apart, and where a JSON document goes wrong. Nothing here throws for bad input:
  * a missing path, a corrupt file or a bad line becomes an error item carrying file and position,
- * so a run reports it and goes on.
+ * so a run reports it and goes on. Also the checkpoint of the files a publish has finished
+ * (PublishCheckpoint), by which an interrupted publish resumes.
  */
 import { isAscii } from 'node:buffer';
 import { once } from 'node:events';
 import type { Dirent, Stats } from 'node:fs';
 import { createReadStream } from 'node:fs';
-import { open, readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, open, readdir, readFile, realpath, stat, truncate } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGunzip, gunzip, gunzipSync, constants as zlibConstants } from 'node:zlib';
 import type { AuditEvent } from '../contracts/types.ts';
-import { BadRecordError, ErrorCodes, errorMessage } from '../errors.ts';
+import { BadRecordError, ErrorCodes, errorMessage, TrailwatchError } from '../errors.ts';
 
 const gunzipAsync = promisify(gunzip);
 const GUNZIP_CHUNK_BYTES = 256 * 1024;
@@ -577,4 +578,146 @@ function ioReason(err: unknown): string {
 
 function compareCodePoints(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A file as a publish checkpoint knows it: where, how large, when last changed. */
+export interface FileIdentity {
+  /** Absolute path. */
+  file: string;
+  bytes: number;
+  mtimeMs: number;
+}
+
+/** The identity of each file (null for one that cannot be stat'ed now), `concurrency` stats at a time. */
+export async function fileIdentities(files: readonly string[], concurrency = 32): Promise<Map<string, FileIdentity | null>> {
+  const out = new Map<string, FileIdentity | null>();
+  let next = 0;
+  const work = async (): Promise<void> => {
+    for (let i = next++; i < files.length; i = next++) {
+      const file = files[i] as string;
+      try {
+        const info = await stat(file);
+        out.set(file, { file: resolve(file), bytes: info.size, mtimeMs: info.mtimeMs });
+      } catch {
+        out.set(file, null); // reading it will report why
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, work));
+  return out;
+}
+
+/** What a checkpoint belongs to: a second publish may use it only when these are the same. */
+export interface CheckpointScope {
+  topic: string;
+  format: string;
+}
+
+const CHECKPOINT_KIND = 'trailwatch-publish-checkpoint';
+
+/**
+ * The files a publish has finished, on disk: JSON lines, a header naming the topic and format,
+ * then one line per file ({"file","bytes","mtimeMs"}), appended (and synced) only once every
+ * record of the file is acknowledged by the broker. A file counts as published when its path,
+ * size and modification time are all the same: one replaced by a different version (a delivery
+ * fetched again) is published again. A last line cut short by a crash is dropped on open.
+ */
+export class PublishCheckpoint {
+  readonly path: string;
+  private readonly finished = new Map<string, string>();
+  private appending: Promise<void> = Promise.resolve();
+
+  private constructor(path: string) {
+    this.path = path;
+  }
+
+  /**
+   * Reads the checkpoint at `path` (created with its header when missing). Throws TW_USAGE when it
+   * belongs to another topic or format, or is not a checkpoint, naming the fix.
+   */
+  static async open(path: string, scope: CheckpointScope): Promise<PublishCheckpoint> {
+    const checkpoint = new PublishCheckpoint(path);
+    let text = '';
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw checkpointError(path, `cannot read it: ${errorMessage(err)}`, err);
+    }
+    const complete = text.endsWith('\n') ? text : text.slice(0, text.lastIndexOf('\n') + 1);
+    if (complete.length < text.length) await truncate(path, Buffer.byteLength(complete)); // a line cut short by a crash
+    const lines = complete.split('\n').filter((line) => line !== '');
+    if (lines.length === 0) {
+      await mkdir(dirname(path), { recursive: true });
+      const header = { kind: CHECKPOINT_KIND, version: 1, topic: scope.topic, format: scope.format, createdAt: new Date().toISOString() };
+      await checkpoint.append(`${JSON.stringify(header)}\n`);
+      return checkpoint;
+    }
+    const header = parseLine(lines[0] as string) as { kind?: unknown; topic?: unknown; format?: unknown } | null;
+    if (header?.kind !== CHECKPOINT_KIND) throw checkpointError(path, 'it is not a trailwatch publish checkpoint');
+    if (header.topic !== scope.topic || header.format !== scope.format) {
+      throw checkpointError(
+        path,
+        `it records a publish of ${String(header.format)} to topic ${String(header.topic)}, not of ${scope.format} to ${scope.topic}`,
+      );
+    }
+    for (let i = 1; i < lines.length; i++) {
+      const entry = parseLine(lines[i] as string) as Partial<FileIdentity> | null;
+      if (typeof entry?.file !== 'string' || typeof entry.bytes !== 'number' || typeof entry.mtimeMs !== 'number') {
+        throw checkpointError(path, `line ${i + 1} is not a finished file`);
+      }
+      checkpoint.finished.set(entry.file, versionOf(entry as FileIdentity));
+    }
+    return checkpoint;
+  }
+
+  /** Files recorded as finished. */
+  get size(): number {
+    return this.finished.size;
+  }
+
+  /** Whether this version of the file was published to the end. */
+  has(id: FileIdentity): boolean {
+    return this.finished.get(id.file) === versionOf(id);
+  }
+
+  /** Records files as finished: resolves once the lines are on disk. */
+  record(ids: readonly FileIdentity[]): Promise<void> {
+    if (ids.length === 0) return this.appending;
+    for (const id of ids) this.finished.set(id.file, versionOf(id));
+    return this.append(ids.map((id) => `${JSON.stringify({ file: id.file, bytes: id.bytes, mtimeMs: id.mtimeMs })}\n`).join(''));
+  }
+
+  /** Appends in call order, each write synced before the next. */
+  private append(text: string): Promise<void> {
+    this.appending = this.appending.then(async () => {
+      const handle = await open(this.path, 'a');
+      try {
+        await handle.write(text);
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    });
+    return this.appending;
+  }
+}
+
+function versionOf(id: FileIdentity): string {
+  return `${id.bytes}:${id.mtimeMs}`;
+}
+
+function parseLine(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return null;
+  }
+}
+
+function checkpointError(path: string, reason: string, cause?: unknown): TrailwatchError {
+  return new TrailwatchError(
+    ErrorCodes.USAGE,
+    `cannot use the checkpoint ${path}: ${reason}. Pass another --checkpoint FILE, delete this one to publish every file again, or --no-checkpoint`,
+    { fault: 'user', cause, details: { checkpoint: path } },
+  );
 }

@@ -61,6 +61,11 @@ export interface FileSegment {
   skipped: Record<string, number> | null;
   /** Events outside `eventRange`. */
   outOfRange: number;
+  /**
+   * The file's last segment: every item of the file is in this chunk or an earlier one. Every
+   * entry ends with one, a file with no items too, so a caller can tell when a file is through.
+   */
+  done: boolean;
 }
 
 /** Fields of `meta` per record. */
@@ -100,8 +105,12 @@ export interface EncodeOptions {
   workers?: number;
 }
 
-const BLOCK_ENTRIES = 16; // consecutive files one worker reads: small deliveries share chunks
-const MAX_CHUNKS_AHEAD = 4; // per worker, ~1 MiB each
+// A block is smaller than what its worker may run ahead, so while one worker's block is taken the
+// next worker finishes its own: with 16-file blocks (~15 chunks of the benchmark's deliveries)
+// and 4 chunks of credit two workers mostly took turns, each waiting for credit for a third of
+// its time; with these, about a tenth (bench/publish.ts tree, `--dry-run --workers 2`).
+const BLOCK_ENTRIES = 4; // consecutive files one worker reads: small deliveries share chunks
+const MAX_CHUNKS_AHEAD = 8; // per worker, ~1 MiB each
 
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(2, availableParallelism() - 1));

@@ -70,7 +70,7 @@ function copyOf(b: Buffer): ArrayBuffer {
 
 function segmentOf(file: string): FileSegment {
   if (segment?.file !== file) {
-    segment = { file, records: 0, errors: [], skipped: null, outOfRange: 0 };
+    segment = { file, records: 0, errors: [], skipped: null, outOfRange: 0, done: false };
     segments.push(segment);
   }
   return segment;
@@ -199,7 +199,10 @@ async function main(): Promise<void> {
   for await (const batch of readPlanned(entries, source, maxFileBytes)) {
     const block = blockOf[batch.entry] as number;
     if (!batch.end) await items(block, batch.file, batch.items);
-    else if (lastOfBlock.has(batch.entry)) await post(block, true);
+    else {
+      segmentOf(batch.file).done = true;
+      if (lastOfBlock.has(batch.entry)) await post(block, true);
+    }
   }
   port?.unref(); // done: the thread ends once its last chunk is posted
 }

@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { DetectorHooks, DetectorView, StageName } from '../runtime/detector.ts';
+import type { IngestView } from '../runtime/ingest.ts';
 
 /**
  * The detector's Prometheus metrics. Nearly all are read when scraped from what the runtime
@@ -105,6 +106,10 @@ function* perStage(view: DetectorView | null, value: (view: DetectorView, stage:
   for (const stage of STAGES) yield [{ stage }, value(view, stage)];
 }
 
+function* byKind(counts: Record<string, number>): Iterable<[Labels, number]> {
+  for (const [kind, n] of Object.entries(counts)) yield [{ kind }, n];
+}
+
 function* nested(counts: Record<string, Record<string, number>>): Iterable<[Labels, number]> {
   for (const [type, byState] of Object.entries(counts)) for (const [state, n] of Object.entries(byState)) yield [{ type, state }, n];
 }
@@ -157,6 +162,37 @@ export function createMetricsRegistry(source: MetricsSource, info: BuildInfo): D
     'Findings committed to the findings topic, by kind and activity (Create, Update).',
     ['type', 'state'],
     () => nested(view()?.metrics.findingsByKindActivity ?? {}),
+  );
+  sourcedCounter(
+    registry,
+    'trailwatch_insights_suppressed_total',
+    'Insights kept back by detector.suppressions (not emitted), by insight type and state (Start, End); a retried batch counts again.',
+    ['type', 'state'],
+    () => nested(view()?.metrics.insightsSuppressedByType ?? {}),
+  );
+  sourcedCounter(
+    registry,
+    'trailwatch_findings_suppressed_total',
+    'Findings kept back by findings.suppressions (not emitted), by kind; a retried batch counts again.',
+    ['kind'],
+    () => byKind(view()?.metrics.findingsSuppressedByKind ?? {}),
+  );
+  sourcedCounter(
+    registry,
+    'trailwatch_findings_dropped_total',
+    'Findings dropped by a findings.overrides entry with enabled: false, by kind; a retried batch counts again.',
+    ['kind'],
+    () => byKind(view()?.metrics.findingsDroppedByKind ?? {}),
+  );
+  sourcedGauge(
+    registry,
+    'trailwatch_config_version',
+    "The config topic's version (trailwatch config history) the tasks run now; 0 while on the file and environment config.",
+    [],
+    () => {
+      const v = view();
+      return v ? one(v.metrics.configVersion ?? 0) : [];
+    },
   );
   sourcedGauge(
     registry,
@@ -295,6 +331,59 @@ export function createMetricsRegistry(source: MetricsSource, info: BuildInfo): D
       restored: (stage, seconds) => restore.observe({ stage }, seconds),
     },
   };
+}
+
+/**
+ * The raw-ingest stage's metrics (`trailwatch ingest`), read when scraped from what the stage
+ * counts once each transaction commits: messages in (by format), events out, records skipped,
+ * dead letters by code, transactions; Node's process metrics too.
+ */
+export function createIngestMetricsRegistry(view: () => IngestView | null): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const one = (value: number | undefined): Iterable<[Labels, number]> => (value === undefined ? [] : [[{}, value]]);
+  const byLabel = (label: string, counts: Record<string, number> | undefined): Iterable<[Labels, number]> =>
+    Object.entries(counts ?? {}).map(([value, n]): [Labels, number] => [{ [label]: value }, n]);
+  sourcedCounter(
+    registry,
+    'trailwatch_ingest_messages_total',
+    'Raw messages consumed and committed, by the format they were read as (unknown: not recognized or not opened).',
+    ['format'],
+    () => byLabel('format', view()?.metrics.messagesByFormat),
+  );
+  sourcedCounter(registry, 'trailwatch_ingest_events_total', 'AuditEvents committed to the events topic.', [], () =>
+    one(view()?.metrics.eventsOut),
+  );
+  sourcedCounter(
+    registry,
+    'trailwatch_ingest_skipped_total',
+    'Records read that are not API calls (other stages, control messages, other EventBridge detail-types).',
+    [],
+    () => one(view()?.metrics.skipped),
+  );
+  sourcedCounter(
+    registry,
+    'trailwatch_ingest_dead_letters_total',
+    'Messages and records sent to the dead-letter topic, by error code.',
+    ['code'],
+    () => byLabel('code', view()?.metrics.deadLetters),
+  );
+  sourcedCounter(
+    registry,
+    'trailwatch_ingest_transactions_total',
+    'Transactions by outcome (committed, aborted).',
+    ['outcome'],
+    function* () {
+      const v = view();
+      if (!v) return;
+      yield [{ outcome: 'committed' }, v.metrics.transactionsCommitted];
+      yield [{ outcome: 'aborted' }, v.metrics.transactionsAborted];
+    },
+  );
+  sourcedGauge(registry, 'trailwatch_ingest_partitions_assigned', 'Raw partitions this member owns.', [], () =>
+    one(view()?.assignment.length),
+  );
+  return registry;
 }
 
 /** Every series name a registry exposes: its metrics, a histogram's `_bucket`, `_sum` and `_count` too. */

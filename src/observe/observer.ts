@@ -215,7 +215,7 @@ export class Observer {
       pid: process.pid,
       version: TRAILWATCH_VERSION,
       configHash: configHash(config),
-      configVersion: null,
+      configVersion: view.metrics.configVersion === null ? null : String(view.metrics.configVersion),
       startedAtMs: this.startedAtMs,
       publishedAtMs: this.now(),
       intervalMs: config.observe.refreshMs,

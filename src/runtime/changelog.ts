@@ -9,7 +9,8 @@ import type { OutRecord } from './produce.ts';
  * A stage partition's state in a compacted changelog topic, one changelog partition per task
  * partition (as Kafka Streams keeps its stores):
  *
- *   meta                   the engine's clocks and metrics (+ upstream clocks for the action stage)
+ *   meta                   the engine's clocks and metrics (+ upstream clocks for the action stage,
+ *                          + the config version the commit ran)
  *   k|<key id>             one key's encoded state; a tombstone when the key is gone. A state larger
  *                          than the writer's bound (an action key holding many open buckets while a
  *                          backlog drains) is cut in parts: this record holds the first, behind
@@ -39,6 +40,11 @@ const BARRIER = 'barrier';
 interface MetaRecord {
   engine: EngineMeta;
   upstream?: Array<[number, UpstreamClock]>;
+  /**
+   * The config topic's version the task ran when it committed this state (absent: none, or a state
+   * written before versions): a restored task knows which tuning its state was built under.
+   */
+  configVersion?: number;
 }
 
 /** Turns the changes of one commit into changelog messages; remembers which dedupe records are live. */
@@ -78,6 +84,7 @@ export class ChangelogWriter {
     changes: EngineChanges,
     upstream: Array<[number, UpstreamClock]> | null,
     findings: ReadonlyArray<[string, string | null]> = [],
+    configVersion: number | null = null,
   ): OutRecord[] {
     const out: OutRecord[] = [];
     const put = (key: string, value: string | null) => out.push({ topic: this.topic, key, value, partition: this.partition });
@@ -121,7 +128,11 @@ export class ChangelogWriter {
       for (const key of keys) put(key, null);
       this.seenRecords.delete(bucket);
     }
-    const meta: MetaRecord = { engine: changes.meta, ...(upstream ? { upstream } : {}) };
+    const meta: MetaRecord = {
+      engine: changes.meta,
+      ...(upstream ? { upstream } : {}),
+      ...(configVersion !== null ? { configVersion } : {}),
+    };
     put(META, JSON.stringify(meta));
     return out;
   }
@@ -197,6 +208,8 @@ export interface RestoredPartition {
   seenKeys: string[];
   /** Keys whose state was found in several parts, and how many, for the writer. */
   keyParts: Array<[string, number]>;
+  /** The config version the last committed batch ran; null for none (or a state from before versions). */
+  configVersion: number | null;
   records: number;
   bytes: number;
   ms: number;
@@ -370,6 +383,7 @@ export async function restorePartition(opts: {
     },
     seenKeys: [...seen.keys()],
     keyParts,
+    configVersion: typeof restoredMeta?.configVersion === 'number' ? restoredMeta.configVersion : null,
     records,
     bytes,
     ms: Date.now() - started,

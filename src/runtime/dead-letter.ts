@@ -1,5 +1,6 @@
 import type { IHeaders, KafkaMessage, Message, Producer } from 'kafkajs';
 import type { TrailwatchError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 import { headersBytes, recordBytes } from './produce.ts';
 
 /** Headers every dead letter carries, so `trailwatch dlq` and any consumer can tell why. */
@@ -247,3 +248,29 @@ export function previewBytes(bytes: Buffer | null | undefined, maxChars = 64): s
 // Letters, marks, symbols, spaces, tabs and line breaks, and the joiners emoji need; no control,
 // format (bidi overrides that reorder a terminal line), private-use or unassigned characters.
 const PRINTABLE = /^(?:[\t\n\r\P{C}]|\u200C|\u200D)*$/u;
+
+/**
+ * One warning for a committed batch's dead letters (a backlog of bad records may dead-letter every
+ * one: a line per record would drown the log): where they came from, how many of each code, and
+ * the first one's reason. Returns the count per code.
+ */
+export function logDeadLetters(log: Logger, letters: readonly DeadLetter[], deadLetterTopic: string): Record<string, number> {
+  const codes: Record<string, number> = {};
+  const first = letters[0];
+  if (!first) return codes;
+  for (const l of letters) codes[l.error.code] = (codes[l.error.code] ?? 0) + 1;
+  log.warn(
+    {
+      topic: first.topic,
+      partition: first.partition,
+      codes,
+      firstOffset: first.message.offset,
+      lastOffset: letters[letters.length - 1]?.message.offset,
+      deadLetterTopic,
+    },
+    letters.length === 1
+      ? `dead-lettered: ${first.error.message}`
+      : `${letters.length} records dead-lettered, the first: ${first.error.message}`,
+  );
+  return codes;
+}

@@ -1,7 +1,8 @@
-import { type ConfigVersion, type LiveConfig, tuningOf } from '../config/live.ts';
-import type { Config } from '../config/schema.ts';
+import { type ConfigVersion, LiveConfig, tuningOf } from '../config/live.ts';
+import type { Config, DetectorConfig } from '../config/schema.ts';
 import type { AuditEvent, Finding, Insight } from '../contracts/types.ts';
 import { type EngineMetrics, emptyEngineMetrics } from '../detect/engine.ts';
+import { type FindingTuning, findingTuningOf } from '../detect/finding-overrides.ts';
 import { type FindingSetup, findingSetupFromConfig } from '../detect/findings.ts';
 import {
   type ActionRecord,
@@ -11,12 +12,15 @@ import {
   type StageOutput,
   type WatermarkMarker,
 } from '../detect/topology.ts';
+import { findingWithConfigVersion } from '../emit/finding.ts';
+import { withConfigVersion } from '../emit/insight.ts';
 import { BadRecordError, causeChain, ErrorCodes, errorMessage, isTrailwatchError, TrailwatchError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Admin, Batch, BatchContext, GroupConsumer, InRecord, Transport, TxnProducer } from '../transport/types.ts';
 import { ChangelogWriter, restorePartition, stateCorrupt } from './changelog.ts';
 import { EventCodec } from './codec.ts';
-import { type DeadLetter, deadLetterMessages } from './dead-letter.ts';
+import { ConfigTopicFollower } from './config-topic.ts';
+import { type DeadLetter, deadLetterMessages, logDeadLetters } from './dead-letter.ts';
 import { type OutRecord, produceRounds } from './produce.ts';
 import { registerContracts, type SchemaRegistry } from './registry.ts';
 import { untilStarted } from './startup.ts';
@@ -30,10 +34,18 @@ export interface DetectorMetrics {
   insightsEmitted: number;
   /** Insight Starts and Ends kept back by detector.suppressions (counted as judged; a retried batch counts again). */
   insightsSuppressed: number;
+  /** The same, by insightType, then by state (Start, End). */
+  insightsSuppressedByType: Record<string, Record<string, number>>;
+  /** The config topic's version the tasks run now (what Insights carry); null on the file and environment config. */
+  configVersion: number | null;
   /** Findings committed to topics.findings (rules, correlations, first-seen, breadth). */
   findingsEmitted: number;
   /** The same, by kind (finding_info.types[0]). */
   findingsByKind: Record<string, number>;
+  /** Findings held back by findings.suppressions, by kind (counted as made; a retried batch counts again). */
+  findingsSuppressedByKind: Record<string, number>;
+  /** Findings dropped by a findings.overrides entry with enabled: false, by kind (the same). */
+  findingsDroppedByKind: Record<string, number>;
   batches: number;
   transactionsCommitted: number;
   transactionsAborted: number;
@@ -136,7 +148,11 @@ export interface DetectorRuntimeOptions {
   onInsight?: (insight: Insight) => void;
   /** Wall clock, replaceable in tests. */
   now?: () => number;
-  /** The config applied while running (`run --watch`): its tuning reaches every task at the next batch boundary. */
+  /**
+   * The config applied while running (`run --watch`): its tuning reaches every task at the next
+   * batch boundary. Without one the runtime follows topics.config (every detector.configPollMs,
+   * unless 0) and applies its latest version the same way.
+   */
   live?: LiveConfig;
   /**
    * The detector cannot go on (the consumer crashed for good, or work stalled past
@@ -195,6 +211,8 @@ function singleHeaders(
 }
 
 const IDLE_TICK_MS = 1_000;
+/** How long start() waits for its first read of the config topic before it starts on the file and environment config. */
+const FIRST_CONFIG_READ_WAIT_MS = 15_000; // fifteen seconds
 /** Backoff after a failed batch: doubles from the first to the last, per partition. */
 const RETRY_BACKOFF_MS = { first: 1_000, max: 30_000 } as const;
 /** A failure that retrying cannot mend gets this many attempts in a row before the process gives up. */
@@ -269,8 +287,12 @@ export function emptyDetectorMetrics(): DetectorMetrics {
     deadLetters: {},
     insightsEmitted: 0,
     insightsSuppressed: 0,
+    insightsSuppressedByType: {},
+    configVersion: null,
     findingsEmitted: 0,
     findingsByKind: {},
+    findingsSuppressedByKind: {},
+    findingsDroppedByKind: {},
     batches: 0,
     transactionsCommitted: 0,
     transactionsAborted: 0,
@@ -327,6 +349,14 @@ export class DetectorRuntime {
   private readonly hooks: DetectorHooks;
   /** Suppressions already logged as expired (by content). */
   private readonly expiredAnnounced = new Set<string>();
+  /** The config whose tuning the tasks follow: `run --watch`'s, or the config topic's latest version. */
+  private readonly live: LiveConfig;
+  /** Follows topics.config; null under `run --watch` (the file is the source) or with detector.configPollMs 0. */
+  private readonly follower: ConfigTopicFollower | null;
+  /** The detector config with the tuning the tasks run now (taken at a batch boundary): what a task restored now is built with. */
+  private tuned: DetectorConfig;
+  /** The same for findings: their overrides and suppressions. */
+  private tunedFindings: FindingTuning;
 
   constructor(opts: DetectorRuntimeOptions) {
     this.opts = opts;
@@ -334,9 +364,18 @@ export class DetectorRuntime {
     this.log = opts.logger.child({ component: 'detector' });
     this.now = opts.now ?? Date.now;
     this.hooks = opts.hooks ?? {};
-    opts.live?.onChange((config, version) => {
+    this.live = opts.live ?? new LiveConfig(opts.config);
+    this.tuned = this.live.detector;
+    this.tunedFindings = findingTuningOf(this.live.config.findings);
+    this.metrics.configVersion = this.live.version.version;
+    this.live.onChange((config, version) => {
       void this.serialized(async () => this.retune(config, version));
     });
+    const pollMs = opts.config.detector.configPollMs;
+    this.follower =
+      opts.live || pollMs === 0
+        ? null
+        : new ConfigTopicFollower({ transport: opts.transport, base: opts.config, live: this.live, logger: opts.logger, pollMs });
   }
 
   /** Engine counters of the work this member did: every task it ran, closed or owned, since each was restored. */
@@ -411,6 +450,9 @@ export class DetectorRuntime {
       { log: this.log, now: this.now },
     );
     this.topics = topics;
+    // The latest config version before the first batch, when the topic can be read now; else the
+    // file and environment config until it can (a broker restarting is no reason not to start).
+    await this.follower?.start(FIRST_CONFIG_READ_WAIT_MS);
     this.watchdog = setInterval(() => {
       const { stallTimeoutMs } = this.opts.config.detector;
       if (this.stopping) return;
@@ -466,6 +508,7 @@ export class DetectorRuntime {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    await this.follower?.stop();
     if (this.idleTimer) clearInterval(this.idleTimer);
     if (this.watchdog) clearInterval(this.watchdog);
     await this.consumer?.close().catch(() => undefined);
@@ -508,13 +551,20 @@ export class DetectorRuntime {
   /** A config applied live (LiveConfig): every task's engine takes its tuning now, between batches. */
   private retune(config: Config, version: ConfigVersion): void {
     const tuning = tuningOf(config.detector);
-    for (const t of this.tasks.values()) (t.principal ?? t.action)?.engine.retune(tuning);
-    this.log.info({ configVersion: version.id, tasks: this.tasks.size }, 'config applied');
+    this.tuned = { ...this.opts.config.detector, ...tuning };
+    this.metrics.configVersion = version.version;
+    const findingTuning = findingTuningOf(config.findings);
+    this.tunedFindings = findingTuning;
+    for (const t of this.tasks.values()) {
+      (t.principal ?? t.action)?.engine.retune(tuning);
+      t.principal?.findings?.retune(findingTuning);
+    }
+    this.log.info({ configVersion: version.id, version: version.version, tasks: this.tasks.size }, 'config applied');
   }
 
   /** Logs each suppression once, when the event time of this member's partitions passes its expiry. */
   private announceExpiredSuppressions(): void {
-    const suppressions = (this.opts.live?.detector ?? this.opts.config.detector).suppressions;
+    const suppressions = this.tuned.suppressions;
     if (suppressions.length === 0) return;
     let watermark = Number.NEGATIVE_INFINITY;
     for (const t of this.tasks.values()) watermark = Math.max(watermark, (t.principal ?? t.action)?.engine.watermarkMs ?? watermark);
@@ -576,13 +626,16 @@ export class DetectorRuntime {
       });
       const options = {
         trackChanges: true,
-        onSuppressed: () => {
+        onSuppressed: (facts: { insightType: string; state: string }) => {
           this.metrics.insightsSuppressed++;
+          countBy(this.metrics.insightsSuppressedByType, facts.insightType, facts.state);
         },
-        ...(this.findingSetup ? { findings: this.findingSetup } : {}),
+        ...(this.findingSetup
+          ? { findings: { ...this.findingSetup, config: { ...this.findingSetup.config, ...this.tunedFindings } } }
+          : {}),
       };
-      // With the tuning applied live so far (LiveConfig); the rest of the detector config never changes while running.
-      const detector = this.opts.live?.detector ?? config.detector;
+      // With the tuning taken so far (LiveConfig); the rest of the detector config never changes while running.
+      const detector = this.tuned;
       const task: Task = {
         id,
         topic,
@@ -628,9 +681,19 @@ export class DetectorRuntime {
           keys: (task.principal ?? task.action)?.engine.activeKeys,
           restoreMs: restored.ms,
           nextOffset: String(task.nextOffset),
+          // The version its state was committed under, and the one it goes on with.
+          stateConfigVersion: restored.configVersion,
+          configVersion: this.metrics.configVersion,
         },
         'partition state restored',
       );
+      if (restored.configVersion !== null && restored.configVersion !== this.metrics.configVersion) {
+        // E.g. a member started while the config topic could not be read: it runs its file config until it can.
+        this.log.warn(
+          { task: id, stateConfigVersion: restored.configVersion, configVersion: this.metrics.configVersion },
+          'partition state was committed under another config version: its next batches follow the version this member runs',
+        );
+      }
       return task;
     } catch (err) {
       await producer.close().catch(() => undefined);
@@ -850,7 +913,14 @@ export class DetectorRuntime {
   /** rules.paths and the default pack, the findings settings; a rule with a problem stops the start. */
   private async loadFindingSetup(): Promise<FindingSetup> {
     const { config } = this.opts;
-    const setup = await findingSetupFromConfig(config.rules, config.findings, config.topics.findings);
+    const loaded = await findingSetupFromConfig(config.rules, config.findings, config.topics.findings);
+    const setup: FindingSetup & { ruleFiles: number } = {
+      ...loaded,
+      onHeld: (kind, held) => {
+        const counts = held === 'suppressed' ? this.metrics.findingsSuppressedByKind : this.metrics.findingsDroppedByKind;
+        counts[kind] = (counts[kind] ?? 0) + 1;
+      },
+    };
     this.log.info(
       {
         rules: setup.rules.size,
@@ -866,26 +936,8 @@ export class DetectorRuntime {
 
   /** Counts a committed batch's dead letters; one log line per batch (a backlog of old records may dead-letter every one). */
   private countDeadLetters(deadLetters: DeadLetter[]): void {
-    const first = deadLetters[0];
-    if (!first) return;
-    const codes: Record<string, number> = {};
-    for (const d of deadLetters) {
-      this.metrics.deadLetters[d.error.code] = (this.metrics.deadLetters[d.error.code] ?? 0) + 1;
-      codes[d.error.code] = (codes[d.error.code] ?? 0) + 1;
-    }
-    this.log.warn(
-      {
-        topic: first.topic,
-        partition: first.partition,
-        codes,
-        firstOffset: first.message.offset,
-        lastOffset: deadLetters[deadLetters.length - 1]?.message.offset,
-        deadLetterTopic: this.opts.config.topics.deadLetter,
-      },
-      deadLetters.length === 1
-        ? `dead-lettered: ${first.error.message}`
-        : `${deadLetters.length} records dead-lettered, the first: ${first.error.message}`,
-    );
+    const codes = logDeadLetters(this.log, deadLetters, this.opts.config.topics.deadLetter);
+    for (const [code, n] of Object.entries(codes)) this.metrics.deadLetters[code] = (this.metrics.deadLetters[code] ?? 0) + n;
   }
 
   private async actionBatch(task: Task, topic: string, messages: InRecord[], lastOffset: bigint): Promise<void> {
@@ -961,14 +1013,18 @@ export class DetectorRuntime {
    */
   private async commit(
     task: Task,
-    insights: Insight[],
+    judged: Insight[],
     output: OutRecord[],
     lastOffset: bigint | null,
-    findings: readonly Finding[] = [],
+    produced: readonly Finding[] = [],
   ): Promise<void> {
     const { config } = this.opts;
     const stage = task.principal ?? task.action;
     if (!stage) return;
+    // What the engine produced, named with the config version it ran (retunes wait for batch boundaries).
+    const version = this.metrics.configVersion;
+    const insights = judged.map((i) => withConfigVersion(i, version));
+    const findings = produced.map((f) => findingWithConfigVersion(f, version));
     const changes = stage.engine.drainChanges();
     const upstream = task.action?.drainUpstream() ?? null;
     const findingState = task.principal?.findings?.drainChanges() ?? [];
@@ -987,7 +1043,7 @@ export class DetectorRuntime {
         timestampMs: stamp,
       });
     }
-    const changelog = task.writer.messages(changes, upstream, findingState);
+    const changelog = task.writer.messages(changes, upstream, findingState, version);
     records.push(...output, ...changelog);
     const rounds = produceRounds(records, (topic) => this.limitOf(topic));
 

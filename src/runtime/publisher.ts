@@ -31,12 +31,15 @@ export interface PublisherOptions {
    */
   maxPartitionBatchBytes?: number;
   /**
-   * Produce requests started and not yet acknowledged before `ready()` waits. Default 1: kafkajs
-   * does not keep the order of concurrent sends to one partition (a later request can land first),
-   * and the detector judges in event time with a bounded lateness, so an overtaken request's
-   * events would be counted late. Reading and encoding still overlap the request in flight.
+   * Produce requests started and not yet acknowledged at once. Default 1: kafkajs does not keep
+   * the order of concurrent sends to one partition (a later request can land first), and the
+   * detector judges in event time with a bounded lateness, so an overtaken request's events would
+   * be counted late. The next request still fills while one is in flight: one more waits sealed,
+   * and `backlogged` turns true only then.
    */
   maxPendingRequests?: number;
+  /** The producer requests go through; default the transport's own (idempotent, no compression). */
+  producer?: Producer;
   /** How long `start` waits for a registry or broker that is not answering yet; default STARTUP_WAIT_MS. */
   startupWaitMs?: number;
   /** Where `start` says it is waiting. */
@@ -62,8 +65,11 @@ const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 + 12; // Kafka's default message.m
  * registry just gave an id to (what the registry client's `encode` would do, without its per-call
  * lookup), a key's partition (murmur2, as the Java client) and bytes are computed once per key,
  * and records are sent in large requests while the caller goes on reading: `enqueue` returns at
- * once, `ready` waits when requests pile up, `flush` waits until every record is acknowledged.
- * Records encoded elsewhere (the ingest worker threads) come in through `enqueueEncoded`.
+ * once, the next request fills while one is in flight, `ready` waits when one more is cut and
+ * waiting, `flush` waits until every record is acknowledged. Records encoded elsewhere (the
+ * ingest worker threads) come in through `enqueueEncoded`. Acknowledgements are counted in
+ * enqueue order too (`acknowledgedThrough`, `onAcknowledged`), which is what a checkpoint of
+ * finished inputs needs.
  * One idempotent producer: the broker drops a retried request's duplicates, and one partition's
  * records keep the order they were enqueued in.
  *
@@ -94,9 +100,20 @@ export class EventPublisher {
   private pending: OutRecord[][] = [];
   private pendingBytes: number[] = [];
   private pendingRecords = 0;
+  private pendingDataBytes = 0;
+  /** Requests cut and waiting for a free slot (at most one while callers heed `backlogged`). */
+  private readonly sealed: SealedRequest[] = [];
+  /** Every request cut and not yet settled, in the order cut: the acknowledged prefix advances along it. */
+  private readonly unsettled: SealedRequest[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown = null;
   private acknowledged = 0;
+  private enqueued = 0;
+  private enqueuedBytesValue = 0;
+  private acknowledgedBytesValue = 0;
+  private acknowledgedThroughValue = 0;
+  private readonly ackListeners: Array<(through: number) => void> = [];
+  private readonly failListeners: Array<(err: unknown) => void> = [];
   /** Bytes (keys and values) sent to each partition, acknowledged or not. */
   readonly bytesPerPartition: number[] = [];
 
@@ -106,7 +123,7 @@ export class EventPublisher {
    */
   constructor(transport: Transport | Kafka, registry: SchemaRegistry, topics: TopicsConfig, options: PublisherOptions = {}) {
     this.transport = 'client' in transport ? transport : kafkajsSeam(transport);
-    this.producer = this.transport.producer();
+    this.producer = options.producer ?? this.transport.producer();
     this.registry = registry;
     this.topics = topics;
     this.options = { ...DEFAULTS, ...options };
@@ -114,7 +131,8 @@ export class EventPublisher {
 
   async start(): Promise<void> {
     // A registry warming up (its first registration can take seconds) or restarting is waited for.
-    const wait = { waitMs: this.options.startupWaitMs, log: this.options.log };
+    const { startupWaitMs, log } = this.options;
+    const wait = { ...(startupWaitMs === undefined ? {} : { waitMs: startupWaitMs }), ...(log === undefined ? {} : { log }) };
     this.schemaIdValue = await untilStarted(() => registerContract(this.registry, auditEventSchema, this.topics.events), wait);
     this.header = wireHeader(this.schemaIdValue);
     const admin = await this.transport.admin();
@@ -152,6 +170,39 @@ export class EventPublisher {
   /** Records acknowledged by the broker so far. */
   get acknowledgedRecords(): number {
     return this.acknowledged;
+  }
+
+  /** Records enqueued so far (refused ones not counted): the next record's sequence number. */
+  get enqueuedRecords(): number {
+    return this.enqueued;
+  }
+
+  /** Key and value bytes of the records enqueued, and of those acknowledged, so far. */
+  get enqueuedBytes(): number {
+    return this.enqueuedBytesValue;
+  }
+
+  get acknowledgedBytes(): number {
+    return this.acknowledgedBytesValue;
+  }
+
+  /**
+   * Every record enqueued before this many (its sequence number, counted from 0) is acknowledged:
+   * the prefix a checkpoint may record. With several requests in flight one can be acknowledged
+   * before an earlier one; this waits for the earlier.
+   */
+  get acknowledgedThrough(): number {
+    return this.acknowledgedThroughValue;
+  }
+
+  /** Calls `listener` each time `acknowledgedThrough` advances (from the acknowledgement's callback: keep it short). */
+  onAcknowledged(listener: (through: number) => void): void {
+    this.ackListeners.push(listener);
+  }
+
+  /** Calls `listener` once, when a request fails for good (every later call throws that error too). */
+  onFailed(listener: (err: unknown) => void): void {
+    this.failListeners.push(listener);
   }
 
   /** Encodes then sends, and waits for the acknowledgement of everything enqueued. */
@@ -194,30 +245,43 @@ export class EventPublisher {
   private push(key: Buffer, value: Buffer, p: number): void {
     const size = recordBytes(key.length, value.length);
     // The partition's share stays under the cap: what is queued goes first when this would pass it.
-    if ((this.pendingBytes[p] as number) + size > this.partitionCap) this.send();
+    if ((this.pendingBytes[p] as number) + size > this.partitionCap) this.seal();
     // Explicit partitions: no client hashes every key again.
     (this.pending[p] as OutRecord[]).push({ topic: this.topics.events, key, value, partition: p });
     this.pendingBytes[p] = (this.pendingBytes[p] as number) + size;
-    this.bytesPerPartition[p] = (this.bytesPerPartition[p] as number) + key.length + value.length;
-    if (++this.pendingRecords >= this.options.batchRecords) this.send();
+    const bytes = key.length + value.length;
+    this.bytesPerPartition[p] = (this.bytesPerPartition[p] as number) + bytes;
+    this.pendingDataBytes += bytes;
+    this.enqueuedBytesValue += bytes;
+    this.enqueued++;
+    if (++this.pendingRecords >= this.options.batchRecords) this.seal();
   }
 
-  /** True when enough requests are unacknowledged that the caller should `await ready()`. */
+  /**
+   * True when a request is cut and waits for a free slot: the caller should `await ready()`
+   * before enqueueing more, which bounds what is held to the requests in flight, one sealed and
+   * the one filling.
+   */
   get backlogged(): boolean {
-    return this.inFlight.size >= this.options.maxPendingRequests;
+    return this.sealed.length > 0;
   }
 
-  /** Resolves once fewer than `maxPendingRequests` requests are unacknowledged; rejects when one failed. */
+  /** Resolves once no cut request waits for a slot; rejects when a request failed. */
   async ready(): Promise<void> {
-    while (this.inFlight.size >= this.options.maxPendingRequests) await Promise.race(this.inFlight);
+    while (this.sealed.length > 0 && this.failure === null && this.inFlight.size > 0) await Promise.race(this.inFlight);
     this.throwIfFailed();
+  }
+
+  /** Starts a request with what is queued, without waiting (it waits sealed when the slots are taken). */
+  sendQueued(): void {
+    this.seal();
   }
 
   /** Sends what is queued and waits until every record enqueued so far is acknowledged. */
   async flush(): Promise<void> {
     this.throwIfFailed();
-    this.send();
-    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+    this.seal();
+    while (this.inFlight.size > 0 && this.failure === null) await Promise.race(this.inFlight);
     this.throwIfFailed();
   }
 
@@ -239,12 +303,15 @@ export class EventPublisher {
     return value;
   }
 
+  /** Waits for the requests in flight (those waiting sealed are not sent), then closes the producer. */
   async stop(): Promise<void> {
-    await Promise.allSettled(this.inFlight);
+    this.sealed.length = 0;
+    while (this.inFlight.size > 0) await Promise.allSettled(this.inFlight);
     await this.producer.close();
   }
 
-  private send(): void {
+  /** Cuts what is queued into a request, sent at once when a slot is free. */
+  private seal(): void {
     if (this.pendingRecords === 0) return;
     const records: OutRecord[] = [];
     for (let p = 0; p < this.partitions; p++) {
@@ -253,29 +320,74 @@ export class EventPublisher {
       this.pending[p] = [];
       this.pendingBytes[p] = BATCH_OVERHEAD_BYTES;
     }
+    const request: SealedRequest = { records, bytes: this.pendingDataBytes, through: this.enqueued, settled: false };
     this.pendingRecords = 0;
-    const count = records.length;
+    this.pendingDataBytes = 0;
+    this.sealed.push(request);
+    this.unsettled.push(request);
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    while (this.failure === null && this.inFlight.size < this.options.maxPendingRequests) {
+      const next = this.sealed.shift();
+      if (next === undefined) return;
+      this.launch(next);
+    }
+  }
+
+  private launch(sealed: SealedRequest): void {
+    const count = sealed.records.length;
     // No timestamp on the records: both clients stamp a request with Date.now() as they build
     // it, the wall-clock stamp retention must count from (see the class comment).
     const request: Promise<void> = this.producer
-      .send(records)
+      .send(sealed.records)
       .then(
         () => {
           this.acknowledged += count;
+          this.acknowledgedBytesValue += sealed.bytes;
+          sealed.settled = true;
+          sealed.records = [];
+          this.advance();
         },
         (err: unknown) => {
-          this.failure ??= err;
+          if (this.failure !== null) return;
+          this.failure = err;
+          for (const listener of this.failListeners) listener(err);
         },
       )
       .finally(() => {
         this.inFlight.delete(request);
+        // The next request goes out from the acknowledgement itself, not when a caller next looks.
+        this.dispatch();
       });
     this.inFlight.add(request);
+  }
+
+  /** Moves the acknowledged prefix over the requests settled in the order they were cut. */
+  private advance(): void {
+    let through = this.acknowledgedThroughValue;
+    while (this.unsettled.length > 0 && (this.unsettled[0] as SealedRequest).settled) {
+      through = (this.unsettled.shift() as SealedRequest).through;
+    }
+    if (through === this.acknowledgedThroughValue) return;
+    this.acknowledgedThroughValue = through;
+    for (const listener of this.ackListeners) listener(through);
   }
 
   private throwIfFailed(): void {
     if (this.failure !== null) throw this.failure;
   }
+}
+
+/** Records cut into one produce request. */
+interface SealedRequest {
+  records: OutRecord[];
+  /** Key and value bytes. */
+  bytes: number;
+  /** The enqueue count after its last record: once it is acknowledged (and all before it), so is every record before this. */
+  through: number;
+  settled: boolean;
 }
 
 /** The seam's kafkajs producer and admin over a caller's `Kafka`. */

@@ -150,6 +150,21 @@ export async function ensureDetectorTopics(admin: TransportAdmin, config: Config
   };
 }
 
+/**
+ * Creates what the raw-ingest stage needs when missing: the events and dead-letter topics with
+ * the configs trailwatch gives them, and the raw topics it reads (the broker's defaults), so the
+ * stage can start before its forwarders. Returns the names created.
+ */
+export async function ensureIngestTopics(admin: TransportAdmin, topics: TopicsConfig, rawTopics: readonly string[]): Promise<string[]> {
+  const spec = (topic: string) => ({
+    topic,
+    partitions: topics.partitions,
+    replicationFactor: topics.replicationFactor,
+    configs: Object.fromEntries(createdTopicConfig(topics, topic).map((e) => [e.name, e.value])),
+  });
+  return admin.createTopics([...new Set([topics.events, topics.deadLetter, ...rawTopics])].map(spec));
+}
+
 /** The configs of a topic that decide when the broker deletes its records. */
 export interface TopicRetention {
   topic: string;

@@ -109,15 +109,27 @@ describe('trailwatch backtest', () => {
     assert.match(stderr, /rejected +4\n/);
   });
 
-  test('exit 2 for a missing input', async () => {
+  test('exit 1 for a missing input, named before anything is read, whatever its format', async () => {
     const missing = join(dir, 'missing.json');
-    const { code, stderr } = await backtest([missing]);
-    assert.equal(code, 2);
-    assert.match(stderr, /missing\.json: no such file or directory \[TW_INPUT_FILE\]/);
+    for (const args of [[missing], ['--format', 'cloudtrail', SPIKE_JSONL, join(dir, 'no-such-dir')]]) {
+      const { code, stderr } = await backtest(args);
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, new RegExp(`^trailwatch: no such file or directory: ${args.at(-1)}\n$`));
+    }
+  });
+
+  test('exit 1 when every record was refused: nothing could be used', async () => {
+    const bad = join(dir, 'all-bad.jsonl');
+    await writeFile(bad, 'not json\n{"eventId": 1}\n');
+    const { code, stdout, stderr } = await backtest([bad]);
+    assert.equal(code, 1, stderr);
+    assert.equal(stdout, '');
+    assert.match(stderr, /all-bad\.jsonl:1: .+ \[TW_DESERIALIZE\]/);
+    assert.match(stderr, /nothing could be used in .*all-bad\.jsonl: every record was refused \(2\)/);
   });
 
   test('exit 1 on bad usage', async () => {
-    for (const args of [[], ['--format', 'xml', SPIKE_JSONL], ['--bogus', SPIKE_JSONL], ['notes.txt'], [SPIKE_JSONL, COUNTS_CSV]]) {
+    for (const args of [[], ['--format', 'xml', SPIKE_JSONL], ['--bogus', SPIKE_JSONL], ['Dockerfile'], [SPIKE_JSONL, COUNTS_CSV]]) {
       const { code, stderr } = await backtest(args);
       assert.equal(code, 1, `${args.join(' ')}: ${stderr}`);
       assert.match(stderr, /Usage: trailwatch backtest/);
@@ -253,11 +265,12 @@ describe('trailwatch backtest: CSV rows', () => {
     assert.equal(h.code, 1, h.stderr);
     assert.match(h.stderr, /nothing usable in .*header-only\.csv: the inputs hold no rows \(a header at most\)/);
     const noHeader = await csv('no-header.csv', ['2026-01-05T10:00:00Z,a,1']);
-    const n = await backtest([noHeader, join(dir, 'missing.csv')]);
+    const noHeader2 = await csv('no-header-2.csv', ['2026-01-05T10:01:00Z,a,1']);
+    const n = await backtest([noHeader, noHeader2]);
     assert.equal(n.code, 1, n.stderr);
     assert.match(
       n.stderr,
-      /every row was refused \(2 refused; first: .*no-header\.csv:1: the header must name .*; .*missing\.csv: no such file/,
+      /every row was refused \(2 refused; first: .*no-header\.csv:1: the header must name .*; .*no-header-2\.csv:1: the header must name/,
     );
     // Some rows refused, the rest used: 2 as before.
     const some = await csv('some.csv', ['timestamp,key,count', '2026-01-05T10:00:00Z,a,1', '2026-01-05T10:01:00Z,a,x']);

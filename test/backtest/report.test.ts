@@ -52,6 +52,7 @@ function observation(keyId: string, minute: number, count: number, score: number
     count,
     baselineMean: expected,
     expected,
+    dispersion: 1,
     score,
     rawScore: score,
     veto: null,
@@ -145,6 +146,31 @@ describe('ReportRecorder on the demo fixture', () => {
     assert.ok((s.value[at] ?? 0) > (s.high[at] ?? Number.POSITIVE_INFINITY), `rate ${s.value[at]} above band ${s.high[at]}`);
     // Quiet minutes of this sparse key show as zero calls, not as a line across them.
     assert.ok(s.value.includes(0));
+  });
+
+  test('the band is where the engine judged: a bucket alone scores the threshold exactly above the band', () => {
+    const { recorder, series } = recorded();
+    const data = buildReport(recorder, null, meta());
+    let checked = 0;
+    for (const k of data.keys) {
+      const s = k.series;
+      if (!s) continue;
+      for (const o of series) {
+        if (o.keyId !== k.id || o.sustained || o.veto !== null || o.direction !== 'up') continue;
+        const i = s.t.indexOf(o.bucketStartMs);
+        if (i < 0 || s.high[i] == null) continue;
+        // Rounded to 4 significant digits in the page: compare with a margin.
+        const high = s.high[i] as number;
+        if (Math.abs(o.count - high) / Math.max(1, high) < 0.01) continue;
+        assert.equal(
+          o.rawScore >= k.threshold,
+          o.count > high,
+          `${k.id} at ${o.bucketStartMs}: ${o.count} vs band ${high}, score ${o.rawScore}`,
+        );
+        checked++;
+      }
+    }
+    assert.ok(checked > 20, `checked ${checked} buckets`);
   });
 });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { errorCodesOption, listOption, sinceOption } from '../../src/cli/args.ts';
+import { editDistance, errorCodesOption, listOption, orList, sinceOption, suggest } from '../../src/cli/args.ts';
 
 const NOW = Date.parse('2026-05-01T12:00:00Z');
 
@@ -56,5 +56,36 @@ describe('listOption', () => {
   test('splits, trims, drops blanks', () => {
     assert.deepEqual(listOption(['a, b', 'c', ' ,']), new Set(['a', 'b', 'c']));
     assert.equal(listOption([' ']), undefined);
+  });
+});
+
+describe('suggest', () => {
+  const COMMANDS = ['run', 'publish', 'tail', 'dlq', 'backtest', 'demo', 'stack', 'status', 'config', 'rules', 'start', 'version'];
+
+  test('edit distance counts a swap of neighbours as one edit', () => {
+    assert.equal(editDistance('bactest', 'backtest'), 1);
+    assert.equal(editDistance('strat', 'start'), 1);
+    assert.equal(editDistance('', 'abc'), 3);
+    assert.equal(editDistance('kitten', 'sitting'), 3);
+  });
+
+  test('the nearest within one edit (two from five characters), else the names it starts', () => {
+    assert.deepEqual(suggest('bactest', COMMANDS), ['backtest']);
+    assert.deepEqual(suggest('BACKTSET', COMMANDS), ['backtest']);
+    assert.deepEqual(suggest('tial', COMMANDS), ['tail']);
+    assert.deepEqual(suggest('sta', COMMANDS), ['stack', 'status', 'start']);
+    assert.deepEqual(suggest('stat', COMMANDS), ['start'], 'one edit is nearer than a shared start');
+    assert.deepEqual(suggest('conf', COMMANDS), ['config']);
+    assert.deepEqual(suggest('form', ['format', 'findings', 'since']), ['format']);
+    assert.deepEqual(suggest('frobnicate', COMMANDS), []);
+    assert.deepEqual(suggest('x', COMMANDS), []);
+    assert.deepEqual(suggest('s', ['s1', 's2']), [], 'one character is too little to go on');
+  });
+
+  test('orList', () => {
+    assert.equal(orList([]), '');
+    assert.equal(orList(['a']), 'a');
+    assert.equal(orList(['a', 'b']), 'a or b');
+    assert.equal(orList(['a', 'b', 'c']), 'a, b or c');
   });
 });

@@ -63,6 +63,32 @@ describe('trailwatch config check', () => {
     assert.match(r.stdout, /valid, 1 warning/);
   });
 
+  test('findings overrides and suppressions: a bad match field or kind is refused with its path and line', async () => {
+    const file = write(
+      'findings-bad.yaml',
+      `findings:
+  overrides:
+    - match: { rule: "tw-*", ruleId: "x" }
+      severity: severe
+  suppressions:
+    - match: { kind: firstseen }
+      reason: "drill"
+      author: alice
+      expires: "2999-01-01T00:00:00Z"
+    - match: {}
+      reason: "drill"
+      author: alice
+      expires: "2999-01-01T00:00:00Z"
+`,
+    );
+    const r = await cli(['config', 'check', file]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, new RegExp(`${file}:3: findings\\.overrides\\[0\\]\\.match\\.ruleId: unknown key`));
+    assert.match(r.stdout, new RegExp(`${file}:4: findings\\.overrides\\[0\\]\\.severity: `));
+    assert.match(r.stdout, new RegExp(`${file}:6: findings\\.suppressions\\[0\\]\\.match\\.kind: .*first-seen`));
+    assert.match(r.stdout, /findings\.suppressions\[1\]\.match: name at least one field/);
+  });
+
   test('a syntax error names the line and column', async () => {
     const r = await cli(['config', 'check', write('syntax.yaml', 'detector:\n  overrides: [\n')]);
     assert.equal(r.code, 1);
@@ -101,6 +127,71 @@ describe('trailwatch config explain', () => {
     assert.match(ci.stdout, /suppression: detector\.suppressions\[1\] active until 2999.*release week; bob/);
     assert.match(ci.stdout, /suppressed: true/);
     assert.match(ci.stdout, /override: none/);
+  });
+
+  test('--finding-rule: the findings override and suppressions a finding gets', async () => {
+    const file = write(
+      'findings.yaml',
+      `findings:
+  overrides:
+    - match: { rule: "tw-*" }
+      severity: medium
+    - match: { rule: "tw-ami-shared", principal: "*:role/image-builder" }
+      enabled: false
+  suppressions:
+    - match: { kind: first-seen, principal: "*:assumed-role/migration-*" }
+      reason: "account migration"
+      author: alice
+      expires: "2999-01-01T00:00:00Z"
+    - match: { kind: first-seen }
+      reason: "old"
+      author: bob
+      expires: "2020-01-01T00:00:00Z"
+`,
+    );
+    const ami = await cli([
+      'config',
+      'explain',
+      '--config',
+      file,
+      '--finding-rule',
+      'tw-ami-shared',
+      '--principal',
+      'arn:aws:iam::1:role/image-builder',
+    ]);
+    assert.equal(ami.code, 0, ami.stderr);
+    assert.match(ami.stdout, /override: findings\.overrides\[1\] /);
+    assert.match(ami.stdout, /enabled: false/);
+    const other = await cli([
+      'config',
+      'explain',
+      '--config',
+      file,
+      '--finding-rule',
+      'tw-ami-shared',
+      '--principal',
+      'arn:aws:iam::1:role/admin',
+    ]);
+    assert.match(other.stdout, /override: findings\.overrides\[0\] /);
+    assert.match(other.stdout, /severity: medium {2}\(override \[0\]\)/);
+    const fs = await cli([
+      'config',
+      'explain',
+      '--config',
+      file,
+      '--finding-rule',
+      'trailwatch-first-seen',
+      '--principal',
+      'arn:aws:sts::1:assumed-role/migration-7',
+    ]);
+    assert.equal(fs.code, 0, fs.stderr);
+    assert.match(fs.stdout, /kind=first-seen/);
+    assert.match(fs.stdout, /findings\.suppressions\[0\] active until 2999/);
+    assert.match(fs.stdout, /findings\.suppressions\[1\] expired until 2020/);
+    assert.match(fs.stdout, /suppressed: true/);
+    const bad = await cli(['config', 'explain', '--config', file, '--finding-rule', 'x', '--kind', 'rules']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--kind takes rule, correlation, first-seen, breadth/);
   });
 
   test('--help on each subcommand; plain `config` still prints the effective config', async () => {

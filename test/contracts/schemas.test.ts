@@ -75,6 +75,7 @@ const start: Insight = {
     endTimeMs: null,
     bucketMs: 60_000,
     historyMinutes: 7_200,
+    configVersion: 12,
   },
 };
 
@@ -103,14 +104,19 @@ function withStatistics(insight: Insight, statistics: Record<string, unknown>): 
   };
 }
 
-/** The Insight schema as it was before trailwatch.historyMinutes. */
-function withoutHistoryMinutes(schema: unknown): unknown {
+/** The Insight schema without trailwatch.`field`: as it was before the field was added. */
+function withoutTrailwatchField(schema: unknown, field: string): unknown {
   const copy = JSON.parse(JSON.stringify(schema)) as { fields: Array<{ name: string; type: { fields?: Array<{ name: string }> } }> };
   const trailwatch = copy.fields.find((f) => f.name === 'trailwatch')?.type;
   const fields = trailwatch?.fields ?? [];
-  if (!trailwatch || !fields.some((f) => f.name === 'historyMinutes')) throw new Error('no trailwatch.historyMinutes to take out');
-  trailwatch.fields = fields.filter((f) => f.name !== 'historyMinutes');
+  if (!trailwatch || !fields.some((f) => f.name === field)) throw new Error(`no trailwatch.${field} to take out`);
+  trailwatch.fields = fields.filter((f) => f.name !== field);
   return copy;
+}
+
+/** The Insight schema as it was before trailwatch.historyMinutes. */
+function withoutHistoryMinutes(schema: unknown): unknown {
+  return withoutTrailwatchField(schema, 'historyMinutes');
 }
 
 /** avsc decodes into generated record classes; compare the data only. */
@@ -290,6 +296,32 @@ describe('Insight schema', () => {
     const previous = avro.Type.forSchema(withoutHistoryMinutes(insightSchema) as avro.Schema);
     const read = previous.fromBuffer(insightType.toBuffer(end), previous.createResolver(insightType));
     const { historyMinutes: _h, ...oldTrailwatch } = end.trailwatch;
+    assert.deepEqual(plain(read), { ...end, trailwatch: oldTrailwatch });
+  });
+
+  test('trailwatch.configVersion is a null-first long defaulting to null', () => {
+    const fields = namedNodes(insightSchema).find(([label]) => label === 'record TrailwatchInsightFields')?.[1]?.fields ?? [];
+    const field = fields.find((f) => f.name === 'configVersion') as { type: unknown; default: unknown } | undefined;
+    assert.deepEqual(field?.type, ['null', 'long']);
+    assert.equal(field?.default, null);
+    assert.deepEqual(avroProblems(insightType, { ...start, trailwatch: { ...start.trailwatch, configVersion: null } }), []);
+    assert.deepEqual(avroProblems(insightType, { ...start, trailwatch: { ...start.trailwatch, configVersion: '12' } }), [
+      'trailwatch.configVersion: expected null | long, got the string "12"',
+    ]);
+  });
+
+  test('BACKWARD: today’s schema reads Insights written before trailwatch.configVersion (as null)', () => {
+    const previous = avro.Type.forSchema(withoutTrailwatchField(insightSchema, 'configVersion') as avro.Schema);
+    const { configVersion: _v, ...oldTrailwatch } = start.trailwatch;
+    const written = previous.toBuffer({ ...start, trailwatch: oldTrailwatch });
+    const read = insightType.fromBuffer(written, insightType.createResolver(previous));
+    assert.deepEqual(plain(read), { ...start, trailwatch: { ...start.trailwatch, configVersion: null } });
+  });
+
+  test('FORWARD: a reader still on the previous schema reads today’s Insights, without configVersion', () => {
+    const previous = avro.Type.forSchema(withoutTrailwatchField(insightSchema, 'configVersion') as avro.Schema);
+    const read = previous.fromBuffer(insightType.toBuffer(end), previous.createResolver(insightType));
+    const { configVersion: _v, ...oldTrailwatch } = end.trailwatch;
     assert.deepEqual(plain(read), { ...end, trailwatch: oldTrailwatch });
   });
 

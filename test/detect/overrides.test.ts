@@ -7,6 +7,7 @@ import { decadesOf } from '../../src/detect/baseline/score.ts';
 import { DetectionEngine } from '../../src/detect/engine.ts';
 import { Overrides } from '../../src/detect/overrides.ts';
 import type { InsightSubject } from '../../src/emit/insight.ts';
+import { auditEvent } from '../helpers/events.ts';
 
 const T0 = Date.UTC(2026, 0, 5, 0, 0, 0);
 const MINUTE = 60_000;
@@ -86,22 +87,9 @@ describe('override resolution', () => {
 /** Three hours of one principal's one action at 10 calls a minute, with a spike of 200 a minute for 3 minutes at SPIKE_MIN. */
 function traffic(minute: number): AuditEvent[] {
   const n = minute >= SPIKE_MIN && minute < SPIKE_MIN + 3 ? 200 : 10;
-  return Array.from({ length: n }, (_, i) => ({
-    eventId: `e${minute}-${i}`,
-    eventTimeMs: T0 + minute * MINUTE + i,
-    source: 'aws.cloudtrail',
-    accountId: '111122223333',
-    region: 'us-east-1',
-    principal: PRINCIPAL,
-    principalType: 'AssumedRole',
-    service: 'dynamodb.amazonaws.com',
-    action: 'PutItem',
-    readOnly: false,
-    errorCode: null,
-    sourceIp: null,
-    userAgent: 'aws-sdk',
-    attributes: {},
-  }));
+  return Array.from({ length: n }, (_, i) =>
+    auditEvent({ eventId: `e${minute}-${i}`, eventTimeMs: T0 + minute * MINUTE + i, principal: PRINCIPAL, action: 'PutItem' }),
+  );
 }
 
 function run(config: DetectorConfig, minutes = SPIKE_MIN + 30, at?: { minute: number; apply: (e: DetectionEngine) => void }) {
@@ -164,5 +152,25 @@ describe('per-key settings in the engine', () => {
     assert.deepEqual(states(back.insights), ['Start', 'End']);
     const off = run(detector(), undefined, { minute: SPIKE_MIN - 10, apply: (e) => e.retune(detector({ direction: 'both' })) });
     assert.ok(off.insights.length >= 2);
+  });
+
+  test("retune: a key switched off while its Insight is open gets its End at once, with the Start's id", () => {
+    const disabled = detector({ overrides: [{ match: { action: 'PutItem' }, enabled: false }] });
+    // The spike lasts 3 buckets: switched off in its second, the Insight is open.
+    const cut = run(detector(), undefined, { minute: SPIKE_MIN + 2, apply: (e) => e.retune(disabled) });
+    assert.deepEqual(states(cut.insights), ['Start', 'End']);
+    const [s, e] = cut.insights as [Insight, Insight];
+    assert.equal(e.sharedEventID, s.sharedEventID);
+    assert.equal(e.insightDetails.insightContext.statistics.insightDuration, 1);
+    // A suppressed Insight ends unseen, as its Start was.
+    const suppressed = detector({
+      suppressions: [{ match: { action: 'PutItem' }, reason: 'load test', author: 'sre', expires: '2027-01-01T00:00:00Z' }],
+    });
+    const both = detector({
+      overrides: [{ match: { action: 'PutItem' }, enabled: false }],
+      suppressions: [{ match: { action: 'PutItem' }, reason: 'load test', author: 'sre', expires: '2027-01-01T00:00:00Z' }],
+    });
+    const quiet = run(suppressed, undefined, { minute: SPIKE_MIN + 2, apply: (e) => e.retune(both) });
+    assert.deepEqual(states(quiet.insights), []);
   });
 });

@@ -7,6 +7,7 @@ import { mulberry32, poisson } from '../../src/demo/traffic.ts';
 import { decadesOf } from '../../src/detect/baseline/score.ts';
 import { type BucketObservation, DetectionEngine, type EngineOptions } from '../../src/detect/engine.ts';
 import { globToRegExp, Overrides } from '../../src/detect/overrides.ts';
+import { auditEvent } from '../helpers/events.ts';
 
 /**
  * The rate detector v2 on the engine: drops, sustained shifts, one score that the series and the
@@ -30,22 +31,9 @@ function run(config: DetectorConfig, minutes: number, rate: (m: number) => numbe
   const insights: Insight[] = [];
   for (let m = 0; m < minutes; m++) {
     const n = poisson(r, rate(m));
-    const events: AuditEvent[] = Array.from({ length: n }, (_, i) => ({
-      eventId: `e${m}-${i}`,
-      eventTimeMs: T0 + m * MINUTE + i,
-      source: 'aws.cloudtrail',
-      accountId: '111122223333',
-      region: 'us-east-1',
-      principal: PRINCIPAL,
-      principalType: 'AssumedRole',
-      service: 'dynamodb.amazonaws.com',
-      action: 'PutItem',
-      readOnly: false,
-      errorCode: null,
-      sourceIp: null,
-      userAgent: 'aws-sdk',
-      attributes: {},
-    }));
+    const events: AuditEvent[] = Array.from({ length: n }, (_, i) =>
+      auditEvent({ eventId: `e${m}-${i}`, eventTimeMs: T0 + m * MINUTE + i, principal: PRINCIPAL, action: 'PutItem' }),
+    );
     insights.push(...engine.process(events, T0 + m * MINUTE));
   }
   return { insights, series, engine };

@@ -35,6 +35,9 @@ export async function detectorTestConfig(prefix: string, overrides: ConfigInput 
         alerts: `${name}.insights`,
         findings: `${name}.findings`,
         deadLetter: `${name}.dlq`,
+        // Config versions of its own: one applied on the default topic by another test must not retune this one.
+        config: `${name}.config`,
+        feedback: `${name}.feedback`,
         partitions: 3,
         ...overrides.topics,
       },

@@ -27,6 +27,20 @@ function onCleanup(fn: () => Promise<void>, t?: Pick<TestContext, 'after'>): voi
   else after(fn);
 }
 
+/** Deletes every topic whose name starts with `prefix` (a test's unique name): best effort, after a test. */
+export async function deleteTopicsWithPrefix(brokers: string[], prefix: string): Promise<void> {
+  const admin = testKafka(brokers, 'trailwatch-test-cleanup').admin();
+  try {
+    await admin.connect();
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix));
+    if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 10_000 });
+  } catch {
+    // best effort: a topic left behind has a unique name and harms nothing
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
 /** Creates topics (replication factor 1) and waits for their leaders; they are deleted after the test. */
 export async function createTopics(brokers: string[], topics: string[], partitions = 1, t?: Pick<TestContext, 'after'>): Promise<void> {
   const admin = testKafka(brokers, 'trailwatch-test-admin').admin();

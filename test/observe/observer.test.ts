@@ -13,7 +13,7 @@ import type { MemberStatus } from '../../src/observe/status.ts';
 import type { Transport } from '../../src/transport/types.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { detectorTestConfig, publishEvents } from '../helpers/detector.ts';
-import { testKafka } from '../helpers/kafka.ts';
+import { deleteTopicsWithPrefix } from '../helpers/kafka.ts';
 
 /**
  * `trailwatch run` watched from outside, against the real broker: its /metrics move with the
@@ -82,16 +82,7 @@ describe('watching a running detector', { timeout: 300_000 }, () => {
     writeFileSync(file, JSON.stringify(config));
     after(async () => {
       rmSync(dir, { recursive: true, force: true });
-      const admin = testKafka(config.kafka.brokers, 'trailwatch-test-cleanup').admin();
-      try {
-        await admin.connect();
-        const topics = (await admin.listTopics()).filter((t) => t.startsWith(name));
-        await admin.deleteTopics({ topics, timeout: 10_000 });
-      } catch {
-        // best effort: the names are unique
-      } finally {
-        await admin.disconnect().catch(() => undefined);
-      }
+      await deleteTopicsWithPrefix(config.kafka.brokers, name);
     });
 
     const port = await freePort();

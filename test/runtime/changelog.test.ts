@@ -89,6 +89,31 @@ describe('restorePartition', { timeout: 120_000 }, () => {
     assert.ok((restored.keyParts[0]?.[1] ?? 0) > 5);
   });
 
+  test('the meta keeps the config version of the last commit; a state from before versions restores as null', async () => {
+    const { brokers } = await testStack();
+    const topic = uniqueName('tw-changelog-version');
+    await createTopics(brokers, [topic], 1);
+    const transport = createTransport(kafkaSchema.parse({ brokers }), createLogger({ level: 'warn' }));
+    const producer = transport.txnProducer({ transactionalId: uniqueName('tw-changelog-txn') });
+    await producer.connect();
+    const writer = new ChangelogWriter(topic, 0, 60_000);
+    const restore = () => restorePartition({ transport, producer, topic, partition: 0, groupId: uniqueName('tw-changelog-group') });
+    const write = async (version: number | null) => {
+      const txn = await producer.begin();
+      await txn.send(writer.messages(changes([['k', '{"a":1}']]), null, [], version));
+      await txn.commit();
+    };
+    try {
+      await write(null);
+      assert.equal((await restore()).configVersion, null);
+      await write(3);
+      await write(4);
+      assert.equal((await restore()).configVersion, 4);
+    } finally {
+      await producer.close();
+    }
+  });
+
   test('a reader that never reaches the barrier is given up after idleMs with a retriable error, not waited on for ever', async () => {
     const { brokers } = await testStack();
     const topic = uniqueName('tw-changelog-wedged');

@@ -129,6 +129,9 @@ for (const client of CLIENTS) {
           findings: `tw-crash-${run}.findings`,
           deadLetter: `tw-crash-${run}.dlq`,
           actions: `tw-crash-${run}.actions`,
+          // Its own config versions: a version applied on the cluster's default topic must not retune these members.
+          config: `tw-crash-${run}.config`,
+          feedback: `tw-crash-${run}.feedback`,
           partitions: 3,
         },
         detector: {

@@ -11,7 +11,7 @@ import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
 import { createTransport } from '../../src/transport/index.ts';
 import { Forwarder } from '../helpers/forwarder.ts';
-import { testKafka, uniqueName } from '../helpers/kafka.ts';
+import { deleteTopicsWithPrefix, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
 async function waitUntil(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
@@ -49,16 +49,7 @@ describe('detector start-up', { timeout: 180_000 }, () => {
     const kafka = createKafka(config.kafka, logger);
     await ensureTopics(kafka, config.topics);
     t.after(async () => {
-      const admin = testKafka(stack.brokers, 'trailwatch-test-cleanup').admin();
-      try {
-        await admin.connect();
-        const topics = (await admin.listTopics()).filter((name) => name.startsWith(run));
-        await admin.deleteTopics({ topics, timeout: 10_000 });
-      } catch {
-        // best effort: the names are unique
-      } finally {
-        await admin.disconnect().catch(() => undefined);
-      }
+      await deleteTopicsWithPrefix(stack.brokers, run);
     });
 
     let fatal: Error | null = null;

@@ -4,10 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import { loadConfig } from '../../src/config/load.ts';
+import { documentOf, sha256 } from '../../src/config/record.ts';
 import type { Finding } from '../../src/contracts/types.ts';
 import { normalizeCloudTrail } from '../../src/ingest/cloudtrail.ts';
+import { writeConfigVersion } from '../../src/runtime/config-topic.ts';
+import { createTransport } from '../../src/transport/index.ts';
 import { cli } from '../helpers/cli.ts';
-import { detectorTestConfig, publishEvents, startDetector, waitCommittedToEnd } from '../helpers/detector.ts';
+import { detectorTestConfig, publishEvents, startDetector, testLogger, waitCommittedToEnd } from '../helpers/detector.ts';
 import { consumeMessages } from '../helpers/kafka.ts';
 
 /** A CloudTrail record as a trail delivers it, `minutesAgo` before now. */
@@ -62,16 +66,27 @@ describe('findings on the stream', { timeout: 180_000 }, () => {
         '',
       ].join('\n'),
     );
-    const config = await detectorTestConfig('tw-findings', { rules: { paths: [rulesDir], defaultPack: true } });
+    // Tuned as an SRE would: the CIS rule's severity lowered, and the flow-log deletions of a planned change suppressed.
+    const config = await detectorTestConfig('tw-findings', {
+      rules: { paths: [rulesDir], defaultPack: true },
+      findings: {
+        overrides: [{ match: { rule: 'cis-aws-4.5-*' }, severity: 'low' }],
+        suppressions: [
+          { match: { rule: 'tw-vpc-flow-logs-deleted' }, reason: 'VPC teardown CHG-9', author: 'sre', expires: '2999-01-01T00:00:00Z' },
+        ],
+      },
+    });
     const stopLogging = cloudTrailRecord('StopLogging', 'cloudtrail.amazonaws.com', 3);
+    const flowLogs = cloudTrailRecord('DeleteFlowLogs', 'ec2.amazonaws.com', 3);
     const benign = [1, 2, 4, 5].map((m) => cloudTrailRecord('DescribeInstances', 'ec2.amazonaws.com', m, { readOnly: true }));
-    const events = [stopLogging, ...benign].map((r) => normalizeCloudTrail(r, { raw: true }));
+    const events = [stopLogging, flowLogs, ...benign].map((r) => normalizeCloudTrail(r, { raw: true }));
     assert.ok(events[0]?.raw?.includes('org-trail'), 'the event carries its record');
     await publishEvents(config, events);
 
     const { runtime } = await startDetector(config);
     await waitCommittedToEnd(config, config.topics.events, 90_000);
     assert.equal(runtime.metrics.findingsEmitted, 2, 'the CIS CloudTrail-change rule and the user rule, for StopLogging only');
+    assert.deepEqual(runtime.metrics.findingsSuppressedByKind, { rule: 1 }, 'DeleteFlowLogs, suppressed');
 
     const messages = await consumeMessages(config.kafka.brokers, config.topics.findings, 2, { timeoutMs: 30_000, settleMs: 1_000 });
     assert.equal(messages.length, 2);
@@ -89,6 +104,8 @@ describe('findings on the stream', { timeout: 180_000 }, () => {
       assert.equal(f.evidences.length, 1);
     }
     assert.equal(own.severity_id, 5, 'critical');
+    assert.equal(cis.severity_id, 2, 'low, by findings.overrides');
+    assert.equal(cis.severity, 'Low');
     assert.deepEqual(
       own.attacks.map((a) => a.technique.uid),
       ['T1562.008'],
@@ -170,5 +187,54 @@ describe('findings on the stream', { timeout: 180_000 }, () => {
     assert.ok(f.severity_id >= 4, `IAM writes by a workload role are high: ${f.severity}`);
     assert.equal(f.finding_info.analytic.type, 'Behavioral');
     assert.ok((runtime.metrics.findingsByKind['first-seen'] ?? 0) >= 1);
+  });
+
+  test('a findings suppression applied as a config version while it runs holds back the next findings, without a restart', async () => {
+    const config = await detectorTestConfig('tw-findings-live', { rules: { defaultPack: true }, detector: { configPollMs: 500 } });
+    const other = {
+      userIdentity: {
+        type: 'IAMUser',
+        principalId: 'AIDAEXAMPLE',
+        arn: 'arn:aws:iam::111122223333:user/trail-admin',
+        accountId: '111122223333',
+        userName: 'trail-admin',
+      },
+    };
+    const { runtime } = await startDetector(config);
+    await publishEvents(config, [normalizeCloudTrail(cloudTrailRecord('StopLogging', 'cloudtrail.amazonaws.com', 4), { raw: true })]);
+    await waitCommittedToEnd(config, config.topics.events, 90_000);
+    assert.equal(runtime.metrics.findingsEmitted, 1, 'CIS 4.5 on StopLogging');
+
+    // `config apply` of a file that suppresses the CIS CloudTrail rule.
+    const tuned = loadConfig({
+      env: {},
+      overrides: {
+        findings: {
+          suppressions: [
+            { match: { rule: 'cis-aws-4.5-*' }, reason: 'trail rebuild CHG-12', author: 'sre', expires: '2999-01-01T00:00:00Z' },
+          ],
+        },
+      },
+    });
+    const document = documentOf(tuned);
+    const written = await writeConfigVersion(createTransport(config.kafka, testLogger), config, () => ({
+      author: 'sre',
+      message: 'trail rebuild',
+      source: 'findings.yaml',
+      sha256: sha256(JSON.stringify(document)),
+      document,
+    }));
+    assert.equal(written.written?.version, 1);
+    for (let i = 0; runtime.metrics.configVersion !== 1; i++) {
+      assert.ok(i < 240, 'the member takes the version');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // Another principal's StopLogging: a finding of its own, were it not suppressed.
+    await publishEvents(config, [
+      normalizeCloudTrail(cloudTrailRecord('StopLogging', 'cloudtrail.amazonaws.com', 2, other), { raw: true }),
+    ]);
+    await waitCommittedToEnd(config, config.topics.events, 90_000);
+    assert.equal(runtime.metrics.findingsEmitted, 1);
+    assert.deepEqual(runtime.metrics.findingsSuppressedByKind, { rule: 1 });
   });
 });

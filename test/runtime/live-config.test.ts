@@ -12,7 +12,8 @@ import { stringify } from 'yaml';
 import type { AuditEvent } from '../../src/contracts/types.ts';
 import { startCli } from '../helpers/cli.ts';
 import { detectorTestConfig, publishEvents } from '../helpers/detector.ts';
-import { testKafka } from '../helpers/kafka.ts';
+import { auditEvent } from '../helpers/events.ts';
+import { deleteTopicsWithPrefix } from '../helpers/kafka.ts';
 
 const MIN = 60_000;
 const PRINCIPAL = 'arn:aws:sts::111122223333:assumed-role/svc-orders';
@@ -25,22 +26,7 @@ function traffic(t0: number, fromMin: number, toMin: number, spikeAt: number, sp
     for (const action of ['PutItem', 'DeleteItem']) {
       const n = m >= spikeAt && m < spikeAt + 3 ? spike : 10;
       for (let i = 0; i < n; i++) {
-        out.push({
-          eventId: `${action}-${m}-${i}`,
-          eventTimeMs: t0 + m * MIN + i * 50,
-          source: 'aws.cloudtrail',
-          accountId: '111122223333',
-          region: 'us-east-1',
-          principal: PRINCIPAL,
-          principalType: 'AssumedRole',
-          service: 'dynamodb.amazonaws.com',
-          action,
-          readOnly: false,
-          errorCode: null,
-          sourceIp: null,
-          userAgent: 'aws-sdk',
-          attributes: {},
-        });
+        out.push(auditEvent({ eventId: `${action}-${m}-${i}`, eventTimeMs: t0 + m * MIN + i * 50, principal: PRINCIPAL, action }));
       }
     }
   }
@@ -75,16 +61,7 @@ describe('run --config FILE --watch', { timeout: 420_000 }, () => {
     write(base);
     after(async () => {
       rmSync(dir, { recursive: true, force: true });
-      const admin = testKafka(base.kafka.brokers, 'trailwatch-test-cleanup').admin();
-      try {
-        await admin.connect();
-        const topics = (await admin.listTopics()).filter((t) => t.startsWith(name));
-        await admin.deleteTopics({ topics, timeout: 10_000 });
-      } catch {
-        // best effort: the names are unique
-      } finally {
-        await admin.disconnect().catch(() => undefined);
-      }
+      await deleteTopicsWithPrefix(base.kafka.brokers, name);
     });
 
     const run = startCli(['run', '--config', file, '--watch', '--print']);

@@ -11,7 +11,7 @@ import { EventPublisher } from '../../src/runtime/publisher.ts';
 import { createRegistry } from '../../src/runtime/registry.ts';
 import { ensureTopics } from '../../src/runtime/topics.ts';
 import { createTransport } from '../../src/transport/index.ts';
-import { testKafka, uniqueName } from '../helpers/kafka.ts';
+import { deleteTopicsWithPrefix, testKafka, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
 
 async function waitUntil(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
@@ -119,16 +119,7 @@ describe('detector stop summary', { timeout: 240_000 }, () => {
 
   after(async () => {
     await publisher?.stop();
-    const admin = testKafka(config.kafka.brokers, 'trailwatch-test-cleanup').admin();
-    try {
-      await admin.connect();
-      const topics = (await admin.listTopics()).filter((name) => name.startsWith(run));
-      await admin.deleteTopics({ topics, timeout: 10_000 });
-    } catch {
-      // best effort: the names are unique
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
+    await deleteTopicsWithPrefix(config.kafka.brokers, run);
   });
 
   test('counts every event it processed, the tasks it lost in a rebalance included', async () => {

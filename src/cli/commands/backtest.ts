@@ -22,7 +22,7 @@ import { insightJson } from '../../emit/insight.ts';
 import { chartAssets, type ReportData, renderReport } from '../../emit/report.ts';
 import { ConfigError, ErrorCodes, errorMessage, TrailwatchError } from '../../errors.ts';
 import type { TimeRange } from '../../ingest/inputs.ts';
-import { COMMON_HELP, intOption, parse, sinceOption, usageError } from '../args.ts';
+import { assertPathsExist, COMMON_HELP, intOption, parse, sinceOption, usageError } from '../args.ts';
 
 export const BACKTEST_USAGE = `Usage: trailwatch backtest [options] <file-or-directory>...
 
@@ -91,8 +91,8 @@ At the end of the input the watermark moves to the last event time + one bucket 
 buckets are judged; Insights still open then are left open (reported as open at end).
 
 Exit status: 0 every record used; 2 some records were rejected (the rest were used);
-1 nothing could be done (bad arguments or configuration, or a CSV input with no usable row:
-every row refused, or none at all).`;
+1 nothing could be done (bad arguments or configuration, an input that is not there, every
+record or row refused, or a CSV input with no rows at all).`;
 
 /** Batches output lines and honours backpressure: a backtest can write millions of series rows. */
 class LineSink {
@@ -236,6 +236,7 @@ export async function backtestCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length === 0) throw usageError('no inputs given', BACKTEST_USAGE);
+  assertPathsExist(positionals);
   const batchSize = intOption(values['batch-size'], 'batch-size', BACKTEST_USAGE) ?? 500;
   if (batchSize === 0) throw usageError('--batch-size must be at least 1', BACKTEST_USAGE);
   const partitions = intOption(values.partitions, 'partitions', BACKTEST_USAGE);
@@ -492,7 +493,10 @@ async function backtestEventInputs(
   for (const [reason, count] of skipped) process.stderr.write(`skipped ${n(count)}: ${reason}\n`);
 
   if (stats === undefined) return rejected > 0 ? 2 : 0; // stopped early: the reader of the Insights went away
-  if (args.report && recorder) {
+  // Every record refused: nothing was back-tested, so not the "the rest were used" of status 2.
+  const nothingUsed = rejected > 0 && stats.eventsIn === 0;
+  if (nothingUsed) await args.report?.handle.close();
+  else if (args.report && recorder) {
     const facts = (s: BacktestStats, rejectedRecords: number): SummaryFacts => ({
       read: s.eventsIn,
       rejected: rejectedRecords,
@@ -553,6 +557,10 @@ async function backtestEventInputs(
         `  time             ${seconds.toFixed(2)} s, ${n(Math.round(stats.eventsIn / Math.max(seconds, 1e-3)))} events/s`,
       ]),
     );
+  }
+  if (nothingUsed) {
+    process.stderr.write(`backtest: nothing could be used in ${positionals.join(', ')}: every record was refused (${n(rejected)})\n`);
+    return 1;
   }
   return rejected > 0 ? 2 : 0;
 }

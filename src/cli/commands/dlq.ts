@@ -11,7 +11,7 @@ import {
 } from '../../runtime/dead-letter.ts';
 import { committedOffsets, scanDeadLetters } from '../../runtime/dead-letter-scan.ts';
 import { createKafka, idempotentProducer } from '../../runtime/kafka.ts';
-import { COMMON_HELP, errorCodesOption, intOption, listOption, parse, sinceOption, usageError } from '../args.ts';
+import { COMMON_HELP, errorCodesOption, intOption, listOption, parse, sinceOption, unknownAction, usageError } from '../args.ts';
 import { openSession } from '../connect.ts';
 import { waitForSignal } from './run.ts';
 
@@ -82,7 +82,7 @@ export async function dlqCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${DLQ_USAGE}\n`);
     return 0;
   }
-  throw usageError(action ? `unknown dlq action "${action}"` : 'missing dlq action', DLQ_USAGE);
+  throw unknownAction('dlq', action, ['show', 'replay'], DLQ_USAGE);
 }
 
 async function dlqShow(argv: string[]): Promise<number> {

@@ -7,7 +7,7 @@ import { configuredRulePaths, formatRuleProblem, type LoadedRules, loadRules, ty
 import type { SigmaRule } from '../../detect/rules/sigma.ts';
 import { ErrorCodes, errorMessage } from '../../errors.ts';
 import { CLOUDTRAIL_EXTENSIONS, expandInputPaths, locateJsonError } from '../../ingest/files.ts';
-import { COMMON_HELP, parse, usageError } from '../args.ts';
+import { COMMON_HELP, parse, unknownAction, usageError } from '../args.ts';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -54,7 +54,7 @@ export async function rulesCommand(argv: string[]): Promise<number> {
     process.stdout.write(`${RULES_USAGE}\n`);
     return 0;
   }
-  throw usageError(action ? `unknown rules action "${action}"` : 'missing rules action', RULES_USAGE);
+  throw unknownAction('rules', action, ['check', 'test'], RULES_USAGE);
 }
 
 async function rulesCheck(argv: string[]): Promise<number> {

@@ -34,6 +34,12 @@ suppressions) is applied at the next batch boundary, without a restart, and logg
 version (a counter and the content's hash); an invalid one is refused with its problems logged,
 and the running config kept. Other changes are logged as needing a restart.
 
+Without --watch the member follows the config topic (topics.config): the latest version written
+by \`trailwatch config apply\` (or by the feedback policy) is applied at start and every version
+after it within detector.configPollMs (default 5 s; 0: off), logged once, and recorded in every
+Insight and finding it produces (trailwatch.configVersion). A broker that cannot be read at start
+does not stop the member: it runs on its file and environment config and keeps trying.
+
 Options:
       --print            also print each Insight as JSON on stdout
       --watch            re-read the --config file when it changes (see above)

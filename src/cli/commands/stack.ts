@@ -1,5 +1,5 @@
 import { type SecureListeners, stackDown, stackStatus, stackUp } from '../../stack/local.ts';
-import { parse, usageError } from '../args.ts';
+import { parse, unknownAction } from '../args.ts';
 
 export const STACK_USAGE = `Usage: trailwatch stack <up|down|status>
 
@@ -65,5 +65,5 @@ export async function stackCommand(argv: string[]): Promise<number> {
     );
     return st.running ? 0 : 3;
   }
-  throw usageError(action ? `unknown stack action "${action}"` : 'missing stack action', STACK_USAGE);
+  throw unknownAction('stack', action, ['up', 'down', 'status'], STACK_USAGE);
 }

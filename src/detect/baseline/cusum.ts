@@ -27,7 +27,7 @@ export interface CusumRun {
   /** Sum of the run's values and its buckets, for the Insight's averages. */
   sum: number;
   buckets: number;
-  /** Highest evidence the run reached. */
+  /** Highest evidence the run reached, in decades (the run's surprise, as `cusumDecades` or the likelihood ratio's). */
   peak: number;
 }
 
@@ -35,11 +35,14 @@ export interface CusumRun {
 export function cusumStep(run: CusumRun, d: number, bucketStartMs: number, value: number, thresholdDecades: number): void {
   const cap = (CUSUM_CAP_FACTOR * thresholdDecades) / CUSUM_WEIGHT;
   const next = d > 0 ? run.s + d - CUSUM_REFERENCE : run.s - 2 * CUSUM_REFERENCE;
-  advance(run, next, cap, bucketStartMs, value);
+  advance(run, next, cap, bucketStartMs, value, CUSUM_WEIGHT);
 }
 
-/** Moves a run to evidence `next` (capped at `cap`): over when it is not positive, begun at this bucket when it was over. */
-function advance(run: CusumRun, next: number, cap: number, bucketStartMs: number, value: number): void {
+/**
+ * Moves a run to evidence `next` (capped at `cap`): over when it is not positive, begun at this
+ * bucket when it was over. `weight` turns the evidence into decades for the run's peak.
+ */
+function advance(run: CusumRun, next: number, cap: number, bucketStartMs: number, value: number, weight: number): void {
   if (next <= 0 || run.s === 0) {
     run.sum = 0;
     run.buckets = 0;
@@ -51,7 +54,7 @@ function advance(run: CusumRun, next: number, cap: number, bucketStartMs: number
   }
   if (run.s === 0) run.startMs = bucketStartMs;
   run.s = Math.min(next, cap);
-  run.peak = Math.max(run.peak, run.s);
+  run.peak = Math.max(run.peak, weight * run.s);
   run.sum += value;
   run.buckets++;
 }
@@ -88,5 +91,38 @@ export function dropStep(
   value: number,
   thresholdDecades: number,
 ): void {
-  advance(run, ordinary ? 0 : run.s + llr, CUSUM_CAP_FACTOR * thresholdDecades, bucketStartMs, value);
+  advance(run, ordinary ? 0 : run.s + llr, CUSUM_CAP_FACTOR * thresholdDecades, bucketStartMs, value, 1);
+}
+
+/**
+ * Rises of a sparse key's counts: a likelihood-ratio CUSUM as well. The surprise CUSUM's reference
+ * of one decade takes back almost all a one-call bucket adds on a key that calls a few times a day
+ * (one call where 0.05 are expected is 1.3 decades rare), so 1–2 calls a minute for ten minutes
+ * never added up. A key is sparse when its run floor (minEventsPerBucket calls over
+ * RISE_RUN_BUCKETS buckets) asks more than its ratio floor does: then the run is tested for that
+ * rate, S ← max(0, S + LLR) in decades, each empty bucket taking away what the alternative expected
+ * and did not get. As with drops (Wald), S decades of it are a one-in-10^S event under the
+ * expectation, scored as is. Busier keys keep the surprise CUSUM above.
+ */
+export const RISE_RUN_BUCKETS = 5;
+
+/** Whether a key's rises are judged by likelihood ratio: its run floor of calls, not its ratio floor, sets the rate tested for. */
+export function sparseRises(expected: number, ratio: number, minEvents: number): boolean {
+  return ratio * expected < minEvents / RISE_RUN_BUCKETS;
+}
+
+/** The rate per bucket a sparse key's run upwards is tested for. */
+export function riseAlternative(expected: number, ratio: number, minEvents: number): number {
+  return Math.max(ratio * expected, minEvents / RISE_RUN_BUCKETS);
+}
+
+/** Decades of evidence for a rise to `alternative` in one bucket (negative when the bucket speaks against one). Counts: quasi-Poisson. */
+export function riseEvidence(value: number, expected: number, dispersion: number, alternative: number): number {
+  const phi = Math.max(1, dispersion);
+  return (Math.max(0, value) * Math.log(alternative / expected) - (alternative - expected)) / phi / Math.LN10;
+}
+
+/** The run after one bucket of rise evidence `llr` (decades). */
+export function riseStep(run: CusumRun, llr: number, bucketStartMs: number, value: number, thresholdDecades: number): void {
+  advance(run, run.s + llr, CUSUM_CAP_FACTOR * thresholdDecades, bucketStartMs, value, 1);
 }

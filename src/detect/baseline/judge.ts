@@ -1,4 +1,14 @@
-import { type CusumRun, cusumDecades, cusumStep, dropEvidence, dropStep } from './cusum.ts';
+import {
+  type CusumRun,
+  cusumDecades,
+  cusumStep,
+  dropEvidence,
+  dropStep,
+  riseAlternative,
+  riseEvidence,
+  riseStep,
+  sparseRises,
+} from './cusum.ts';
 import { type Direction, scoreOf, surpriseAbove, surpriseBelow, type ValueModel, watchesDown, watchesUp } from './score.ts';
 
 /**
@@ -65,6 +75,11 @@ export interface Judgement {
  * busy weekday against an hourly profile that has weekends in it does not).
  */
 const RUN_RATIO_SHARE = 0.75;
+/** The ratio floor of a sustained run. */
+export function runRatio(s: Pick<JudgeSettings, 'minRatio'>): number {
+  return 1 + (s.minRatio - 1) * RUN_RATIO_SHARE;
+}
+
 /** A run's drop needs each bucket to expect at least minEventsPerBucket / this many calls. */
 const DROP_RUN_MIN_SHARE = 10;
 
@@ -74,19 +89,26 @@ export function judge(s: JudgeSettings, input: JudgeInput, up: CusumRun, down: C
   const dUp = watchesUp(s.direction) ? surpriseAbove(value, expected, dispersion, s.model) : 0;
   const dropFrom = input.dropFrom;
   const dDown = watchesDown(s.direction) && input.dropsReady ? surpriseBelow(value, dropFrom, dispersion, s.model) : 0;
-  if (watchesUp(s.direction)) cusumStep(up, dUp, bucketStartMs, value, s.thresholdDecades);
-  // Drops of counts: a likelihood-ratio run (see cusum.ts); of a metric series: the surprise run.
+  // Drops of counts, and rises of a sparse key's: likelihood-ratio runs (see cusum.ts); the rest: the surprise run.
   const llrDrops = s.model === 'counts';
+  const llrRises = llrDrops && sparseRises(expected, runRatio(s), s.minEventsPerBucket);
+  if (watchesUp(s.direction)) {
+    if (llrRises) {
+      const alternative = riseAlternative(expected, runRatio(s), s.minEventsPerBucket);
+      riseStep(up, riseEvidence(value, expected, dispersion, alternative), bucketStartMs, value, s.thresholdDecades);
+    } else cusumStep(up, dUp, bucketStartMs, value, s.thresholdDecades);
+  }
   if (watchesDown(s.direction) && input.dropsReady) {
     if (llrDrops) dropStep(down, dropEvidence(value, dropFrom, dispersion), value >= dropFrom, bucketStartMs, value, s.thresholdDecades);
     else cusumStep(down, dDown, bucketStartMs, value, s.thresholdDecades);
   }
   const downRun = llrDrops ? down.s : cusumDecades(down);
-  const upDecades = Math.max(dUp, cusumDecades(up));
+  const upRun = llrRises ? up.s : cusumDecades(up);
+  const upDecades = Math.max(dUp, upRun);
   const downDecades = Math.max(dDown, downRun);
   const isUp = upDecades >= downDecades;
   const bucketDecades = isUp ? dUp : dDown;
-  const runDecades = isUp ? cusumDecades(up) : downRun;
+  const runDecades = isUp ? upRun : downRun;
   const decades = Math.max(bucketDecades, runDecades);
   const sustained = runDecades > bucketDecades;
   const rawScore = scoreOf(decades);
@@ -97,7 +119,7 @@ export function judge(s: JudgeSettings, input: JudgeInput, up: CusumRun, down: C
       const run = isUp ? up : down;
       // A run is judged by its average, a bucket by its value.
       const level = sustained && run.buckets > 0 ? run.sum / run.buckets : value;
-      const ratio = sustained ? 1 + (s.minRatio - 1) * RUN_RATIO_SHARE : s.minRatio;
+      const ratio = sustained ? runRatio(s) : s.minRatio;
       if (isUp) {
         // A run needs minEventsPerBucket calls in all, a bucket on its own.
         if ((sustained ? run.sum : level) < s.minEventsPerBucket) veto = 'minEvents';

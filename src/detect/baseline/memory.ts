@@ -1,6 +1,6 @@
 import { CUSUM_FIELDS, F, type KeyState } from '../state.ts';
 import { DAY_MS, dayOf, isWeekend, minuteOfDay } from '../time.ts';
-import { CUSUM_WEIGHT, type CusumRun } from './cusum.ts';
+import type { CusumRun } from './cusum.ts';
 
 /**
  * What a key usually does in bursts, so its habits are not news: the burst memory (its highest
@@ -114,16 +114,20 @@ export class BurstMemory {
    */
   rememberRun(k: KeyState, sum: number, buckets: number, peak: number): void {
     const share = k.observed < this.coldBuckets ? 4 : 2;
-    if (buckets > 0 && CUSUM_WEIGHT * peak >= this.thresholdDecades / share)
+    if (buckets > 0 && peak >= this.thresholdDecades / share)
       k.f[k.o + F.runPeak] = Math.max(k.f[k.o + F.runPeak] as number, sum / buckets);
   }
 
-  /** `gap` empty buckets are no evidence of a rise: a run upwards loses 2 decades a bucket (see cusum.ts), and is remembered once over. */
-  drainRise(k: KeyState, gap: number): void {
+  /**
+   * `gap` empty buckets are evidence against a rise: a run upwards loses `perBucket` for each (the
+   * surprise CUSUM two references, a sparse key's likelihood-ratio run what the bucket's evidence
+   * says; see cusum.ts), and is remembered once over.
+   */
+  drainRise(k: KeyState, gap: number, perBucket: number): void {
     const at = k.o + F.cusumUp;
     const s = k.f[at] as number;
     if (!(s > 0)) return;
-    const left = s - 2 * gap;
+    const left = s - perBucket * gap;
     if (left > 0) k.f[at] = left;
     else this.forgetRun(k, 'up');
   }

@@ -35,8 +35,8 @@ export function createSource(spec: SourceSpec): Source {
   return BUILDERS[spec.format](spec);
 }
 
-/** The order formats are tried when sniffing: the most specific shapes first. */
-const SNIFF_ORDER: readonly Format[] = ['k8s-audit', 'cloudtrail', 'cwlogs', 'eventbridge', 'jsonl'];
+/** The order formats are tried when sniffing (a file's head, a raw message): the most specific shapes first. */
+export const SNIFF_ORDER: readonly Format[] = ['k8s-audit', 'cloudtrail', 'cwlogs', 'eventbridge', 'jsonl'];
 
 /**
  * The format of a file whose name says nothing (`audit.log`, `events.json`), from its first bytes

@@ -81,6 +81,9 @@ function malformed(text: string, at: Position, err: unknown): ReadItem {
   return item.kind === 'error' ? { ...item, text } : item;
 }
 
+/** Most bytes a message's gzip (a payload's inner `awslogs.data` included) may unpack to: a gzip bomb is an error, not a full heap. */
+export const MAX_MESSAGE_TEXT_BYTES = 64 * 1024 * 1024;
+
 /**
  * A message's bytes as text: gunzipped when they are gzip, base64 taken off when the text is
  * base64 of gzip (a Kinesis or Lambda `awslogs.data` payload). Or the error item saying why not.
@@ -92,8 +95,12 @@ export function messageText(bytes: Uint8Array, origin: string): { text: string }
   if (buf.length > 4 && buf.toString('latin1', 0, 4) === 'H4sI') buf = Buffer.from(buf.toString('latin1').trim(), 'base64');
   if (isGzip(buf)) {
     try {
-      buf = gunzipSync(buf);
+      buf = gunzipSync(buf, { maxOutputLength: MAX_MESSAGE_TEXT_BYTES });
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        const reason = `gzip unpacks to more than ${MAX_MESSAGE_TEXT_BYTES} bytes: not read (a message this large is not an audit payload)`;
+        return { error: errorItem(at, ErrorCodes.RECORD_TOO_LARGE, reason, err) };
+      }
       return { error: errorItem(at, ErrorCodes.DESERIALIZE, `corrupt gzip: ${err instanceof Error ? err.message : String(err)}`, err) };
     }
   }

@@ -127,12 +127,43 @@ describe('learning', () => {
         k.observed = 0;
         for (let i = 0; i < 50; i++) expectation.learn(k, T0 + i * bucketMs, (i * 7) % 13, contributors(`ua${i % 3}`, 1 + (i % 5)));
       }
-      const from = T0 + 60 * bucketMs;
-      const gap = 2 * settings.windowBuckets + 17;
+      // From Friday evening: the zeros cross a weekend, which the profile and dispersions learn apart.
+      const from = T0 + 4 * DAY_MS + 20 * HOUR_MS;
+      const gap = 3 * settings.windowBuckets + 17;
       expectation.learnZeros(a, from, gap);
       for (let i = 0; i < gap; i++) expectation.learn(b, from + i * bucketMs, 0, undefined);
       assert.deepEqual(slot(a, pool.stride), slot(b, pool.stride), `bucketMs ${bucketMs}`);
     }
+  });
+});
+
+describe('weekends', () => {
+  test('two quiet weekend days lower neither the hours nor the dispersions; a weekend burst raises them; Monday teaches as usual', () => {
+    const { expectation, key, settings } = setup({ bucketMs: 10 * MINUTE_MS });
+    const k = key();
+    k.observed = 0;
+    const bucketMs = settings.bucketMs;
+    const busy = (t: number) => (new Date(t).getUTCHours() === 9 ? 60 + ((t / bucketMs) % 7) * 3 : 2);
+    // Monday to Friday of work.
+    for (let t = T0; t < T0 + 5 * DAY_MS; t += bucketMs) expectation.learn(k, t, busy(t), undefined);
+    const nine = T0 + 7 * DAY_MS + 9 * HOUR_MS;
+    const friday = { nine: expectation.expected(k, nine), dispersion: k.dispersion, hourly: k.hourlyDispersion };
+    // A silent weekend, learned as a gap (learnZeros is learn(0) bucket by bucket: tested above).
+    expectation.learnZeros(k, T0 + 5 * DAY_MS, (2 * DAY_MS) / bucketMs);
+    assert.equal(expectation.expected(k, nine), friday.nine);
+    // Silent hours that expected calls are residuals: they may widen the dispersions, never narrow them.
+    assert.ok(k.hourlyDispersion >= friday.hourly);
+    assert.ok(k.dispersion >= friday.dispersion);
+    const weekend = { hourly: k.hourlyDispersion };
+    // A Saturday 09:00 busier than the weekdays' is learned.
+    const saturday = T0 + 5 * DAY_MS + 9 * HOUR_MS;
+    expectation.learn(k, saturday, 500, undefined);
+    assert.ok(expectation.expected(k, nine) > friday.nine);
+    assert.ok(k.hourlyDispersion > weekend.hourly);
+    // Monday's quiet hour is learned as any weekday's.
+    const before = expectation.expected(k, nine);
+    expectation.learn(k, nine, 0, undefined);
+    assert.ok(expectation.expected(k, nine) < before);
   });
 });
 

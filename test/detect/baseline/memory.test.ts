@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CUSUM_WEIGHT, type CusumRun } from '../../../src/detect/baseline/cusum.ts';
+import type { CusumRun } from '../../../src/detect/baseline/cusum.ts';
 import { BURST_HALF_LIFE_MS, BurstMemory } from '../../../src/detect/baseline/memory.ts';
 import { F, KeyState, SlotPool } from '../../../src/detect/state.ts';
 import { DAY_MS, HOUR_MS, MINUTE_MS } from '../../../src/detect/time.ts';
@@ -144,23 +144,26 @@ describe('run memory and the runs in the slot', () => {
   test('a run that mattered (half the threshold’s evidence; a quarter when cold) joins the run memory by its average', () => {
     const m = memory();
     const k = key();
-    m.rememberRun(k, 120, 4, (0.49 * THRESHOLD) / CUSUM_WEIGHT);
+    // The run's peak is in decades, whichever CUSUM made it.
+    m.rememberRun(k, 120, 4, 0.49 * THRESHOLD);
     assert.equal(k.runPeak, 0);
-    m.rememberRun(k, 120, 4, (0.5 * THRESHOLD) / CUSUM_WEIGHT);
+    m.rememberRun(k, 120, 4, 0.5 * THRESHOLD);
     assert.equal(k.runPeak, 30);
     const cold = key();
     cold.observed = COLD - 1;
-    m.rememberRun(cold, 40, 4, (0.3 * THRESHOLD) / CUSUM_WEIGHT);
+    m.rememberRun(cold, 40, 4, 0.3 * THRESHOLD);
     assert.equal(cold.runPeak, 10);
   });
 
-  test('empty buckets drain a run upwards two decades each; an emptied run is remembered and cleared', () => {
+  test('empty buckets drain a run upwards by what each costs it; an emptied run is remembered and cleared', () => {
     const m = memory();
     const k = key();
     m.writeRun(k, 'up', run({ s: 9 }));
-    m.drainRise(k, 2);
+    m.drainRise(k, 2, 2);
     assert.equal(k.f[k.o + F.cusumUp], 5);
-    m.drainRise(k, 3);
+    m.drainRise(k, 4, 0.5);
+    assert.equal(k.f[k.o + F.cusumUp], 3);
+    m.drainRise(k, 3, 2);
     assert.deepEqual(m.readRun(k, 'up', run()), { s: 0, startMs: 0, sum: 0, buckets: 0, peak: 0 });
     assert.equal(k.runPeak, 30);
   });

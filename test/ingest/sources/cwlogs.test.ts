@@ -9,6 +9,7 @@ import { normalizeCloudTrail } from '../../../src/ingest/cloudtrail.ts';
 import { isEvent } from '../../../src/ingest/source.ts';
 import { cwLogsSource } from '../../../src/ingest/sources/cwlogs.ts';
 import { sniffFormat } from '../../../src/ingest/sources/index.ts';
+import { MAX_MESSAGE_TEXT_BYTES } from '../../../src/ingest/sources/shared.ts';
 import { FIXTURES_DIR } from '../../helpers/shared.ts';
 import { runSource } from './helpers.ts';
 
@@ -97,6 +98,20 @@ describe('cwlogs source', () => {
     const notAPayload = source.decode(gzipSync('{"hello":1}'), 'cwl-raw/0@7');
     assert.ok(notAPayload[0]?.kind === 'error');
     assert.match(notAPayload[0].error.message, /^cwl-raw\/0@7: not a CloudWatch Logs payload: no "messageType"/);
+  });
+
+  test('a gzip bomb, bare or inside a Lambda awslogs event, is one RECORD_TOO_LARGE error, not a full heap', () => {
+    const source = cwLogsSource();
+    // 80 MiB of spaces gzip to about 80 KiB.
+    const bomb = gzipSync(Buffer.alloc(MAX_MESSAGE_TEXT_BYTES + 16 * 1024 * 1024, 0x20));
+    for (const bytes of [bomb, Buffer.from(JSON.stringify({ awslogs: { data: bomb.toString('base64') } }))]) {
+      const items = source.decode(bytes, 'cwl-raw/0@8');
+      assert.equal(items.length, 1);
+      const [item] = items;
+      assert.ok(item?.kind === 'error');
+      assert.equal(item.error.code, ErrorCodes.RECORD_TOO_LARGE);
+      assert.match(item.error.message, /^cwl-raw\/0@8: gzip unpacks to more than/);
+    }
   });
 
   test('EKS audit logs through a subscription: Kubernetes events, the cluster from the log group', async () => {
