@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Finding, Insight } from '../contracts/types.ts';
-import { MATCH_FIELDS, type Tuning } from '../detect/overrides.ts';
+import { FINDING_MATCH_FIELDS } from '../detect/finding-overrides.ts';
+import { MATCH_FIELDS } from '../detect/overrides.ts';
 import { keyId } from '../detect/signals.ts';
 import { ErrorCodes, TrailwatchError } from '../errors.ts';
-import { FEEDBACK_POLICY_AUTHOR } from './record.ts';
-import type { DetectorSuppression, FeedbackConfig } from './schema.ts';
+import { type ConfigDocument, FEEDBACK_POLICY_AUTHOR } from './record.ts';
+import type { DetectorSuppression, FeedbackConfig, FindingSuppression } from './schema.ts';
 
 /**
  * Verdicts on Insights and findings (`trailwatch feedback`), as records of the feedback topic
@@ -17,14 +18,20 @@ export const FEEDBACK_RECORD_FORMAT = 1;
 const DAY_MS = 86_400_000;
 
 export type Verdict = 'false-positive' | 'true-positive';
-export type SuppressionMatch = DetectorSuppression['match'];
+/** A suppression the policy writes: to detector.suppressions for an Insight key, to findings.suppressions for a finding's. */
+export type PolicySuppression = DetectorSuppression | FindingSuppression;
+export type SuppressionMatch = PolicySuppression['match'];
 
 /** What a verdict is about: one Insight key (what a suppression can match), or one finding's rule and principal. */
 export interface FeedbackSubject {
   kind: 'insight' | 'finding';
   /** The key id: an Insight's as `config explain --key` takes it; `finding|<analytic>|<account>|<principal>` for a finding. */
   key: string;
-  /** The suppression that would keep this key's Insights back; null for a finding (detector.suppressions holds Insight keys only). */
+  /**
+   * The suppression match that would keep this key back: a detector.suppressions match for an
+   * Insight, a findings.suppressions one (rule, accountId, principal) for a finding; null for a
+   * finding about no single principal (no match names its key alone).
+   */
   match: SuppressionMatch | null;
   /** Event time of the record the verdict is on, ISO 8601. */
   eventTime: string;
@@ -92,13 +99,20 @@ export function insightSubject(insight: Insight): FeedbackSubject {
   };
 }
 
-/** A finding's key: its rule (analytic) and principal in its account. */
+/**
+ * A finding's key: its rule (the analytic's id, which a `rule` glob matches as well as its name)
+ * and principal in its account.
+ */
 export function findingSubject(finding: Finding): FeedbackSubject {
   const version = Number(finding.unmapped.configVersion);
+  const rule = finding.finding_info.analytic.uid;
+  const accountId = finding.cloud.account.uid;
+  const principal = finding.actor?.user.uid;
   return {
     kind: 'finding',
-    key: `finding|${finding.finding_info.analytic.uid}|${finding.cloud.account.uid}|${finding.actor?.user.uid ?? '-'}`,
-    match: null,
+    key: `finding|${rule}|${accountId}|${principal ?? '-'}`,
+    // Without a principal, a match would cover the rule's findings on every principal: wider than the key.
+    match: principal ? { rule, accountId, principal } : null,
     eventTime: new Date(finding.time).toISOString(),
     configVersion: Number.isInteger(version) ? version : null,
   };
@@ -140,24 +154,41 @@ export function decodeFeedbackRecord(value: Buffer | string): FeedbackRecord {
   return result.data as FeedbackRecord;
 }
 
+// Insight and finding matches share most fields; `scope` or `rule` tells the two apart in a match key.
+const ALL_MATCH_FIELDS = [...new Set<string>([...MATCH_FIELDS, ...FINDING_MATCH_FIELDS])];
+
 /** A match as one string, fields in a fixed order: what the policy groups verdicts by. */
 export function matchKey(match: SuppressionMatch): string {
-  return MATCH_FIELDS.map((f) => `${f}=${match[f] ?? ''}`).join('|');
+  const fields = match as Partial<Record<string, string>>;
+  return ALL_MATCH_FIELDS.map((f) => `${f}=${fields[f] ?? ''}`).join('|');
+}
+
+/**
+ * A match value taken from a record is literal, but a suppression reads it as a glob: `*` or `?`
+ * in it would match more than the key. Globs have no escape, so such a key is not suppressed.
+ */
+function globSpecial(match: SuppressionMatch): string | null {
+  return Object.values(match).find((v) => typeof v === 'string' && /[*?]/.test(v)) ?? null;
 }
 
 function sameMatch(a: SuppressionMatch, b: SuppressionMatch): boolean {
   return matchKey(a) === matchKey(b);
 }
 
-/** A past config version, as the policy needs it: when it was applied and its suppressions. */
+/** A past config version, as the policy needs it: when it was applied and its suppressions (of the subject's kind). */
 export interface VersionSuppressions {
   appliedAt: string;
-  suppressions: readonly DetectorSuppression[];
+  suppressions: readonly PolicySuppression[];
+}
+
+/** The suppressions of a document that a subject of `kind` is matched by. */
+export function suppressionsFor(doc: ConfigDocument, kind: FeedbackSubject['kind']): readonly PolicySuppression[] {
+  return kind === 'insight' ? doc.detector.suppressions : doc.findings.suppressions;
 }
 
 export interface PolicyOutcome {
   /** The suppression to add, or null with `why` saying why not. */
-  suppression: DetectorSuppression | null;
+  suppression: PolicySuppression | null;
   why: string;
   /** The false positives counted (deduplicated), oldest first. */
   counted: FeedbackRecord[];
@@ -166,23 +197,31 @@ export interface PolicyOutcome {
 /**
  * Whether the false positives on `subject`'s key call for a suppression now. Counted: false
  * positives on the key given within `withinDays` before `nowMs`, after the policy last suppressed
- * the key (so verdicts that led to one do not lead to the next), one per Insight and author. None
- * when the policy is off, the key is a finding's, a suppression with this very match is in force,
- * or a true positive was given on the key in that time. The suppression lasts `suppressForDays`
- * from now (judged in event time, as every suppression) and its reason lists the verdicts' reasons.
+ * the key (so verdicts that led to one do not lead to the next), one per Insight (or finding) and
+ * author. None when the policy is off, no match names the key alone, a suppression with this very
+ * match is in force, or a true positive was given on the key in that time. `current` and
+ * `versions` hold the suppressions of the subject's kind (`suppressionsFor`). The suppression lasts
+ * `suppressForDays` from now (judged in event time, as every suppression) and its reason lists the
+ * verdicts' reasons.
  */
 export function evaluatePolicy(
   subject: FeedbackSubject,
   feedback: readonly FeedbackRecord[],
   policy: FeedbackConfig,
-  current: Pick<Tuning, 'suppressions'>,
+  current: { readonly suppressions: readonly PolicySuppression[] },
   versions: readonly VersionSuppressions[],
   nowMs: number,
 ): PolicyOutcome {
   const none = (why: string, counted: FeedbackRecord[] = []): PolicyOutcome => ({ suppression: null, why, counted });
   const match = subject.match;
-  if (match === null) return none('findings are not suppressed by detector.suppressions: the verdict is recorded only');
+  if (match === null) {
+    return none('a finding about no single principal: no suppression matches its key alone, so the verdict is recorded only');
+  }
   if (policy.falsePositivesToSuppress === 0) return none('the feedback policy is off (feedback.falsePositivesToSuppress: 0)');
+  const special = globSpecial(match);
+  if (special !== null) {
+    return none(`"${special}" holds * or ?, which a suppression reads as a glob: the verdict is recorded only (suppress it by hand)`);
+  }
   const active = current.suppressions.find((s) => sameMatch(s.match, match) && Date.parse(s.expires) > nowMs);
   if (active) return none(`already suppressed until ${active.expires} (${active.author})`);
 
@@ -190,7 +229,7 @@ export function evaluatePolicy(
   const key = matchKey(match);
   const inWindow = feedback.filter((r) => {
     const at = Date.parse(r.at);
-    return r.match !== null && matchKey(r.match) === key && at > since && at <= nowMs;
+    return r.kind === subject.kind && r.match !== null && matchKey(r.match) === key && at > since && at <= nowMs;
   });
   const veto = inWindow.filter((r) => r.verdict === 'true-positive').at(-1);
   const seen = new Set<string>();
@@ -239,10 +278,23 @@ function lastPolicySuppressionMs(match: SuppressionMatch, versions: readonly Ver
 }
 
 /**
- * `current` with the policy's new suppression: an earlier policy suppression of the same match
- * (expired, or it would not be needed) makes way for it; everything else is kept as it is.
+ * `current` (the detector's or the findings' tuning) with the policy's new suppression: an earlier
+ * policy suppression of the same match (expired, or it would not be needed) makes way for it;
+ * everything else is kept as it is.
  */
-export function withPolicySuppression(current: Tuning, suppression: DetectorSuppression): Tuning {
+export function withPolicySuppression<S extends PolicySuppression, T extends { suppressions: S[] }>(current: T, suppression: S): T {
   const kept = current.suppressions.filter((s) => !(s.author === FEEDBACK_POLICY_AUTHOR && sameMatch(s.match, suppression.match)));
   return { ...current, suppressions: [...kept, suppression] };
+}
+
+/** `doc` with the policy's suppression for a subject of `kind`, in that kind's list; the rest carried over unchanged. */
+export function documentWithPolicySuppression(
+  doc: ConfigDocument,
+  kind: FeedbackSubject['kind'],
+  suppression: PolicySuppression,
+): ConfigDocument {
+  // The suppression's match is the subject's (evaluatePolicy), so its kind says which list it belongs to.
+  return kind === 'insight'
+    ? { ...doc, detector: withPolicySuppression(doc.detector, suppression as DetectorSuppression) }
+    : { ...doc, findings: withPolicySuppression(doc.findings, suppression as FindingSuppression) };
 }

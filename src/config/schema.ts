@@ -566,7 +566,7 @@ export const observeSchema = z.strictObject({
 });
 
 /**
- * What `trailwatch feedback` does with false positives: this many on one Insight key within
+ * What `trailwatch feedback` does with false positives: this many on one Insight or finding key within
  * withinDays (and no true positive there) become a suppression of the key for suppressForDays,
  * written as a new config version by author `feedback-policy`. 0 turns the policy off.
  */

@@ -2,7 +2,8 @@
  * `trailwatch feedback` against the real broker and registry: Insights and a finding on their
  * topics as the detector writes them (Avro, keyed by id); an unknown id refused; verdicts recorded
  * on the feedback topic; the third false positive on one key becomes a suppression, written as a
- * config version by feedback-policy that `config history` and `config show` name.
+ * config version by feedback-policy that `config history` and `config show` name; on a finding's
+ * key, a findings suppression, the detector's carried forward.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -10,7 +11,7 @@ import { parse } from 'yaml';
 import { decodeFeedbackRecord, type FeedbackRecord } from '../../src/config/feedback.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { ConfigRecord } from '../../src/config/record.ts';
-import type { Config, DetectorSuppression } from '../../src/config/schema.ts';
+import type { Config, DetectorSuppression, FindingSuppression } from '../../src/config/schema.ts';
 import { findingSchema, insightSchema } from '../../src/contracts/schemas.ts';
 import type { Insight } from '../../src/contracts/types.ts';
 import { partitionFor } from '../../src/detect/topology.ts';
@@ -221,14 +222,39 @@ describe('trailwatch feedback', { timeout: 240_000 }, () => {
     assert.equal((JSON.parse((await cli(['config', 'history', '--json'], env)).stdout) as { versions: unknown[] }).versions.length, 1);
   });
 
-  test('a finding’s verdict is recorded with its key; findings are not suppressed', async () => {
-    const r = await feedback(finding.finding_info.uid, '--false-positive', 'maintenance window', 'erin');
+  test('three false positives on a finding’s key become a findings suppression; the detector’s suppression carries on', async () => {
+    const uid = finding.finding_info.uid;
+    const r = await feedback(uid, '--false-positive', 'maintenance window', 'erin');
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(
       r.stdout,
       /^recorded false-positive on finding .* \(CloudTrail logging stopped\), key finding\|cloudtrail-stop-logging\|111122223333\|/,
     );
-    assert.match(r.stdout, /feedback policy: findings are not suppressed by detector.suppressions/);
+    assert.match(r.stdout, /feedback policy: 1 of 3 false positives on this key within 14 days: no suppression yet/);
+    assert.match((await feedback(uid, '--false-positive', 'maintenance again', 'frank')).stdout, /2 of 3 false positives/);
+    const third = await feedback(uid, '--false-positive', 'planned trail rotation', 'gina');
+    assert.equal(third.code, 0, third.stdout + third.stderr);
+    assert.match(
+      third.stdout,
+      /feedback policy: 3 false positives on this key within 14 days .*: suppressed until \S+ as config version 2 on /,
+    );
+
+    const shown = parse((await cli(['config', 'show'], env)).stdout) as {
+      detector: { suppressions: DetectorSuppression[] };
+      findings: { suppressions: FindingSuppression[] };
+    };
+    assert.deepEqual(
+      shown.findings.suppressions.map((s) => [s.match, s.author]),
+      [[{ rule: 'cloudtrail-stop-logging', accountId: '111122223333', principal: PRINCIPAL }, 'feedback-policy']],
+    );
+    assert.match(
+      shown.findings.suppressions[0]?.reason ?? '',
+      /"maintenance window" \(erin\); "maintenance again" \(frank\); "planned trail rotation" \(gina\)$/,
+    );
+    assert.deepEqual(
+      shown.detector.suppressions.map((s) => s.match.action),
+      ['PutItem'],
+    );
     const records: FeedbackRecord[] = [];
     await readToEnd(createTransport(config.kafka, testLogger), {
       topic: env.TRAILWATCH_TOPICS__FEEDBACK,
@@ -248,6 +274,8 @@ describe('trailwatch feedback', { timeout: 240_000 }, () => {
         ['insight', 'false-positive', 'carol'],
         ['insight', 'false-positive', 'dave'],
         ['finding', 'false-positive', 'erin'],
+        ['finding', 'false-positive', 'frank'],
+        ['finding', 'false-positive', 'gina'],
       ],
     );
     assert.equal(records.at(-1)?.target, finding.finding_info.uid);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   decodeFeedbackRecord,
+  documentWithPolicySuppression,
   encodeFeedbackRecord,
   evaluatePolicy,
   type FeedbackRecord,
@@ -9,14 +10,16 @@ import {
   findingSubject,
   insightSubject,
   newFeedbackRecord,
+  suppressionsFor,
   type Verdict,
   type VersionSuppressions,
   withPolicySuppression,
 } from '../../src/config/feedback.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { documentOf, FEEDBACK_POLICY_AUTHOR } from '../../src/config/record.ts';
-import type { DetectorSuppression, FeedbackConfig } from '../../src/config/schema.ts';
+import type { DetectorSuppression, FeedbackConfig, FindingSuppression } from '../../src/config/schema.ts';
 import type { Finding, Insight } from '../../src/contracts/types.ts';
+import { FindingOverrides } from '../../src/detect/finding-overrides.ts';
 import { buildFinding } from '../../src/emit/finding.ts';
 import { buildInsight } from '../../src/emit/insight.ts';
 
@@ -51,6 +54,22 @@ function insight(scope: 'action' | 'principalAction', startMin = 0, errorCode: s
 }
 
 const subject = insightSubject(insight('principalAction'));
+
+function finding(over: { analyticId?: string; principal?: string | null } = {}): Finding {
+  return buildFinding({
+    kind: 'rule',
+    analyticId: over.analyticId ?? 'cloudtrail-stop-logging',
+    analyticName: 'CloudTrail stopped',
+    title: 'CloudTrail logging stopped',
+    severity: 'high',
+    timeMs: NOW - DAY,
+    windowStartMs: NOW - DAY - 60_000,
+    accountId: '111122223333',
+    region: 'us-east-1',
+    principal: over.principal === undefined ? PRINCIPAL : over.principal,
+    evidences: [],
+  });
+}
 
 function verdict(
   n: number,
@@ -95,33 +114,23 @@ describe('feedback subjects', () => {
     // An error-rate key names its code; the suppression (which cannot match one) covers the action's every code.
     const errors = insightSubject(insight('action', 0, 'ThrottlingException'));
     assert.match(errors.key, /\|ThrottlingException$/);
-    assert.equal(errors.match?.insightType, 'ApiErrorRateInsight');
+    assert.equal((errors.match as DetectorSuppression['match'] | null)?.insightType, 'ApiErrorRateInsight');
     assert.equal(
       insightSubject({ ...insight('action'), trailwatch: { ...insight('action').trailwatch, configVersion: 4 } }).configVersion,
       4,
     );
   });
 
-  test('a finding’s key is its rule and principal; it has no suppression match', () => {
-    const finding: Finding = buildFinding({
-      kind: 'rule',
-      analyticId: 'cloudtrail-stop-logging',
-      analyticName: 'CloudTrail stopped',
-      title: 'CloudTrail logging stopped',
-      severity: 'high',
-      timeMs: NOW,
-      windowStartMs: NOW - 60_000,
-      accountId: '111122223333',
-      region: 'us-east-1',
-      principal: PRINCIPAL,
-      evidences: [],
-    });
-    const s = findingSubject({ ...finding, unmapped: { ...finding.unmapped, configVersion: '7' } });
+  test('a finding’s key is its rule, account and principal, and so is its findings.suppressions match', () => {
+    const s = findingSubject({ ...finding(), unmapped: { ...finding().unmapped, configVersion: '7' } });
     assert.equal(s.kind, 'finding');
-    assert.equal(s.match, null);
+    assert.deepEqual(s.match, { rule: 'cloudtrail-stop-logging', accountId: '111122223333', principal: PRINCIPAL });
     assert.equal(s.key, `finding|cloudtrail-stop-logging|111122223333|${PRINCIPAL}`);
     assert.equal(s.configVersion, 7);
-    assert.match(judge([], [], [], POLICY, s).why, /findings are not suppressed/);
+    // Without a principal no match names the key alone: recorded only.
+    const nobody = findingSubject(finding({ principal: null }));
+    assert.equal(nobody.match, null);
+    assert.match(judge([], [], [], POLICY, nobody).why, /no single principal: .* recorded only/);
   });
 
   test('records round-trip; a value that is not one is a clear error', () => {
@@ -239,5 +248,92 @@ describe('the feedback policy', () => {
       ['human', 'other', added.reason],
     );
     assert.equal(next.scoreThreshold, tuning.scoreThreshold);
+  });
+});
+
+describe('the feedback policy on a finding’s key', () => {
+  const f = finding();
+  const fs = findingSubject(f);
+  const fVerdict = (n: number, v: Verdict = 'false-positive', s: FeedbackSubject = fs) =>
+    newFeedbackRecord(s, { target: f.finding_info.uid, verdict: v, reason: `maintenance ${n}`, author: `sre${n}`, atMs: NOW - DAY + n });
+  const judgeFinding = (feedback: FeedbackRecord[], current: FindingSuppression[] = [], s: FeedbackSubject = fs) =>
+    evaluatePolicy(s, feedback, POLICY, { suppressions: current }, [], NOW);
+
+  test('three false positives become a findings suppression of its rule, account and principal', () => {
+    const out = judgeFinding([fVerdict(1), fVerdict(2), fVerdict(3)]);
+    assert.deepEqual(out.suppression, {
+      match: { rule: 'cloudtrail-stop-logging', accountId: '111122223333', principal: PRINCIPAL },
+      reason: '3 false positives within 14 days: "maintenance 1" (sre1); "maintenance 2" (sre2); "maintenance 3" (sre3)',
+      author: FEEDBACK_POLICY_AUTHOR,
+      expires: new Date(NOW + 7 * DAY).toISOString().replace('.000Z', 'Z'),
+    });
+    // The suppression holds back this rule's findings by this principal, and no other's.
+    const overrides = new FindingOverrides({ overrides: [], suppressions: [out.suppression as FindingSuppression] });
+    assert.equal(overrides.judge(f).held, 'suppressed');
+    assert.equal(overrides.judge(finding({ principal: 'arn:aws:iam::111122223333:user/other' })).held, null);
+    assert.equal(overrides.judge(finding({ analyticId: 'cloudtrail-delete-trail' })).held, null);
+    // Verdicts on an Insight key do not count toward a finding's.
+    assert.equal(judgeFinding([fVerdict(1), fVerdict(2), verdict(3)]).suppression, null);
+  });
+
+  test('a true positive on the finding’s key vetoes', () => {
+    const out = judgeFinding([fVerdict(1), fVerdict(2), fVerdict(3), fVerdict(4, 'true-positive')]);
+    assert.equal(out.suppression, null);
+    assert.match(out.why, /a true positive was given on this key at .* by sre4/);
+  });
+
+  test('an active findings suppression with the same match blocks; an expired one makes way', () => {
+    const active: FindingSuppression = {
+      match: { rule: 'cloudtrail-stop-logging', accountId: '111122223333', principal: PRINCIPAL },
+      reason: 'change window',
+      author: 'bob',
+      expires: new Date(NOW + DAY).toISOString(),
+    };
+    assert.match(judgeFinding([fVerdict(1), fVerdict(2), fVerdict(3)], [active]).why, /already suppressed until .* \(bob\)/);
+    const expired = { ...active, expires: new Date(NOW - DAY).toISOString() };
+    assert.notEqual(judgeFinding([fVerdict(1), fVerdict(2), fVerdict(3)], [expired]).suppression, null);
+  });
+
+  test('* or ? in a rule id or principal is not written into a glob', () => {
+    for (const s of [
+      findingSubject(finding({ analyticId: 'custom-*' })),
+      findingSubject(finding({ principal: 'arn:aws:iam::1:user/a?c' })),
+    ]) {
+      const out = judgeFinding(
+        [fVerdict(1, 'false-positive', s), fVerdict(2, 'false-positive', s), fVerdict(3, 'false-positive', s)],
+        [],
+        s,
+      );
+      assert.equal(out.suppression, null);
+      assert.match(out.why, /holds \* or \?, which a suppression reads as a glob/);
+    }
+  });
+
+  test('the new version’s findings.suppressions gains it; the detector’s tuning and findings overrides go on unchanged', () => {
+    const doc = documentOf(
+      loadConfig({
+        env: {},
+        overrides: {
+          detector: {
+            scoreThreshold: 0.9,
+            suppressions: [{ match: { action: 'X' }, reason: 'r', author: 'a', expires: '2999-01-01T00:00:00Z' }],
+          },
+          findings: {
+            overrides: [{ match: { rule: 'noisy-*' }, severity: 'low' }],
+            suppressions: [{ match: { rule: 'other' }, reason: 'human', author: 'alice', expires: '2999-01-01T00:00:00Z' }],
+          },
+        },
+      }),
+    );
+    const added = judgeFinding([fVerdict(1), fVerdict(2), fVerdict(3)], [...suppressionsFor(doc, 'finding')] as FindingSuppression[])
+      .suppression as FindingSuppression;
+    const next = documentWithPolicySuppression(doc, 'finding', added);
+    assert.deepEqual(next.detector, doc.detector);
+    assert.deepEqual(next.findings.overrides, doc.findings.overrides);
+    assert.deepEqual(
+      next.findings.suppressions.map((s) => s.reason),
+      ['human', added.reason],
+    );
+    assert.deepEqual(suppressionsFor(doc, 'insight'), doc.detector.suppressions);
   });
 });

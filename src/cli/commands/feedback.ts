@@ -1,5 +1,6 @@
 import {
   decodeFeedbackRecord,
+  documentWithPolicySuppression,
   encodeFeedbackRecord,
   evaluatePolicy,
   type FeedbackRecord,
@@ -8,8 +9,8 @@ import {
   insightSubject,
   newFeedbackRecord,
   type PolicyOutcome,
+  suppressionsFor,
   type Verdict,
-  withPolicySuppression,
 } from '../../config/feedback.ts';
 import { type ConfigHistory, type ConfigRecord, documentOf, documentYaml, FEEDBACK_POLICY_AUTHOR, sha256 } from '../../config/record.ts';
 import type { Config } from '../../config/schema.ts';
@@ -40,7 +41,9 @@ Then the feedback policy (config \`feedback\`) is judged on that key: falsePosit
 suppression of the key for suppressForDays (7), written as a new config version by author
 feedback-policy with the verdicts' reasons (\`trailwatch config history\` shows it); running detectors
 take it at their next batch boundary. Verdicts that led to a suppression do not count toward the
-next. Findings are recorded only: detector.suppressions holds Insight keys.
+next. A finding's key is its rule, account and principal: the same count on it becomes a
+findings.suppressions entry matching those three (a finding about no single principal is recorded
+only).
 
 Options:
       --false-positive     the record is not worth anyone's attention
@@ -205,10 +208,11 @@ async function applyPolicy(
     },
   });
   const judge = (latest: ConfigRecord | null, history: ConfigHistory) => {
-    // Before the first version, the tuning this command's own config has.
-    const current = latest?.document.detector ?? documentOf(config).detector;
-    const versions = history.list().map((v) => ({ appliedAt: v.appliedAt, suppressions: v.document.detector.suppressions }));
-    return { current, outcome: evaluatePolicy(subject, feedback, config.feedback, current, versions, Date.now()) };
+    // Before the first version, the tuning this command's own config has; the rest of it is carried forward as it is.
+    const current = latest?.document ?? documentOf(config);
+    const versions = history.list().map((v) => ({ appliedAt: v.appliedAt, suppressions: suppressionsFor(v.document, subject.kind) }));
+    const suppressions = suppressionsFor(current, subject.kind);
+    return { current, outcome: evaluatePolicy(subject, feedback, config.feedback, { suppressions }, versions, Date.now()) };
   };
   const { history } = await readConfigHistory(transport, config.topics.config, timeoutMs);
   let judged = judge(history.latest(), history).outcome;
@@ -220,9 +224,7 @@ async function applyPolicy(
       const { current, outcome } = judge(latest, now);
       judged = outcome;
       if (outcome.suppression === null) return null;
-      // The findings' tuning goes on as the latest version (or this command's config) has it.
-      const findings = (latest?.document ?? documentOf(config)).findings;
-      const document = { detector: withPolicySuppression(current, outcome.suppression), findings };
+      const document = documentWithPolicySuppression(current, subject.kind, outcome.suppression);
       return {
         author: FEEDBACK_POLICY_AUTHOR,
         message: `${outcome.suppression.reason}: suppress ${subject.key} until ${outcome.suppression.expires}`,
