@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,18 +9,13 @@ import { loadConfig } from '../../src/config/load.ts';
 import type { DetectorConfig } from '../../src/config/schema.ts';
 import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
 import { Topology } from '../../src/detect/topology.ts';
-import { ensureFixtures, SPIKE_JSONL } from './fixtures.ts';
+import { ensureFixtures, SPIKE_JSONL, spikeEvents } from './fixtures.ts';
 
 function detector(over: Partial<DetectorConfig> = {}): DetectorConfig {
   return loadConfig({ env: {}, overrides: { detector: over } }).detector;
 }
 
-function fixtureEvents(): AuditEvent[] {
-  return readFileSync(SPIKE_JSONL, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as AuditEvent);
-}
+const fixtureEvents = spikeEvents;
 
 /** What a live consumer does: batches straight into the topology; here also the backtest's end-of-input rule. */
 function directRun(events: AuditEvent[], cfg: DetectorConfig, batchSize = 500): Insight[] {

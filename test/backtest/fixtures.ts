@@ -2,8 +2,9 @@
  * The committed backtest fixtures, and how they were made: `UPDATE_GOLDEN=1` (or a missing file)
  * rewrites them from the seeded demo generator, so they can be regenerated, never hand-edited.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AuditEvent } from '../../src/contracts/types.ts';
 import { DEMO_ACTORS, DEMO_SPIKE_ACTOR, generateTraffic, mulberry32, poisson } from '../../src/demo/traffic.ts';
 import { FIXTURES_DIR } from '../helpers/shared.ts';
 
@@ -23,6 +24,15 @@ export const METRIC_LEVEL_CHANGE = { key: 'queue.depth', startMinute: 300, minut
 export const BAD_LINES_JSONL = join(BACKTEST_FIXTURES, 'bad-lines.jsonl');
 
 export const FIXTURE_T0 = Date.UTC(2026, 0, 5, 8, 0, 0);
+
+/** The events of SPIKE_JSONL, in file order. */
+export function spikeEvents(): AuditEvent[] {
+  ensureFixtures();
+  return readFileSync(SPIKE_JSONL, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as AuditEvent);
+}
 
 export function ensureFixtures(): void {
   const update = process.env.UPDATE_GOLDEN === '1';

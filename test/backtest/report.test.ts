@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { backtestEvents } from '../../src/backtest/backtest.ts';
@@ -10,7 +9,7 @@ import { decadesOf, surpriseAbove, surpriseBelow } from '../../src/detect/baseli
 import type { BucketObservation } from '../../src/detect/engine.ts';
 import { buildInsight } from '../../src/emit/insight.ts';
 import { chartAssets, renderReport } from '../../src/emit/report.ts';
-import { BACKTEST_FIXTURES, ensureFixtures, FIXTURE_T0, SPIKE_JSONL } from './fixtures.ts';
+import { BACKTEST_FIXTURES, FIXTURE_T0, spikeEvents } from './fixtures.ts';
 
 const MINUTE_MS = 60_000;
 const STRICT = join(BACKTEST_FIXTURES, 'report-strict.json');
@@ -18,11 +17,7 @@ const ACTION_ONLY = join(BACKTEST_FIXTURES, 'report-action-only.json');
 
 let events: AuditEvent[] = [];
 before(() => {
-  ensureFixtures();
-  events = readFileSync(SPIKE_JSONL, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as AuditEvent);
+  events = spikeEvents();
 });
 
 function meta(over: Partial<ReportMeta> = {}): ReportMeta {
@@ -161,6 +156,11 @@ describe('ReportRecorder on the demo fixture', () => {
         if (i < 0 || s.high[i] == null) continue;
         // Rounded to 4 significant digits in the page: compare with a margin.
         const high = s.high[i] as number;
+        // The edge is exactly as rare as the threshold under what the engine judged with (its expectation and dispersion).
+        if (high > o.expected + 1e-9) {
+          const edge = surpriseAbove(high, o.expected, o.dispersion, 'counts');
+          assert.ok(Math.abs(edge - decadesOf(k.threshold)) < 0.02, `${k.id} at ${o.bucketStartMs}: band edge ${high} is ${edge} decades`);
+        }
         if (Math.abs(o.count - high) / Math.max(1, high) < 0.01) continue;
         assert.equal(
           o.rawScore >= k.threshold,

@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { Producer } from 'kafkajs';
 import { backtestEvents } from '../../src/backtest/backtest.ts';
 import { insightLine } from '../../src/cli/commands/tail.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { insightSchema } from '../../src/contracts/schemas.ts';
-import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
+import type { Insight } from '../../src/contracts/types.ts';
 import { insightJson } from '../../src/emit/insight.ts';
 import { EventCodec } from '../../src/runtime/codec.ts';
 import { createRegistry, registerContract } from '../../src/runtime/registry.ts';
-import { SPIKE_JSONL } from '../backtest/fixtures.ts';
+import { spikeEvents } from '../backtest/fixtures.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { createTopics, testKafka, uniqueName } from '../helpers/kafka.ts';
 import { testStack } from '../helpers/stack.ts';
@@ -30,13 +29,7 @@ const sorted = (list: string[]): string[] => [...list].sort();
 const HOUR_MS = 3_600_000;
 
 /** The demo spike's Insights (what the detector raises on it), in the order it raised them. */
-const INSIGHTS: Insight[] = backtestEvents(
-  readFileSync(SPIKE_JSONL, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as AuditEvent),
-  loadConfig({ env: {} }).detector,
-).insights;
+const INSIGHTS: Insight[] = backtestEvents(spikeEvents(), loadConfig({ env: {} }).detector).insights;
 
 /** How many of them are written three hours back (by record time), the rest now. */
 const OLD = 4;

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { backtestEvents } from '../../src/backtest/backtest.ts';
 import {
@@ -14,18 +13,12 @@ import {
   typeOption,
 } from '../../src/cli/commands/tail.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
+import type { Insight } from '../../src/contracts/types.ts';
 import { buildFinding } from '../../src/emit/finding.ts';
-import { SPIKE_JSONL } from '../backtest/fixtures.ts';
+import { spikeEvents } from '../backtest/fixtures.ts';
 
 /** The Insights of the committed demo spike (a deploy role's RunInstances burst, then denied TerminateInstances). */
-const INSIGHTS: Insight[] = backtestEvents(
-  readFileSync(SPIKE_JSONL, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as AuditEvent),
-  loadConfig({ env: {} }).detector,
-).insights;
+const INSIGHTS: Insight[] = backtestEvents(spikeEvents(), loadConfig({ env: {} }).detector).insights;
 
 const ROLE = 'arn:aws:sts::123456789012:assumed-role/deploy-pipeline';
 

@@ -1,20 +1,14 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import type { AuditEvent, Insight } from '../../src/contracts/types.ts';
 import { DetectionEngine } from '../../src/detect/engine.ts';
 import { ActionStage, PrincipalStage, partitionFor, Topology } from '../../src/detect/topology.ts';
-import { ensureFixtures, SPIKE_JSONL } from '../backtest/fixtures.ts';
+import { ensureFixtures, spikeEvents } from '../backtest/fixtures.ts';
 
 const cfg = loadConfig({ env: {} }).detector;
 
-function fixtureEvents(): AuditEvent[] {
-  return readFileSync(SPIKE_JSONL, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => JSON.parse(l) as AuditEvent);
-}
+const fixtureEvents = spikeEvents;
 
 function byId(insights: Insight[]): Insight[] {
   return [...insights].sort((a, b) => (a.eventID < b.eventID ? -1 : a.eventID > b.eventID ? 1 : 0));

@@ -35,6 +35,14 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): CliRun {
   return { child, stdout: () => stdout, stderr: () => stderr, closed };
 }
 
+/** The JSON lines of what a command printed (pino's log lines on stderr, `--print`'s records on stdout), other lines left out. */
+export function jsonLines<T = Record<string, unknown>>(text: string): T[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as T);
+}
+
 /** Runs `trailwatch <args>` to the end. */
 export async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = startCli(args, env);

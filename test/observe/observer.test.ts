@@ -11,7 +11,7 @@ import { createLogger } from '../../src/logger.ts';
 import { Observer } from '../../src/observe/observer.ts';
 import type { MemberStatus } from '../../src/observe/status.ts';
 import type { Transport } from '../../src/transport/types.ts';
-import { cli, startCli } from '../helpers/cli.ts';
+import { cli, jsonLines, startCli } from '../helpers/cli.ts';
 import { detectorTestConfig, publishEvents } from '../helpers/detector.ts';
 import { deleteTopicsWithPrefix } from '../helpers/kafka.ts';
 
@@ -91,12 +91,7 @@ describe('watching a running detector', { timeout: 300_000 }, () => {
       if (run.child.exitCode === null) run.child.kill('SIGKILL');
     });
     const url = `http://127.0.0.1:${port}`;
-    const logLines = () =>
-      run
-        .stderr()
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const logLines = () => jsonLines<Record<string, unknown>>(run.stderr());
 
     // The endpoint is up before the detector has its partitions: alive, not ready, and saying why.
     await waitFor('/healthz', 60_000, async () => ((await fetch(`${url}/healthz`)).status === 200 ? true : undefined), run.stderr);

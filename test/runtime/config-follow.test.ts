@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import type { AuditEvent } from '../../src/contracts/types.ts';
-import { cli, startCli } from '../helpers/cli.ts';
+import { cli, jsonLines, startCli } from '../helpers/cli.ts';
 import { detectorTestConfig, publishEvents } from '../helpers/detector.ts';
 import { auditEvent } from '../helpers/events.ts';
 import { deleteTopicsWithPrefix } from '../helpers/kafka.ts';
@@ -96,18 +96,8 @@ describe('run following the config topic', { timeout: 480_000 }, () => {
     after(() => {
       if (run.child.exitCode === null) run.child.kill('SIGKILL');
     });
-    const logs = () =>
-      run
-        .stderr()
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const printed = () =>
-      run
-        .stdout()
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as Printed);
+    const logs = () => jsonLines<Record<string, unknown>>(run.stderr());
+    const printed = () => jsonLines<Printed>(run.stdout());
     const starts = (action: string) => printed().filter((i) => i.insightDetails.state === 'Start' && i.insightDetails.eventName === action);
     const ends = () => printed().filter((i) => i.insightDetails.state === 'End').length;
     const taken = (version: number) =>
